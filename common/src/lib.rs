@@ -1,1 +1,13 @@
-//! placeholder
+//! What Ferry's components share.
+//!
+//! - [`cloudevent`]: CloudEvents and their HTTP and Kafka bindings (pure).
+//! - [`contract`]: reading the data-plane contract, and following its file.
+//! - [`kafka`]: librdkafka settings: Ferry's defaults and operator overrides.
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
+//! - [`shutdown`]: one signal for every task of a process.
+
+pub mod admin;
+pub mod cloudevent;
+pub mod contract;
+pub mod kafka;
+pub mod shutdown;
