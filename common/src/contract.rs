@@ -1,1 +1,233 @@
+//! Reading the data-plane contract and following its file.
+//!
+//! The file holds protobuf JSON (the format of Knative's ConfigMap) or
+//! binary protobuf. It is re-read whenever its directory changes, which
+//! covers the `..data` symlink swap of a Kubernetes ConfigMap mount, and on a
+//! slow poll in case an event is missed. A file that does not parse is
+//! logged and the previous contract stays in force.
 
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use ferry_proto::{Contract, Message};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::{mpsc, watch};
+
+use crate::shutdown::Shutdown;
+
+/// Why a contract could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    /// The file could not be read.
+    #[error("cannot read contract {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bytes are JSON but not a contract.
+    #[error("contract is not valid protobuf JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The bytes are neither JSON nor a binary contract.
+    #[error("contract is not valid binary protobuf: {0}")]
+    Binary(#[source] ferry_proto::DecodeError),
+    /// The file watcher could not be set up.
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Parses a contract: JSON when the first non-blank byte is `{`, binary
+/// protobuf otherwise. An empty document is the empty contract.
+pub fn parse(bytes: &[u8]) -> Result<Contract, ContractError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice(bytes).map_err(ContractError::Json),
+        _ => Contract::decode(bytes).map_err(ContractError::Binary),
+    }
+}
+
+/// Reads and parses the contract file.
+pub fn read(path: &Path) -> Result<Contract, ContractError> {
+    let bytes = std::fs::read(path).map_err(|source| ContractError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&bytes)
+}
+
+/// The contract in force; `None` until one has been read.
+pub type ContractRx = watch::Receiver<Option<Arc<Contract>>>;
+
+/// Follows the contract file until shutdown. The receiver sees each new
+/// contract once; unparseable versions are logged and skipped.
+pub fn follow(
+    path: PathBuf,
+    poll: Duration,
+    shutdown: Shutdown,
+) -> Result<ContractRx, ContractError> {
+    let (tx, rx) = watch::channel(None);
+    let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
+    // Watch the directory, not the file: a ConfigMap update replaces the
+    // symlink the file path goes through, which a file watch would miss.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+        // A full channel already holds a wake-up; dropping this one is fine.
+        let _ = changed_tx.try_send(());
+    })
+    .map_err(|source| ContractError::Watch {
+        path: dir.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| ContractError::Watch {
+            path: dir.clone(),
+            source,
+        })?;
+
+    tokio::spawn(async move {
+        let _watcher = watcher; // dropping it stops the notifications
+        let mut last: Option<Vec<u8>> = None;
+        let mut ticker = tokio::time::interval(poll);
+        loop {
+            reload(&path, &mut last, &tx);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = changed_rx.recv() => {}
+                _ = ticker.tick() => {}
+            }
+        }
+    });
+    Ok(rx)
+}
+
+fn reload(path: &Path, last: &mut Option<Vec<u8>>, tx: &watch::Sender<Option<Arc<Contract>>>) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            if last.is_some() {
+                tracing::warn!(path = %path.display(), %error, "contract file unreadable; keeping the previous contract");
+            }
+            return;
+        }
+    };
+    if last.as_deref() == Some(&bytes[..]) {
+        return;
+    }
+    match parse(&bytes) {
+        Ok(contract) => {
+            tracing::info!(
+                path = %path.display(),
+                generation = contract.generation,
+                resources = contract.resources.len(),
+                "contract loaded"
+            );
+            tx.send_replace(Some(Arc::new(contract)));
+        }
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "contract rejected; keeping the previous contract");
+        }
+    }
+    *last = Some(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::Resource;
+
+    fn contract(generation: u64) -> Contract {
+        Contract {
+            generation,
+            resources: vec![Resource {
+                uid: format!("r{generation}"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parses_json_binary_and_empty() {
+        let c = contract(3);
+        assert_eq!(
+            parse(serde_json::to_string(&c).unwrap().as_bytes()).unwrap(),
+            c
+        );
+        assert_eq!(parse(&c.encode_to_vec()).unwrap(), c);
+        assert_eq!(parse(b"").unwrap(), Contract::default());
+        assert!(matches!(
+            parse(b"{\"generation\": \"x\"}"),
+            Err(ContractError::Json(_))
+        ));
+        assert!(matches!(
+            parse(b"\xff\xff\xff"),
+            Err(ContractError::Binary(_))
+        ));
+    }
+
+    async fn next(rx: &mut ContractRx) -> Arc<Contract> {
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .expect("a contract in time")
+            .unwrap();
+        rx.borrow_and_update().clone().unwrap()
+    }
+
+    #[tokio::test]
+    async fn follows_writes_symlink_swaps_and_keeps_the_last_good_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let shutdown = Shutdown::new();
+        // The layout of a ConfigMap mount: data -> ..data/data, ..data -> ..v1
+        std::fs::create_dir(dir.path().join("..v1")).unwrap();
+        std::fs::write(
+            dir.path().join("..v1/data"),
+            serde_json::to_vec(&contract(1)).unwrap(),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("..v1", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/data", dir.path().join("data")).unwrap();
+
+        let mut rx = follow(
+            dir.path().join("data"),
+            Duration::from_secs(3600),
+            shutdown.clone(),
+        )
+        .unwrap();
+        assert_eq!(next(&mut rx).await.generation, 1);
+
+        // Swap, as the kubelet does: new directory, new symlink renamed over.
+        std::fs::create_dir(dir.path().join("..v2")).unwrap();
+        std::fs::write(dir.path().join("..v2/data"), contract(2).encode_to_vec()).unwrap();
+        std::os::unix::fs::symlink("..v2", dir.path().join("..data_tmp")).unwrap();
+        std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+        assert_eq!(next(&mut rx).await.generation, 2);
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_truncated_write_keeps_the_previous_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let shutdown = Shutdown::new();
+        let file = dir.path().join("contract.json");
+        std::fs::write(&file, serde_json::to_vec(&contract(1)).unwrap()).unwrap();
+        let mut rx = follow(file.clone(), Duration::from_secs(3600), shutdown.clone()).unwrap();
+        assert_eq!(next(&mut rx).await.generation, 1);
+
+        std::fs::write(&file, b"{\"generation\": \"3\", \"resou").unwrap();
+        std::fs::write(&file, serde_json::to_vec(&contract(4)).unwrap()).unwrap();
+        // Whether or not the broken version was seen, only good ones are published.
+        assert_eq!(next(&mut rx).await.generation, 4);
+        shutdown.cancel();
+    }
+}

@@ -1,1 +1,222 @@
+//! librdkafka settings: Ferry's typed defaults, plus an escape hatch for the
+//! operator (a properties file and `FERRY_KAFKA_*` environment variables)
+//! that refuses to override what Ferry's guarantees rest on.
 
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use rdkafka::ClientConfig;
+
+/// Environment variables with this prefix set librdkafka properties:
+/// `FERRY_KAFKA_LINGER_MS=1` sets `linger.ms=1`.
+pub const ENV_PREFIX: &str = "FERRY_KAFKA_";
+
+/// Properties Ferry sets from its own typed settings; overriding them would
+/// break a guarantee (acks=all, idempotence) or disagree with a flag.
+const OWNED: [&str; 8] = [
+    "bootstrap.servers",
+    "enable.idempotence",
+    "acks",
+    "request.required.acks",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "message.max.bytes",
+    "enable.auto.commit",
+];
+
+/// Why the operator's Kafka settings were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaConfigError {
+    /// The properties file could not be read.
+    #[error("cannot read Kafka properties {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of the properties file is not `key=value`.
+    #[error("{path}:{line}: expected 'key=value'")]
+    Syntax { path: String, line: usize },
+    /// The operator tried to set a property Ferry owns.
+    #[error("Kafka property '{0}' is set by Ferry itself and cannot be overridden (use Ferry's flag for it)")]
+    Owned(String),
+}
+
+/// librdkafka properties the operator asked for, on top of Ferry's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides(BTreeMap<String, String>);
+
+// === impl Overrides ===
+
+impl Overrides {
+    /// Reads the properties file (when given), then the environment, which
+    /// wins.
+    pub fn load(
+        properties: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, KafkaConfigError> {
+        let mut map = BTreeMap::new();
+        if let Some(path) = properties {
+            let text = std::fs::read_to_string(path).map_err(|source| KafkaConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                    continue;
+                }
+                let (k, v) = line
+                    .split_once('=')
+                    .ok_or_else(|| KafkaConfigError::Syntax {
+                        path: path.display().to_string(),
+                        line: i + 1,
+                    })?;
+                map.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+        }
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix(ENV_PREFIX) {
+                map.insert(key.to_ascii_lowercase().replace('_', "."), value);
+            }
+        }
+        if let Some(owned) = map.keys().find(|k| OWNED.contains(&k.as_str())) {
+            return Err(KafkaConfigError::Owned(owned.clone()));
+        }
+        Ok(Overrides(map))
+    }
+
+    fn apply(&self, config: &mut ClientConfig) {
+        for (k, v) in &self.0 {
+            config.set(k, v);
+        }
+    }
+}
+
+/// Settings of the receiver's producers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerSettings {
+    /// How long a write may take before the request fails with 503; librdkafka
+    /// retries within it.
+    pub timeout: Duration,
+    /// The largest record value; the ingress body limit.
+    pub max_message_bytes: usize,
+    pub overrides: Overrides,
+}
+
+/// Room for headers and framing on top of the largest value.
+const RECORD_OVERHEAD: usize = 64 * 1024;
+
+impl ProducerSettings {
+    /// The client configuration for one cluster. Defaults: an idempotent
+    /// producer with acks=all (so a 202 means durably written), a short
+    /// linger to batch concurrent requests without adding visible latency.
+    pub fn client_config(&self, bootstrap_servers: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap_servers)
+            .set("client.id", "ferry-receiver")
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("socket.keepalive.enable", "true")
+            .set(
+                "message.timeout.ms",
+                self.timeout.as_millis().max(1).to_string(),
+            )
+            .set(
+                "message.max.bytes",
+                (self.max_message_bytes + RECORD_OVERHEAD).to_string(),
+            );
+        self.overrides.apply(&mut config);
+        config
+    }
+}
+
+/// Settings of the dispatcher's consumers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerSettings {
+    /// How long the group waits for a silent member; also bounds how long a
+    /// new group's first join takes on some brokers.
+    pub session_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub overrides: Overrides,
+}
+
+impl ConsumerSettings {
+    pub fn client_config(&self, bootstrap_servers: &str, group_id: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap_servers)
+            .set("group.id", group_id)
+            .set("client.id", "ferry-dispatcher")
+            // Offsets are committed by Ferry once deliveries finish.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "session.timeout.ms",
+                self.session_timeout.as_millis().to_string(),
+            )
+            .set(
+                "heartbeat.interval.ms",
+                self.heartbeat_interval.as_millis().to_string(),
+            )
+            .set("socket.keepalive.enable", "true");
+        self.overrides.apply(&mut config);
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kafka.properties");
+        std::fs::write(&file, "# comment\nlinger.ms = 7\ncompression.type=lz4\n").unwrap();
+        let o = Overrides::load(
+            Some(&file),
+            env(&[("FERRY_KAFKA_LINGER_MS", "9"), ("PATH", "/bin")]),
+        )
+        .unwrap();
+        let settings = ProducerSettings {
+            timeout: Duration::from_secs(5),
+            max_message_bytes: 1 << 20,
+            overrides: o,
+        };
+        let config = settings.client_config("127.0.0.1:9092");
+        assert_eq!(config.get("linger.ms"), Some("9"));
+        assert_eq!(config.get("compression.type"), Some("lz4"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("message.timeout.ms"), Some("5000"));
+        assert_eq!(
+            config.get("message.max.bytes"),
+            Some(((1 << 20) + RECORD_OVERHEAD).to_string().as_str())
+        );
+    }
+
+    #[test]
+    fn refuses_owned_properties_and_bad_lines() {
+        let err = Overrides::load(None, env(&[("FERRY_KAFKA_ACKS", "1")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Kafka property 'acks' is set by Ferry itself and cannot be overridden (use Ferry's flag for it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.properties");
+        std::fs::write(&file, "linger.ms\n").unwrap();
+        assert!(matches!(
+            Overrides::load(Some(&file), []),
+            Err(KafkaConfigError::Syntax { line: 1, .. })
+        ));
+    }
+}

@@ -4,10 +4,12 @@
 //! - [`contract`]: reading the data-plane contract, and following its file.
 //! - [`kafka`]: librdkafka settings: Ferry's defaults and operator overrides.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
+//! - [`server`]: the HTTP serve loop with graceful drain.
 //! - [`shutdown`]: one signal for every task of a process.
 
 pub mod admin;
 pub mod cloudevent;
 pub mod contract;
 pub mod kafka;
+pub mod server;
 pub mod shutdown;

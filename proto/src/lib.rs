@@ -9,4 +9,4 @@
 include!(concat!(env!("OUT_DIR"), "/contract.rs"));
 include!(concat!(env!("OUT_DIR"), "/contract.serde.rs"));
 
-pub use prost::Message;
+pub use prost::{DecodeError, Message};
