@@ -1,1 +1,51 @@
-fn main() {}
+//! `ferry`: one binary, a subcommand per component. It parses flags, sets up
+//! logging and hands over to the component's library.
+
+mod receiver;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "A Kafka-backed event broker and channel for Knative Eventing")]
+struct Cli {
+    /// Log format: "text" or "json". The level comes from RUST_LOG (default info).
+    #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text", global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The HTTP ingress: CloudEvents in, Kafka records out.
+    Receiver(receiver::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let shutdown = ferry_common::shutdown::on_signal();
+        match cli.command {
+            Command::Receiver(args) => receiver::run(args, shutdown).await,
+        }
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -3,6 +3,7 @@
 //! - [`cloudevent`]: CloudEvents and their HTTP and Kafka bindings (pure).
 //! - [`contract`]: reading the data-plane contract, and following its file.
 //! - [`kafka`]: librdkafka settings: Ferry's defaults and operator overrides.
+//! - [`producer`]: writing records, one idempotent producer per cluster.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
 //! - [`server`]: the HTTP serve loop with graceful drain.
 //! - [`shutdown`]: one signal for every task of a process.
@@ -11,5 +12,6 @@ pub mod admin;
 pub mod cloudevent;
 pub mod contract;
 pub mod kafka;
+pub mod producer;
 pub mod server;
 pub mod shutdown;

@@ -1,1 +1,152 @@
-//! placeholder
+//! Ferry's HTTP ingress: CloudEvents posted to a broker's or channel's
+//! address are validated and written to its Kafka topic; the answer is 202
+//! only once Kafka acknowledged the write.
+//!
+//! A request goes through [`ingress`]: route (by the contract's path or
+//! host, [`routes`]) → decode and validate (`ferry_common::cloudevent`) →
+//! produce (`ferry_common::producer`) → respond ([`error`] holds every
+//! failure's status code).
+
+pub mod error;
+pub mod ingress;
+mod metrics;
+mod readiness;
+pub mod routes;
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
+use ferry_common::{
+    admin::Admin,
+    contract::{self, ContractError, ContractRx},
+    kafka::ProducerSettings,
+    producer::ProducerPool,
+    server,
+    shutdown::Shutdown,
+};
+use prometheus_client::registry::Registry;
+use tokio::{net::TcpListener, task::JoinHandle};
+
+use crate::{ingress::Ingress, metrics::Metrics, routes::Routes};
+
+/// Everything the receiver needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub contract: PathBuf,
+    /// How often the contract file is re-read even without a change event.
+    pub contract_poll: Duration,
+    /// Used for resources whose contract entry names no cluster.
+    pub default_bootstrap: String,
+    pub max_body_bytes: usize,
+    pub producer: ProducerSettings,
+}
+
+/// Why the receiver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    /// A listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The contract file cannot be followed.
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+}
+
+/// A started receiver.
+pub struct Running {
+    pub ingress: SocketAddr,
+    pub admin: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the receiver has shut down.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Runs the receiver until shutdown.
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ReceiverError> {
+    start(config, shutdown).await?.join().await;
+    Ok(())
+}
+
+/// Binds the sockets and starts serving; returns the bound addresses.
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ReceiverError> {
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr).await.map_err(|source| ReceiverError::Bind { addr, source })
+    };
+    let ingress_listener = bind(config.listen).await?;
+    let admin_listener = bind(config.admin).await?;
+    let addrs = (ingress_listener.local_addr().expect("bound"), admin_listener.local_addr().expect("bound"));
+
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
+    let producers = Arc::new(ProducerPool::new(config.producer.clone()));
+    let contracts = contract::follow(config.contract.clone(), config.contract_poll, shutdown.clone())?;
+
+    let apply = tokio::spawn(apply_contracts(
+        contracts,
+        config.default_bootstrap.clone(),
+        routes.clone(),
+        producers.clone(),
+        ready.clone(),
+        shutdown.clone(),
+    ));
+    let ingress = Arc::new(Ingress { routes, producers, max_body_bytes: config.max_body_bytes, ready: ready.clone(), metrics });
+    let admin = Admin::new(registry, Arc::new(move || ready.load(std::sync::atomic::Ordering::Acquire)));
+
+    tracing::info!(ingress = %addrs.0, admin = %addrs.1, contract = %config.contract.display(), "receiver started");
+    let task = tokio::spawn(async move {
+        tokio::join!(server::serve(ingress_listener, ingress, shutdown.clone()), admin.serve(admin_listener, shutdown));
+        apply.abort();
+        tracing::info!("receiver stopped");
+    });
+    Ok(Running { ingress: addrs.0, admin: addrs.1, task })
+}
+
+/// Swaps in a routing table for every new contract, and keeps readiness.
+async fn apply_contracts(
+    mut contracts: ContractRx,
+    default_bootstrap: String,
+    routes: Arc<ArcSwap<Routes>>,
+    producers: Arc<ProducerPool>,
+    ready: Arc<AtomicBool>,
+    shutdown: Shutdown,
+) {
+    let mut readiness: Option<JoinHandle<()>> = None;
+    loop {
+        let contract = contracts.borrow_and_update().clone();
+        if let Some(contract) = contract {
+            let (table, rejected) = Routes::build(&contract, &default_bootstrap);
+            for r in rejected {
+                tracing::error!(resource = %r.uid, reason = %r.reason, "resource not served");
+            }
+            let table = Arc::new(table);
+            producers.retain(|bootstrap| table.iter().any(|r| r.bootstrap == bootstrap));
+            routes.store(table.clone());
+            if let Some(previous) = readiness.take() {
+                previous.abort();
+            }
+            readiness = Some(tokio::spawn(readiness::check(table, producers.clone(), ready.clone())));
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = contracts.changed() => if changed.is_err() { return },
+        }
+    }
+}

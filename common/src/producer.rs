@@ -1,0 +1,148 @@
+//! Writing event records to Kafka: one idempotent producer per cluster,
+//! shared by every resource on that cluster, rebuilt when librdkafka reports
+//! a fatal error (an idempotent producer is unusable after one, e.g. when a
+//! broker forgot its producer id).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
+use rdkafka::{
+    error::KafkaError,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer},
+    util::Timeout,
+};
+
+use crate::{cloudevent::kafka::Record, kafka::ProducerSettings};
+
+/// Why a record was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    /// The producer could not be created from its settings.
+    #[error("cannot create Kafka producer for {bootstrap}: {source}")]
+    Create {
+        bootstrap: String,
+        #[source]
+        source: KafkaError,
+    },
+    /// Kafka did not acknowledge the record.
+    #[error("Kafka did not acknowledge the write: {0}")]
+    Write(#[source] KafkaError),
+    /// No acknowledgement within the bound.
+    #[error("Kafka did not acknowledge the write within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A producer for one cluster that replaces itself after a fatal error.
+pub struct ClusterProducer {
+    bootstrap: String,
+    settings: ProducerSettings,
+    current: ArcSwap<FutureProducer>,
+}
+
+// === impl ClusterProducer ===
+
+impl ClusterProducer {
+    pub fn new(bootstrap: &str, settings: &ProducerSettings) -> Result<Self, ProduceError> {
+        let producer = create(bootstrap, settings)?;
+        Ok(ClusterProducer {
+            bootstrap: bootstrap.to_owned(),
+            settings: settings.clone(),
+            current: ArcSwap::from_pointee(producer),
+        })
+    }
+
+    /// Writes one record and waits for Kafka's acknowledgement (acks=all).
+    pub async fn send(&self, topic: &str, record: &Record) -> Result<(), ProduceError> {
+        let producer = self.current.load_full();
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header { key: name, value: Some(value.as_ref()) });
+        }
+        let mut future = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+        if let Some(key) = &record.key {
+            future = future.key(key.as_ref());
+        }
+        if let Some(value) = &record.value {
+            future = future.payload(value.as_ref());
+        }
+        let bound = self.settings.timeout;
+        // message.timeout.ms bounds delivery; the outer timeout also bounds
+        // waiting for room in a full queue.
+        let result = tokio::time::timeout(bound + Duration::from_millis(500), producer.send(future, Timeout::After(bound)))
+            .await
+            .map_err(|_| ProduceError::Timeout(bound))?;
+        match result {
+            Ok(_) => Ok(()),
+            Err((error, _)) => {
+                self.recover_if_fatal(&producer);
+                Err(ProduceError::Write(error))
+            }
+        }
+    }
+
+    /// Asks for metadata of `topic`; true when it exists with partitions.
+    pub async fn has_topic(&self, topic: &str, timeout: Duration) -> bool {
+        let producer = self.current.load_full();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            producer.client().fetch_metadata(Some(&topic), timeout).is_ok_and(|metadata| {
+                metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            })
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    fn recover_if_fatal(&self, failed: &Arc<FutureProducer>) {
+        let Some((code, reason)) = failed.client().fatal_error() else { return };
+        tracing::warn!(bootstrap = %self.bootstrap, ?code, %reason, "fatal producer error; creating a new producer");
+        match create(&self.bootstrap, &self.settings) {
+            // Only replace the producer that failed, not one a concurrent
+            // request already replaced.
+            Ok(fresh) => {
+                self.current.compare_and_swap(failed, Arc::new(fresh));
+            }
+            Err(error) => tracing::error!(%error, "cannot recreate producer"),
+        }
+    }
+}
+
+fn create(bootstrap: &str, settings: &ProducerSettings) -> Result<FutureProducer, ProduceError> {
+    settings
+        .client_config(bootstrap)
+        .create()
+        .map_err(|source| ProduceError::Create { bootstrap: bootstrap.to_owned(), source })
+}
+
+/// Producers by bootstrap address, so every resource on a cluster shares one.
+pub struct ProducerPool {
+    settings: ProducerSettings,
+    producers: Mutex<HashMap<String, Arc<ClusterProducer>>>,
+}
+
+impl ProducerPool {
+    pub fn new(settings: ProducerSettings) -> Self {
+        ProducerPool { settings, producers: Mutex::default() }
+    }
+
+    /// The producer for a cluster, created on first use.
+    pub fn get(&self, bootstrap: &str) -> Result<Arc<ClusterProducer>, ProduceError> {
+        let mut producers = self.producers.lock().expect("producer pool lock");
+        if let Some(p) = producers.get(bootstrap) {
+            return Ok(p.clone());
+        }
+        let producer = Arc::new(ClusterProducer::new(bootstrap, &self.settings)?);
+        producers.insert(bootstrap.to_owned(), producer.clone());
+        Ok(producer)
+    }
+
+    /// Drops producers of clusters no resource uses any more.
+    pub fn retain(&self, in_use: impl Fn(&str) -> bool) {
+        self.producers.lock().expect("producer pool lock").retain(|k, _| in_use(k));
+    }
+}

@@ -1,0 +1,77 @@
+//! Every way an ingress request can fail, and the one place each becomes an
+//! HTTP status.
+
+use ferry_common::{
+    cloudevent::InvalidEvent,
+    producer::ProduceError,
+    server::{self, Body},
+};
+use http::{header::ALLOW, Response, StatusCode};
+
+/// Why a request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    /// Only POST delivers events.
+    #[error("method {0} is not allowed; send events with POST")]
+    Method(http::Method),
+    /// No resource in the contract has this path or host.
+    #[error("no broker or channel at {0}")]
+    NotFound(String),
+    /// The body is larger than the limit.
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// The body could not be read.
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    /// The request is not a valid CloudEvent.
+    #[error("invalid CloudEvent: {0}")]
+    Invalid(#[from] InvalidEvent),
+    /// Kafka did not take the event.
+    #[error("event not stored: {0}")]
+    Produce(#[from] ProduceError),
+}
+
+impl IngressError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngressError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
+            IngressError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::Body(_) | IngressError::Invalid(_) => StatusCode::BAD_REQUEST,
+            IngressError::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The answer a client gets: the status, and the reason in words.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let mut response = server::text(status, format!("{self}\n"));
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response.headers_mut().insert(ALLOW, http::HeaderValue::from_static("POST"));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn each_error_has_its_status() {
+        let cases = [
+            (IngressError::Method(http::Method::GET), 405),
+            (IngressError::NotFound("/x".into()), 404),
+            (IngressError::TooLarge { limit: 1 }, 413),
+            (IngressError::Invalid(InvalidEvent::Missing("id")), 400),
+            (IngressError::Body("eof".into()), 400),
+            (IngressError::Produce(ProduceError::Timeout(Duration::from_secs(1))), 503),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error}");
+        }
+        let r = IngressError::Method(http::Method::PUT).into_response();
+        assert_eq!(r.headers()[ALLOW], "POST");
+    }
+}

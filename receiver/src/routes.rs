@@ -1,0 +1,210 @@
+//! The routing table: which resource a request is for, built once per
+//! contract. Pure: the contract in, lookups out.
+
+use std::{collections::HashMap, sync::Arc};
+
+use ferry_common::cloudevent::{kafka::ContentMode, Event, Value};
+use ferry_proto::{Contract, Resource};
+
+/// Where and how one resource's events are written.
+#[derive(Debug, PartialEq)]
+pub struct Route {
+    /// The resource's uid, for logs.
+    pub uid: String,
+    /// `namespace/name` when the contract names the object, the uid otherwise.
+    pub name: String,
+    pub topic: String,
+    pub bootstrap: String,
+    pub mode: ContentMode,
+    /// `cloudEventOverrides`: extensions set on every event.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Route {
+    pub fn apply_overrides(&self, event: &mut Event) {
+        for (name, value) in &self.overrides {
+            event.set(name, Value::String(value.clone()));
+        }
+    }
+}
+
+/// A resource left out of the table, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub uid: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Routes {
+    by_path: HashMap<String, Arc<Route>>,
+    by_host: HashMap<String, Arc<Route>>,
+}
+
+// === impl Routes ===
+
+impl Routes {
+    /// Builds the table. Resources that cannot be served are returned with
+    /// the reason, and the rest are served.
+    pub fn build(contract: &Contract, default_bootstrap: &str) -> (Routes, Vec<Rejected>) {
+        let mut routes = Routes::default();
+        let mut rejected = Vec::new();
+        for resource in &contract.resources {
+            let reject = |reason: String| Rejected { uid: resource.uid.clone(), reason };
+            match route(resource, default_bootstrap) {
+                Err(reason) => rejected.push(reject(reason)),
+                Ok((key, route)) => {
+                    let (table, key) = match key {
+                        Key::Path(p) => (&mut routes.by_path, p),
+                        Key::Host(h) => (&mut routes.by_host, h),
+                    };
+                    if let Some(existing) = table.get(&key) {
+                        rejected.push(reject(format!("ingress '{key}' is already served by resource {}", existing.uid)));
+                        continue;
+                    }
+                    table.insert(key, Arc::new(route));
+                }
+            }
+        }
+        (routes, rejected)
+    }
+
+    /// The route for a request path, or else for its host.
+    pub fn find(&self, path: &str, host: Option<&str>) -> Option<&Arc<Route>> {
+        self.by_path.get(normalise_path(path)).or_else(|| host.and_then(|h| self.by_host.get(&normalise_host(h))))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.by_path.values().chain(self.by_host.values())
+    }
+}
+
+enum Key {
+    Path(String),
+    Host(String),
+}
+
+fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Key, Route), String> {
+    let ingress = resource.ingress.as_ref().ok_or("no ingress")?;
+    let key = if !ingress.path.is_empty() {
+        Key::Path(normalise_path(&ingress.path).to_owned())
+    } else if !ingress.host.is_empty() {
+        Key::Host(normalise_host(&ingress.host))
+    } else {
+        return Err("ingress has neither a path nor a host".into());
+    };
+    let topic = resource.topics.first().filter(|t| !t.is_empty()).ok_or("no topic")?.clone();
+    let bootstrap = if resource.bootstrap_servers.is_empty() { default_bootstrap } else { &resource.bootstrap_servers };
+    if bootstrap.is_empty() {
+        return Err("no bootstrap servers in the contract and none configured".into());
+    }
+    let mut overrides: Vec<(String, String)> = Vec::new();
+    if let Some(o) = &resource.cloud_event_overrides {
+        for (name, value) in &o.extensions {
+            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            if !valid {
+                return Err(format!("cloudEventOverrides: invalid extension name '{name}'"));
+            }
+            overrides.push((name.clone(), value.clone()));
+        }
+        overrides.sort();
+    }
+    let name = resource
+        .reference
+        .as_ref()
+        .map(|r| format!("{}/{}", r.namespace, r.name))
+        .unwrap_or_else(|| resource.uid.clone());
+    let mode = match ingress.content_mode() {
+        ferry_proto::ContentMode::Binary => ContentMode::Binary,
+        ferry_proto::ContentMode::Structured => ContentMode::Structured,
+    };
+    Ok((key, Route { uid: resource.uid.clone(), name, topic, bootstrap: bootstrap.to_owned(), mode, overrides }))
+}
+
+/// A trailing slash is tolerated.
+fn normalise_path(path: &str) -> &str {
+    match path.trim_end_matches('/') {
+        "" => "/",
+        p => p,
+    }
+}
+
+/// Host names are case-insensitive; the port is not part of the address.
+fn normalise_host(host: &str) -> String {
+    let without_port = match host.rsplit_once(':') {
+        Some((h, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    without_port.to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::{CloudEventOverrides, Ingress};
+
+    fn resource(uid: &str, path: &str, host: &str, topic: &str) -> Resource {
+        Resource {
+            uid: uid.into(),
+            topics: if topic.is_empty() { vec![] } else { vec![topic.into()] },
+            ingress: Some(Ingress { path: path.into(), host: host.into(), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn routes_by_path_then_host() {
+        let contract = Contract {
+            resources: vec![
+                resource("b", "/ns/broker", "", "t1"),
+                resource("c", "", "ch-kn-channel.ns.svc.cluster.local", "t2"),
+            ],
+            ..Default::default()
+        };
+        let (routes, rejected) = Routes::build(&contract, "k:9092");
+        assert!(rejected.is_empty());
+        assert_eq!(routes.find("/ns/broker", None).unwrap().topic, "t1");
+        assert_eq!(routes.find("/ns/broker/", Some("x")).unwrap().topic, "t1");
+        assert_eq!(routes.find("/", Some("CH-kn-channel.ns.svc.cluster.local:80")).unwrap().topic, "t2");
+        assert!(routes.find("/ns/other", Some("x")).is_none());
+        assert_eq!(routes.find("/ns/broker", None).unwrap().bootstrap, "k:9092");
+    }
+
+    #[test]
+    fn bad_resources_are_rejected_and_the_rest_served() {
+        let mut with_bad_override = resource("o", "/ns/o", "", "t");
+        with_bad_override.cloud_event_overrides =
+            Some(CloudEventOverrides { extensions: [("Bad-Name".to_string(), "v".to_string())].into() });
+        let contract = Contract {
+            resources: vec![
+                resource("good", "/ns/good", "", "t"),
+                resource("notopic", "/ns/x", "", ""),
+                resource("noaddr", "", "", "t"),
+                resource("dup", "/ns/good/", "", "t"),
+                Resource { uid: "noingress".into(), topics: vec!["t".into()], ..Default::default() },
+                with_bad_override,
+            ],
+            ..Default::default()
+        };
+        let (routes, rejected) = Routes::build(&contract, "k:9092");
+        assert!(routes.find("/ns/good", None).is_some());
+        let reasons: Vec<_> = rejected.iter().map(|r| (r.uid.as_str(), r.reason.as_str())).collect();
+        assert_eq!(
+            reasons,
+            [
+                ("notopic", "no topic"),
+                ("noaddr", "ingress has neither a path nor a host"),
+                ("dup", "ingress '/ns/good' is already served by resource good"),
+                ("noingress", "no ingress"),
+                ("o", "cloudEventOverrides: invalid extension name 'Bad-Name'"),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_bootstrap_anywhere_is_rejected() {
+        let contract = Contract { resources: vec![resource("b", "/ns/b", "", "t")], ..Default::default() };
+        let (_, rejected) = Routes::build(&contract, "");
+        assert_eq!(rejected[0].reason, "no bootstrap servers in the contract and none configured");
+    }
+}
