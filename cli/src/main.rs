@@ -6,7 +6,11 @@ mod receiver;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ferry", version, about = "A Kafka-backed event broker and channel for Knative Eventing")]
+#[command(
+    name = "ferry",
+    version,
+    about = "A Kafka-backed event broker and channel for Knative Eventing"
+)]
 struct Cli {
     /// Log format: "text" or "json". The level comes from RUST_LOG (default info).
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text", global = true)]
@@ -31,7 +35,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let shutdown = ferry_common::shutdown::on_signal();
         match cli.command {
@@ -41,8 +47,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),

@@ -62,5 +62,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             overrides,
         },
     };
-    ferry_receiver::run(config, shutdown).await.context("receiver failed")
+    ferry_receiver::run(config, shutdown)
+        .await
+        .context("receiver failed")
 }

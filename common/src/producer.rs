@@ -61,7 +61,10 @@ impl ClusterProducer {
         let producer = self.current.load_full();
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (name, value) in &record.headers {
-            headers = headers.insert(Header { key: name, value: Some(value.as_ref()) });
+            headers = headers.insert(Header {
+                key: name,
+                value: Some(value.as_ref()),
+            });
         }
         let mut future = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
         if let Some(key) = &record.key {
@@ -73,9 +76,12 @@ impl ClusterProducer {
         let bound = self.settings.timeout;
         // message.timeout.ms bounds delivery; the outer timeout also bounds
         // waiting for room in a full queue.
-        let result = tokio::time::timeout(bound + Duration::from_millis(500), producer.send(future, Timeout::After(bound)))
-            .await
-            .map_err(|_| ProduceError::Timeout(bound))?;
+        let result = tokio::time::timeout(
+            bound + Duration::from_millis(500),
+            producer.send(future, Timeout::After(bound)),
+        )
+        .await
+        .map_err(|_| ProduceError::Timeout(bound))?;
         match result {
             Ok(_) => Ok(()),
             Err((error, _)) => {
@@ -90,16 +96,23 @@ impl ClusterProducer {
         let producer = self.current.load_full();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            producer.client().fetch_metadata(Some(&topic), timeout).is_ok_and(|metadata| {
-                metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            })
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .is_ok_and(|metadata| {
+                    metadata.topics().iter().any(|t| {
+                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
+                    })
+                })
         })
         .await
         .unwrap_or(false)
     }
 
     fn recover_if_fatal(&self, failed: &Arc<FutureProducer>) {
-        let Some((code, reason)) = failed.client().fatal_error() else { return };
+        let Some((code, reason)) = failed.client().fatal_error() else {
+            return;
+        };
         tracing::warn!(bootstrap = %self.bootstrap, ?code, %reason, "fatal producer error; creating a new producer");
         match create(&self.bootstrap, &self.settings) {
             // Only replace the producer that failed, not one a concurrent
@@ -116,7 +129,10 @@ fn create(bootstrap: &str, settings: &ProducerSettings) -> Result<FutureProducer
     settings
         .client_config(bootstrap)
         .create()
-        .map_err(|source| ProduceError::Create { bootstrap: bootstrap.to_owned(), source })
+        .map_err(|source| ProduceError::Create {
+            bootstrap: bootstrap.to_owned(),
+            source,
+        })
 }
 
 /// Producers by bootstrap address, so every resource on a cluster shares one.
@@ -127,7 +143,10 @@ pub struct ProducerPool {
 
 impl ProducerPool {
     pub fn new(settings: ProducerSettings) -> Self {
-        ProducerPool { settings, producers: Mutex::default() }
+        ProducerPool {
+            settings,
+            producers: Mutex::default(),
+        }
     }
 
     /// The producer for a cluster, created on first use.
@@ -143,6 +162,9 @@ impl ProducerPool {
 
     /// Drops producers of clusters no resource uses any more.
     pub fn retain(&self, in_use: impl Fn(&str) -> bool) {
-        self.producers.lock().expect("producer pool lock").retain(|k, _| in_use(k));
+        self.producers
+            .lock()
+            .expect("producer pool lock")
+            .retain(|k, _| in_use(k));
     }
 }

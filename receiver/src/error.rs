@@ -47,7 +47,9 @@ impl IngressError {
         let status = self.status();
         let mut response = server::text(status, format!("{self}\n"));
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            response.headers_mut().insert(ALLOW, http::HeaderValue::from_static("POST"));
+            response
+                .headers_mut()
+                .insert(ALLOW, http::HeaderValue::from_static("POST"));
         }
         response
     }
@@ -66,7 +68,10 @@ mod tests {
             (IngressError::TooLarge { limit: 1 }, 413),
             (IngressError::Invalid(InvalidEvent::Missing("id")), 400),
             (IngressError::Body("eof".into()), 400),
-            (IngressError::Produce(ProduceError::Timeout(Duration::from_secs(1))), 503),
+            (
+                IngressError::Produce(ProduceError::Timeout(Duration::from_secs(1))),
+                503,
+            ),
         ];
         for (error, status) in cases {
             assert_eq!(error.status().as_u16(), status, "{error}");

@@ -63,7 +63,10 @@ impl Ingress {
             return Err(IngressError::Method(request.method().clone()));
         }
         let routes = self.routes.load();
-        let host = request.uri().host().or_else(|| request.headers().get(header::HOST)?.to_str().ok());
+        let host = request
+            .uri()
+            .host()
+            .or_else(|| request.headers().get(header::HOST)?.to_str().ok());
         let route = routes
             .find(request.uri().path(), host)
             .ok_or_else(|| IngressError::NotFound(request.uri().path().to_owned()))?
@@ -84,14 +87,25 @@ impl Ingress {
             .collect();
         // Every event of a batch is written before the request succeeds;
         // each write is bounded by the producer's timeout.
-        try_join_all(records.iter().map(|record| producer.send(&route.topic, record))).await?;
+        try_join_all(
+            records
+                .iter()
+                .map(|record| producer.send(&route.topic, record)),
+        )
+        .await?;
         tracing::trace!(resource = %route.name, events = records.len(), "events stored");
         Ok(())
     }
 
-    async fn read_body(&self, headers: &http::HeaderMap, body: Incoming) -> Result<Bytes, IngressError> {
+    async fn read_body(
+        &self,
+        headers: &http::HeaderMap,
+        body: Incoming,
+    ) -> Result<Bytes, IngressError> {
         let limit = self.max_body_bytes;
-        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
             return Err(IngressError::TooLarge { limit });
         }

@@ -86,18 +86,27 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ReceiverError
 /// Binds the sockets and starts serving; returns the bound addresses.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ReceiverError> {
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| ReceiverError::Bind { addr, source })
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ReceiverError::Bind { addr, source })
     };
     let ingress_listener = bind(config.listen).await?;
     let admin_listener = bind(config.admin).await?;
-    let addrs = (ingress_listener.local_addr().expect("bound"), admin_listener.local_addr().expect("bound"));
+    let addrs = (
+        ingress_listener.local_addr().expect("bound"),
+        admin_listener.local_addr().expect("bound"),
+    );
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let ready = Arc::new(AtomicBool::new(false));
     let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
     let producers = Arc::new(ProducerPool::new(config.producer.clone()));
-    let contracts = contract::follow(config.contract.clone(), config.contract_poll, shutdown.clone())?;
+    let contracts = contract::follow(
+        config.contract.clone(),
+        config.contract_poll,
+        shutdown.clone(),
+    )?;
 
     let apply = tokio::spawn(apply_contracts(
         contracts,
@@ -107,16 +116,32 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Receiv
         ready.clone(),
         shutdown.clone(),
     ));
-    let ingress = Arc::new(Ingress { routes, producers, max_body_bytes: config.max_body_bytes, ready: ready.clone(), metrics });
-    let admin = Admin::new(registry, Arc::new(move || ready.load(std::sync::atomic::Ordering::Acquire)));
+    let ingress = Arc::new(Ingress {
+        routes,
+        producers,
+        max_body_bytes: config.max_body_bytes,
+        ready: ready.clone(),
+        metrics,
+    });
+    let admin = Admin::new(
+        registry,
+        Arc::new(move || ready.load(std::sync::atomic::Ordering::Acquire)),
+    );
 
     tracing::info!(ingress = %addrs.0, admin = %addrs.1, contract = %config.contract.display(), "receiver started");
     let task = tokio::spawn(async move {
-        tokio::join!(server::serve(ingress_listener, ingress, shutdown.clone()), admin.serve(admin_listener, shutdown));
+        tokio::join!(
+            server::serve(ingress_listener, ingress, shutdown.clone()),
+            admin.serve(admin_listener, shutdown)
+        );
         apply.abort();
         tracing::info!("receiver stopped");
     });
-    Ok(Running { ingress: addrs.0, admin: addrs.1, task })
+    Ok(Running {
+        ingress: addrs.0,
+        admin: addrs.1,
+        task,
+    })
 }
 
 /// Swaps in a routing table for every new contract, and keeps readiness.
@@ -142,7 +167,11 @@ async fn apply_contracts(
             if let Some(previous) = readiness.take() {
                 previous.abort();
             }
-            readiness = Some(tokio::spawn(readiness::check(table, producers.clone(), ready.clone())));
+            readiness = Some(tokio::spawn(readiness::check(
+                table,
+                producers.clone(),
+                ready.clone(),
+            )));
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -20,11 +20,19 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(registry: &mut Registry) -> Self {
         let requests = Family::<CodeLabels, Counter>::default();
-        registry.register("ferry_ingress_requests", "Ingress requests by response code", requests.clone());
+        registry.register(
+            "ferry_ingress_requests",
+            "Ingress requests by response code",
+            requests.clone(),
+        );
         Metrics { requests }
     }
 
     pub fn count(&self, status: StatusCode) {
-        self.requests.get_or_create(&CodeLabels { code: status.as_u16() }).inc();
+        self.requests
+            .get_or_create(&CodeLabels {
+                code: status.as_u16(),
+            })
+            .inc();
     }
 }

@@ -17,7 +17,11 @@ use crate::routes::Routes;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 
-pub(crate) async fn check(routes: Arc<Routes>, producers: Arc<ProducerPool>, ready: Arc<AtomicBool>) {
+pub(crate) async fn check(
+    routes: Arc<Routes>,
+    producers: Arc<ProducerPool>,
+    ready: Arc<AtomicBool>,
+) {
     loop {
         let mut missing = Vec::new();
         for route in routes.iter() {

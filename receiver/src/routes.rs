@@ -50,7 +50,10 @@ impl Routes {
         let mut routes = Routes::default();
         let mut rejected = Vec::new();
         for resource in &contract.resources {
-            let reject = |reason: String| Rejected { uid: resource.uid.clone(), reason };
+            let reject = |reason: String| Rejected {
+                uid: resource.uid.clone(),
+                reason,
+            };
             match route(resource, default_bootstrap) {
                 Err(reason) => rejected.push(reject(reason)),
                 Ok((key, route)) => {
@@ -59,7 +62,10 @@ impl Routes {
                         Key::Host(h) => (&mut routes.by_host, h),
                     };
                     if let Some(existing) = table.get(&key) {
-                        rejected.push(reject(format!("ingress '{key}' is already served by resource {}", existing.uid)));
+                        rejected.push(reject(format!(
+                            "ingress '{key}' is already served by resource {}",
+                            existing.uid
+                        )));
                         continue;
                     }
                     table.insert(key, Arc::new(route));
@@ -71,7 +77,9 @@ impl Routes {
 
     /// The route for a request path, or else for its host.
     pub fn find(&self, path: &str, host: Option<&str>) -> Option<&Arc<Route>> {
-        self.by_path.get(normalise_path(path)).or_else(|| host.and_then(|h| self.by_host.get(&normalise_host(h))))
+        self.by_path
+            .get(normalise_path(path))
+            .or_else(|| host.and_then(|h| self.by_host.get(&normalise_host(h))))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
@@ -93,17 +101,31 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Key, Route), S
     } else {
         return Err("ingress has neither a path nor a host".into());
     };
-    let topic = resource.topics.first().filter(|t| !t.is_empty()).ok_or("no topic")?.clone();
-    let bootstrap = if resource.bootstrap_servers.is_empty() { default_bootstrap } else { &resource.bootstrap_servers };
+    let topic = resource
+        .topics
+        .first()
+        .filter(|t| !t.is_empty())
+        .ok_or("no topic")?
+        .clone();
+    let bootstrap = if resource.bootstrap_servers.is_empty() {
+        default_bootstrap
+    } else {
+        &resource.bootstrap_servers
+    };
     if bootstrap.is_empty() {
         return Err("no bootstrap servers in the contract and none configured".into());
     }
     let mut overrides: Vec<(String, String)> = Vec::new();
     if let Some(o) = &resource.cloud_event_overrides {
         for (name, value) in &o.extensions {
-            let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
             if !valid {
-                return Err(format!("cloudEventOverrides: invalid extension name '{name}'"));
+                return Err(format!(
+                    "cloudEventOverrides: invalid extension name '{name}'"
+                ));
             }
             overrides.push((name.clone(), value.clone()));
         }
@@ -118,7 +140,17 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Key, Route), S
         ferry_proto::ContentMode::Binary => ContentMode::Binary,
         ferry_proto::ContentMode::Structured => ContentMode::Structured,
     };
-    Ok((key, Route { uid: resource.uid.clone(), name, topic, bootstrap: bootstrap.to_owned(), mode, overrides }))
+    Ok((
+        key,
+        Route {
+            uid: resource.uid.clone(),
+            name,
+            topic,
+            bootstrap: bootstrap.to_owned(),
+            mode,
+            overrides,
+        },
+    ))
 }
 
 /// A trailing slash is tolerated.
@@ -146,8 +178,16 @@ mod tests {
     fn resource(uid: &str, path: &str, host: &str, topic: &str) -> Resource {
         Resource {
             uid: uid.into(),
-            topics: if topic.is_empty() { vec![] } else { vec![topic.into()] },
-            ingress: Some(Ingress { path: path.into(), host: host.into(), ..Default::default() }),
+            topics: if topic.is_empty() {
+                vec![]
+            } else {
+                vec![topic.into()]
+            },
+            ingress: Some(Ingress {
+                path: path.into(),
+                host: host.into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -165,7 +205,13 @@ mod tests {
         assert!(rejected.is_empty());
         assert_eq!(routes.find("/ns/broker", None).unwrap().topic, "t1");
         assert_eq!(routes.find("/ns/broker/", Some("x")).unwrap().topic, "t1");
-        assert_eq!(routes.find("/", Some("CH-kn-channel.ns.svc.cluster.local:80")).unwrap().topic, "t2");
+        assert_eq!(
+            routes
+                .find("/", Some("CH-kn-channel.ns.svc.cluster.local:80"))
+                .unwrap()
+                .topic,
+            "t2"
+        );
         assert!(routes.find("/ns/other", Some("x")).is_none());
         assert_eq!(routes.find("/ns/broker", None).unwrap().bootstrap, "k:9092");
     }
@@ -173,38 +219,58 @@ mod tests {
     #[test]
     fn bad_resources_are_rejected_and_the_rest_served() {
         let mut with_bad_override = resource("o", "/ns/o", "", "t");
-        with_bad_override.cloud_event_overrides =
-            Some(CloudEventOverrides { extensions: [("Bad-Name".to_string(), "v".to_string())].into() });
+        with_bad_override.cloud_event_overrides = Some(CloudEventOverrides {
+            extensions: [("Bad-Name".to_string(), "v".to_string())].into(),
+        });
         let contract = Contract {
             resources: vec![
                 resource("good", "/ns/good", "", "t"),
                 resource("notopic", "/ns/x", "", ""),
                 resource("noaddr", "", "", "t"),
                 resource("dup", "/ns/good/", "", "t"),
-                Resource { uid: "noingress".into(), topics: vec!["t".into()], ..Default::default() },
+                Resource {
+                    uid: "noingress".into(),
+                    topics: vec!["t".into()],
+                    ..Default::default()
+                },
                 with_bad_override,
             ],
             ..Default::default()
         };
         let (routes, rejected) = Routes::build(&contract, "k:9092");
         assert!(routes.find("/ns/good", None).is_some());
-        let reasons: Vec<_> = rejected.iter().map(|r| (r.uid.as_str(), r.reason.as_str())).collect();
+        let reasons: Vec<_> = rejected
+            .iter()
+            .map(|r| (r.uid.as_str(), r.reason.as_str()))
+            .collect();
         assert_eq!(
             reasons,
             [
                 ("notopic", "no topic"),
                 ("noaddr", "ingress has neither a path nor a host"),
-                ("dup", "ingress '/ns/good' is already served by resource good"),
+                (
+                    "dup",
+                    "ingress '/ns/good' is already served by resource good"
+                ),
                 ("noingress", "no ingress"),
-                ("o", "cloudEventOverrides: invalid extension name 'Bad-Name'"),
+                (
+                    "o",
+                    "cloudEventOverrides: invalid extension name 'Bad-Name'"
+                ),
             ]
         );
     }
 
     #[test]
     fn no_bootstrap_anywhere_is_rejected() {
-        let contract = Contract { resources: vec![resource("b", "/ns/b", "", "t")], ..Default::default() };
+        let contract = Contract {
+            resources: vec![resource("b", "/ns/b", "", "t")],
+            ..Default::default()
+        };
         let (_, rejected) = Routes::build(&contract, "");
-        assert_eq!(rejected[0].reason, "no bootstrap servers in the contract and none configured");
+        assert_eq!(
+            rejected[0].reason,
+            "no bootstrap servers in the contract and none configured"
+        );
     }
 }

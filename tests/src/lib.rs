@@ -1,1 +1,177 @@
-//! placeholder
+//! The harness Ferry's end-to-end suite runs on.
+//!
+//! Kafka is real: the cluster named by `KAFKA_BOOTSTRAP_SERVERS` (Tansu
+//! started by `scripts/test`, or Redpanda, Apache Kafka, Strimzi...), with a
+//! topic per test so tests run in parallel. Tests that stop Kafka start a
+//! private [`Tansu`] of their own. Components run in-process on
+//! `127.0.0.1:0`.
+
+pub mod http;
+pub mod kafka;
+pub mod tansu;
+
+use std::{future::Future, path::PathBuf, time::Duration};
+
+use rand::distr::{Alphanumeric, SampleString};
+
+pub use tansu::Tansu;
+
+/// The shared cluster's bootstrap address.
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| {
+        panic!(
+            "KAFKA_BOOTSTRAP_SERVERS is not set: run the suite with `scripts/test`, which starts Tansu, \
+             or point it at a Kafka cluster"
+        )
+    })
+}
+
+/// A name no other test uses: `prefix-xxxxxxxx`.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        Alphanumeric
+            .sample_string(&mut rand::rng(), 10)
+            .to_lowercase()
+    )
+}
+
+/// Logs to the test's output when RUST_LOG is set.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Waits until `check` returns `Some`, trying again every few milliseconds,
+/// and fails the test with `what` at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A contract file in its own directory, replaced atomically on each write
+/// as a control plane would.
+pub struct ContractFile {
+    dir: tempfile::TempDir,
+}
+
+impl ContractFile {
+    pub fn new(contract: &ferry_proto::Contract) -> Self {
+        let file = ContractFile {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        file.write(contract);
+        file
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("contract.json")
+    }
+
+    pub fn write(&self, contract: &ferry_proto::Contract) {
+        let tmp = self.dir.path().join(".contract.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(contract).expect("contract serialises"),
+        )
+        .expect("write");
+        std::fs::rename(&tmp, self.path()).expect("rename");
+    }
+}
+
+/// A broker resource as the control plane writes it.
+pub fn broker(namespace: &str, name: &str, topic: &str, bootstrap: &str) -> ferry_proto::Resource {
+    ferry_proto::Resource {
+        uid: unique("uid"),
+        topics: vec![topic.to_owned()],
+        bootstrap_servers: bootstrap.to_owned(),
+        ingress: Some(ferry_proto::Ingress {
+            path: format!("/{namespace}/{name}"),
+            ..Default::default()
+        }),
+        reference: Some(ferry_proto::Reference {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            kind: "Broker".to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Receiver settings for tests: loopback ports, a short produce bound.
+pub fn receiver_config(contract: &ContractFile, bootstrap: &str) -> ferry_receiver::Config {
+    ferry_receiver::Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin: "127.0.0.1:0".parse().expect("addr"),
+        contract: contract.path(),
+        contract_poll: Duration::from_secs(1),
+        default_bootstrap: bootstrap.to_owned(),
+        max_body_bytes: 64 * 1024,
+        producer: ferry_common::kafka::ProducerSettings {
+            timeout: Duration::from_secs(3),
+            max_message_bytes: 64 * 1024,
+            overrides: Default::default(),
+        },
+    }
+}
+
+/// A receiver running in this process until the returned guard drops.
+pub struct TestReceiver {
+    pub running: ferry_receiver::Running,
+    shutdown: ferry_common::shutdown::Shutdown,
+}
+
+impl TestReceiver {
+    pub async fn start(config: ferry_receiver::Config) -> Self {
+        init_logging();
+        let shutdown = ferry_common::shutdown::Shutdown::new();
+        let running = ferry_receiver::start(config, shutdown.clone())
+            .await
+            .expect("receiver starts");
+        TestReceiver { running, shutdown }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.ingress)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running.admin)
+    }
+
+    /// Waits for `/readyz` to answer 200.
+    pub async fn ready(&self) {
+        let client = http::client();
+        let url = self.url("/readyz");
+        eventually("receiver readiness", Duration::from_secs(30), || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                let answer = http::request(&client, ::http::Method::GET, &url, &[], "").await;
+                (answer.status == ::http::StatusCode::OK).then_some(())
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for TestReceiver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,118 @@
+//! Kafka helpers for tests: topics, and reading records back.
+
+use std::time::Duration;
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{Consumer, StreamConsumer},
+    message::{Headers, OwnedMessage},
+    ClientConfig, Message, Offset, TopicPartitionList,
+};
+
+/// Creates a topic and waits until its metadata is visible.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topics");
+    for result in results {
+        if let Err((name, code)) = result {
+            assert_eq!(
+                code,
+                rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+                "creating {name}"
+            );
+        }
+    }
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    crate::eventually(&format!("topic {topic}"), Duration::from_secs(20), || {
+        let found = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .is_ok_and(|m| {
+                m.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                })
+            });
+        async move { found.then_some(()) }
+    })
+    .await;
+}
+
+/// Reads a topic from the beginning of every partition without a consumer
+/// group, so it reads at once.
+pub struct TopicReader {
+    consumer: StreamConsumer,
+}
+
+impl TopicReader {
+    pub fn new(bootstrap: &str, topic: &str, partitions: i32) -> Self {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", crate::unique("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..partitions {
+            assignment
+                .add_partition_offset(topic, p, Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&assignment).expect("assign");
+        TopicReader { consumer }
+    }
+
+    /// The next `n` records, failing the test if they do not come in time.
+    pub async fn read(&self, n: usize, deadline: Duration) -> Vec<OwnedMessage> {
+        let mut out = Vec::with_capacity(n);
+        let until = tokio::time::Instant::now() + deadline;
+        while out.len() < n {
+            match tokio::time::timeout_at(until, self.consumer.recv()).await {
+                Ok(Ok(message)) => out.push(message.detach()),
+                Ok(Err(error)) => panic!("consumer error: {error}"),
+                Err(_) => panic!(
+                    "timed out after {deadline:?} with {} of {n} records",
+                    out.len()
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// A record's headers as (name, value) pairs, in order.
+pub fn headers(message: &OwnedMessage) -> Vec<(String, Vec<u8>)> {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One header's value as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    headers(message)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| String::from_utf8(v).expect("UTF-8 header"))
+}
+
+pub fn value(message: &OwnedMessage) -> Vec<u8> {
+    message.payload().unwrap_or_default().to_vec()
+}
