@@ -1,12 +1,19 @@
 //! Writing event records to Kafka: one idempotent producer per cluster,
-//! shared by every resource on that cluster, rebuilt when librdkafka reports
-//! a fatal error (an idempotent producer is unusable after one, e.g. when a
-//! broker forgot its producer id).
+//! shared by every resource on that cluster.
+//!
+//! A producer is rebuilt when librdkafka reports a fatal error, and when it
+//! has written nothing for two timeout periods while writes fail: an
+//! idempotent producer whose broker lost its state (a restart with
+//! in-memory storage, a recreated topic) can retry forever without ever
+//! raising a fatal error.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
@@ -42,6 +49,10 @@ pub struct ClusterProducer {
     bootstrap: String,
     settings: ProducerSettings,
     current: ArcSwap<FutureProducer>,
+    /// Milliseconds since `created` of the last acknowledged write, or of
+    /// the last rebuild.
+    last_progress: AtomicU64,
+    created: Instant,
 }
 
 // === impl ClusterProducer ===
@@ -53,6 +64,8 @@ impl ClusterProducer {
             bootstrap: bootstrap.to_owned(),
             settings: settings.clone(),
             current: ArcSwap::from_pointee(producer),
+            last_progress: AtomicU64::new(0),
+            created: Instant::now(),
         })
     }
 
@@ -83,12 +96,20 @@ impl ClusterProducer {
         .await
         .map_err(|_| ProduceError::Timeout(bound))?;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.last_progress
+                    .store(self.elapsed_ms(), Ordering::Relaxed);
+                Ok(())
+            }
             Err((error, _)) => {
-                self.recover_if_fatal(&producer);
+                self.recover(&producer);
                 Err(ProduceError::Write(error))
             }
         }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.created.elapsed().as_millis() as u64
     }
 
     /// Asks for metadata of `topic`; true when it exists with partitions.
@@ -109,16 +130,27 @@ impl ClusterProducer {
         .unwrap_or(false)
     }
 
-    fn recover_if_fatal(&self, failed: &Arc<FutureProducer>) {
-        let Some((code, reason)) = failed.client().fatal_error() else {
-            return;
+    /// Replaces a producer after a fatal error, or when it has made no
+    /// progress for two timeout periods.
+    fn recover(&self, failed: &Arc<FutureProducer>) {
+        let now = self.elapsed_ms();
+        let stalled_for = now.saturating_sub(self.last_progress.load(Ordering::Relaxed));
+        let reason = match failed.client().fatal_error() {
+            Some((code, reason)) => format!("fatal error {code:?}: {reason}"),
+            None if stalled_for >= 2 * self.settings.timeout.as_millis() as u64 => {
+                format!("no write acknowledged for {stalled_for} ms")
+            }
+            None => return,
         };
-        tracing::warn!(bootstrap = %self.bootstrap, ?code, %reason, "fatal producer error; creating a new producer");
         match create(&self.bootstrap, &self.settings) {
-            // Only replace the producer that failed, not one a concurrent
-            // request already replaced.
             Ok(fresh) => {
-                self.current.compare_and_swap(failed, Arc::new(fresh));
+                // Only replace the producer that failed, not one a concurrent
+                // request already replaced.
+                let previous = self.current.compare_and_swap(failed, Arc::new(fresh));
+                if Arc::ptr_eq(&previous, failed) {
+                    self.last_progress.store(now, Ordering::Relaxed);
+                    tracing::warn!(bootstrap = %self.bootstrap, %reason, "replaced the Kafka producer");
+                }
             }
             Err(error) => tracing::error!(%error, "cannot recreate producer"),
         }

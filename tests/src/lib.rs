@@ -126,7 +126,8 @@ pub fn receiver_config(contract: &ContractFile, bootstrap: &str) -> ferry_receiv
         producer: ferry_common::kafka::ProducerSettings {
             timeout: Duration::from_secs(3),
             max_message_bytes: 64 * 1024,
-            overrides: Default::default(),
+            overrides: ferry_common::kafka::Overrides::load(None, std::env::vars())
+                .expect("FERRY_KAFKA_* settings"),
         },
     }
 }
