@@ -288,7 +288,9 @@ async fn every_refusal_has_its_status_and_reason() {
     };
     let structured = [("content-type", "application/cloudevents+json")];
 
-    let cases: Vec<(Vec<(&str, &str)>, String, u16, &str)> = vec![
+    // (headers, body, status, reason)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (without("ce-id"), String::new(), 400, "missing required attribute 'id'"),
         (without("ce-type"), String::new(), 400, "missing required attribute 'type'"),
         (with(&[("ce-source", "")]).into_iter().filter(|h| *h != ("ce-source", "/s")).collect(), String::new(), 400, "attribute 'source' must not be empty"),

@@ -179,7 +179,8 @@ mod tests {
             .to_string();
         assert!(err.contains("no ce-specversion header"), "{err}");
 
-        let cases: [(&[(&str, &[u8])], &str); 6] = [
+        type Headers<'a> = &'a [(&'a str, &'a [u8])];
+        let cases: [(Headers, &str); 6] = [
             (&[("ce-bad%", b"%zz")], "invalid attribute name"),
             (&[("ce-ext", b"%zz")], "malformed percent-encoding"),
             (&[("ce-ext", b"%ff%fe")], "not UTF-8"),
