@@ -2,6 +2,7 @@
 //! logging and hands over to the component's library.
 
 mod receiver;
+mod topic;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,8 @@ enum LogFormat {
 enum Command {
     /// The HTTP ingress: CloudEvents in, Kafka records out.
     Receiver(receiver::Args),
+    /// Create a topic, or print its events.
+    Topic(topic::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         let shutdown = ferry_common::shutdown::on_signal();
         match cli.command {
             Command::Receiver(args) => receiver::run(args, shutdown).await,
+            Command::Topic(args) => topic::run(args, shutdown).await,
         }
     })
 }

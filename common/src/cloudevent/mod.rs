@@ -5,6 +5,7 @@
 //! and back; `validate` holds the specification's rules. Everything here is
 //! pure: no I/O.
 
+pub mod display;
 pub mod http;
 pub mod json;
 pub mod kafka;
