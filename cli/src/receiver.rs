@@ -37,7 +37,8 @@ pub struct Args {
     produce_timeout_ms: u64,
 
     /// A librdkafka properties file (key=value lines) applied over Ferry's
-    /// defaults; FERRY_KAFKA_* environment variables apply over it.
+    /// defaults; FERRY_RDKAFKA_* environment variables apply over it
+    /// (FERRY_RDKAFKA_LINGER_MS=5 sets linger.ms=5).
     #[arg(long, env = "FERRY_KAFKA_CONFIG")]
     kafka_config: Option<PathBuf>,
 

@@ -46,6 +46,9 @@ enum Command {
         /// Stop after this many events.
         #[arg(long)]
         count: Option<usize>,
+        /// Stop after the event with this id.
+        #[arg(long)]
+        until_id: Option<String>,
     },
 }
 
@@ -76,7 +79,11 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Tail { name, count } => tail(config, &name, count, shutdown).await,
+        Command::Tail {
+            name,
+            count,
+            until_id,
+        } => tail(config, &name, count, until_id, shutdown).await,
     }
 }
 
@@ -84,6 +91,7 @@ async fn tail(
     mut config: ClientConfig,
     topic: &str,
     count: Option<usize>,
+    until_id: Option<String>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     // No consumer group: read at once from every partition's beginning.
@@ -118,7 +126,12 @@ async fn tail(
             .map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>())
             .unwrap_or_default();
         match cloudevent::kafka::decode(headers, message.payload()) {
-            Ok(event) => println!("{}", cloudevent::display::display(&event)),
+            Ok(event) => {
+                println!("{}", cloudevent::display::display(&event));
+                if until_id.as_deref() == Some(event.id()) {
+                    break;
+                }
+            }
             Err(error) => println!(
                 "(partition {} offset {}: not a CloudEvent: {error})",
                 message.partition(),

@@ -1,5 +1,5 @@
 //! librdkafka settings: Ferry's typed defaults, plus an escape hatch for the
-//! operator (a properties file and `FERRY_KAFKA_*` environment variables)
+//! operator (a properties file and `FERRY_RDKAFKA_*` environment variables)
 //! that refuses to override what Ferry's guarantees rest on.
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
@@ -7,8 +7,8 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 use rdkafka::ClientConfig;
 
 /// Environment variables with this prefix set librdkafka properties:
-/// `FERRY_KAFKA_LINGER_MS=1` sets `linger.ms=1`.
-pub const ENV_PREFIX: &str = "FERRY_KAFKA_";
+/// `FERRY_RDKAFKA_LINGER_MS=1` sets `linger.ms=1`.
+pub const ENV_PREFIX: &str = "FERRY_RDKAFKA_";
 
 /// Properties Ferry sets from its own typed settings; overriding them would
 /// break a guarantee (acks=all, idempotence) or disagree with a flag.
@@ -36,6 +36,9 @@ pub enum KafkaConfigError {
     /// A line of the properties file is not `key=value`.
     #[error("{path}:{line}: expected 'key=value'")]
     Syntax { path: String, line: usize },
+    /// librdkafka does not know a property or refuses its value.
+    #[error("invalid Kafka setting: {0}")]
+    Invalid(String),
     /// The operator tried to set a property Ferry owns.
     #[error("Kafka property '{0}' is set by Ferry itself and cannot be overridden (use Ferry's flag for it)")]
     Owned(String),
@@ -82,7 +85,15 @@ impl Overrides {
         if let Some(owned) = map.keys().find(|k| OWNED.contains(&k.as_str())) {
             return Err(KafkaConfigError::Owned(owned.clone()));
         }
-        Ok(Overrides(map))
+        let overrides = Overrides(map);
+        // Let librdkafka check names and values now, not at the first
+        // client, so a typo stops the process at start with its reason.
+        let mut probe = ClientConfig::new();
+        overrides.apply(&mut probe);
+        probe
+            .create_native_config()
+            .map_err(|e| KafkaConfigError::Invalid(e.to_string()))?;
+        Ok(overrides)
     }
 
     fn apply(&self, config: &mut ClientConfig) {
@@ -184,7 +195,7 @@ mod tests {
         std::fs::write(&file, "# comment\nlinger.ms = 7\ncompression.type=lz4\n").unwrap();
         let o = Overrides::load(
             Some(&file),
-            env(&[("FERRY_KAFKA_LINGER_MS", "9"), ("PATH", "/bin")]),
+            env(&[("FERRY_RDKAFKA_LINGER_MS", "9"), ("PATH", "/bin")]),
         )
         .unwrap();
         let settings = ProducerSettings {
@@ -206,7 +217,7 @@ mod tests {
 
     #[test]
     fn refuses_owned_properties_and_bad_lines() {
-        let err = Overrides::load(None, env(&[("FERRY_KAFKA_ACKS", "1")])).unwrap_err();
+        let err = Overrides::load(None, env(&[("FERRY_RDKAFKA_ACKS", "1")])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Kafka property 'acks' is set by Ferry itself and cannot be overridden (use Ferry's flag for it)"

@@ -127,7 +127,7 @@ pub fn receiver_config(contract: &ContractFile, bootstrap: &str) -> ferry_receiv
             timeout: Duration::from_secs(3),
             max_message_bytes: 64 * 1024,
             overrides: ferry_common::kafka::Overrides::load(None, std::env::vars())
-                .expect("FERRY_KAFKA_* settings"),
+                .expect("FERRY_RDKAFKA_* settings"),
         },
     }
 }
