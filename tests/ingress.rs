@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use cloudevents::{binding::rdkafka::MessageExt, AttributesReader};
-use ferry_proto::Contract;
-use ferry_tests::{
+use ferry_harness::{
     bootstrap, broker, eventually,
     http::{self, post},
     kafka::{create_topic, header, headers, value, TopicReader},
     receiver_config, unique, ContractFile, TestReceiver,
 };
+use ferry_proto::Contract;
 use rdkafka::Message;
 
 const READ: Duration = Duration::from_secs(20);

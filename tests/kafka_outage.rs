@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use ferry_proto::Contract;
-use ferry_tests::{
+use ferry_harness::{
     broker, eventually,
     http::{self, post},
     kafka::{create_topic, header, TopicReader},
     receiver_config, unique, ContractFile, Tansu, TestReceiver,
 };
+use ferry_proto::Contract;
 
 #[tokio::test]
 async fn kafka_down_gives_503_within_the_bound_and_recovers() {
