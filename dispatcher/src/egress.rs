@@ -1,0 +1,337 @@
+//! What the dispatcher does for one egress (Trigger or Subscription),
+//! resolved from the contract once per load. Pure.
+
+use std::time::Duration;
+
+use ferry_proto::{
+    egress::ReplyStrategy, BackoffPolicy, Contract, DeliveryOrder, EgressConfig, Resource,
+};
+
+use crate::{
+    filter::Filter,
+    retry::{PolicyError, RetryPolicy},
+};
+
+/// Where a subscriber's reply goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Back into the resource's own topic.
+    ToTopic,
+    /// Posted to this URL.
+    Url(http::Uri),
+    Discard,
+}
+
+/// Where delivery goes and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub retry: RetryPolicy,
+    /// Per attempt.
+    pub timeout: Duration,
+    pub dead_letter: Option<http::Uri>,
+    /// Structured mode (`format: json`) instead of binary.
+    pub structured: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EgressSpec {
+    /// The egress's uid, or its consumer group when it has none.
+    pub key: String,
+    /// `namespace/name` of the object behind it, for logs and metrics.
+    pub name: String,
+    pub consumer_group: String,
+    pub topic: String,
+    pub bootstrap: String,
+    /// The resource's topic for replies.
+    pub destination: http::Uri,
+    pub reply: Reply,
+    pub filter: Filter,
+    pub delivery: Delivery,
+    pub ordered: bool,
+}
+
+/// Settings for what the contract leaves unset.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub bootstrap: String,
+    pub timeout: Duration,
+    pub retry_after_max: Duration,
+}
+
+/// An egress left out, and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejected {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Every egress of the contract that can run, and the ones that cannot.
+pub fn resolve(contract: &Contract, defaults: &Defaults) -> (Vec<EgressSpec>, Vec<Rejected>) {
+    let mut specs = Vec::new();
+    let mut rejected = Vec::new();
+    for resource in &contract.resources {
+        for egress in &resource.egresses {
+            let key = if egress.uid.is_empty() {
+                egress.consumer_group.clone()
+            } else {
+                egress.uid.clone()
+            };
+            match spec(resource, egress, defaults, &key) {
+                Ok(spec) => specs.push(spec),
+                Err(reason) => rejected.push(Rejected { key, reason }),
+            }
+        }
+    }
+    (specs, rejected)
+}
+
+fn spec(
+    resource: &Resource,
+    egress: &ferry_proto::Egress,
+    defaults: &Defaults,
+    key: &str,
+) -> Result<EgressSpec, String> {
+    if egress.consumer_group.is_empty() {
+        return Err("no consumer group".into());
+    }
+    let topic = resource
+        .topics
+        .first()
+        .filter(|t| !t.is_empty())
+        .ok_or("the resource has no topic")?
+        .clone();
+    let bootstrap = if resource.bootstrap_servers.is_empty() {
+        &defaults.bootstrap
+    } else {
+        &resource.bootstrap_servers
+    };
+    if bootstrap.is_empty() {
+        return Err("no bootstrap servers in the contract and none configured".into());
+    }
+    let destination = url("destination", &egress.destination)?;
+    let reply = match &egress.reply_strategy {
+        Some(ReplyStrategy::ReplyUrl(u)) => Reply::Url(url("replyUrl", u)?),
+        Some(ReplyStrategy::ReplyToOriginalTopic(_)) => Reply::ToTopic,
+        Some(ReplyStrategy::DiscardReply(_)) | None => Reply::Discard,
+    };
+    let filter = Filter::compile(egress).map_err(|e| e.to_string())?;
+    // The egress's settings replace the resource's; fields are not merged.
+    let config = egress
+        .egress_config
+        .as_ref()
+        .or(resource.egress_config.as_ref());
+    let delivery = delivery(config, defaults).map_err(|e| e.to_string())?;
+    let name = egress
+        .reference
+        .as_ref()
+        .map(|r| format!("{}/{}", r.namespace, r.name))
+        .unwrap_or_else(|| key.to_owned());
+    Ok(EgressSpec {
+        key: key.to_owned(),
+        name,
+        consumer_group: egress.consumer_group.clone(),
+        topic,
+        bootstrap: bootstrap.clone(),
+        destination,
+        reply,
+        filter,
+        delivery,
+        ordered: egress.delivery_order() == DeliveryOrder::Ordered,
+    })
+}
+
+fn delivery(config: Option<&EgressConfig>, defaults: &Defaults) -> Result<Delivery, String> {
+    let default = EgressConfig::default();
+    let config = config.unwrap_or(&default);
+    let policy =
+        BackoffPolicy::try_from(config.backoff_policy).unwrap_or(BackoffPolicy::Exponential);
+    let retry = RetryPolicy::new(
+        config.retry,
+        policy,
+        Duration::from_millis(config.backoff_delay),
+        defaults.retry_after_max,
+    )
+    .map_err(|e: PolicyError| e.to_string())?;
+    let timeout = if config.timeout == 0 {
+        defaults.timeout
+    } else {
+        Duration::from_millis(config.timeout)
+    };
+    let dead_letter = match config.dead_letter.as_str() {
+        "" => None,
+        u => Some(url("deadLetter", u)?),
+    };
+    let structured = match config.format.as_str() {
+        "" | "binary" => false,
+        "json" => true,
+        other => {
+            return Err(format!(
+                "unknown format '{other}' (expected json or binary)"
+            ))
+        }
+    };
+    Ok(Delivery {
+        retry,
+        timeout,
+        dead_letter,
+        structured,
+    })
+}
+
+fn url(field: &str, value: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|e| format!("{field} '{value}' is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => Ok(uri),
+        Some(other) => Err(format!(
+            "{field} '{value}': scheme '{other}' is not supported (use http)"
+        )),
+        None => Err(format!("{field} '{value}' is not an absolute URL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::{Egress, Empty, Reference};
+
+    fn defaults() -> Defaults {
+        Defaults {
+            bootstrap: "k:9092".into(),
+            timeout: Duration::from_secs(30),
+            retry_after_max: Duration::from_secs(60),
+        }
+    }
+
+    fn resource(egresses: Vec<Egress>) -> Resource {
+        Resource {
+            uid: "b".into(),
+            topics: vec!["knative-broker-ns-b".into()],
+            egress_config: Some(EgressConfig {
+                retry: 3,
+                backoff_delay: 100,
+                dead_letter: "http://dls.ns".into(),
+                ..Default::default()
+            }),
+            egresses,
+            ..Default::default()
+        }
+    }
+
+    fn egress(uid: &str) -> Egress {
+        Egress {
+            uid: uid.into(),
+            consumer_group: format!("knative-trigger-ns-{uid}"),
+            destination: "http://sub.ns/path".into(),
+            reply_strategy: Some(ReplyStrategy::ReplyToOriginalTopic(Empty {})),
+            reference: Some(Reference {
+                namespace: "ns".into(),
+                name: uid.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn resolves_with_the_resource_defaults() {
+        let contract = Contract {
+            resources: vec![resource(vec![egress("t1")])],
+            ..Default::default()
+        };
+        let (specs, rejected) = resolve(&contract, &defaults());
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let s = &specs[0];
+        assert_eq!(s.key, "t1");
+        assert_eq!(s.name, "ns/t1");
+        assert_eq!(s.topic, "knative-broker-ns-b");
+        assert_eq!(s.bootstrap, "k:9092");
+        assert_eq!(s.destination, "http://sub.ns/path");
+        assert_eq!(s.reply, Reply::ToTopic);
+        assert_eq!(s.delivery.retry.retries(), 3);
+        assert_eq!(s.delivery.timeout, Duration::from_secs(30));
+        assert_eq!(s.delivery.dead_letter.as_ref().unwrap(), "http://dls.ns/");
+        assert!(!s.ordered && !s.delivery.structured);
+    }
+
+    #[test]
+    fn an_egress_config_replaces_the_resource_one() {
+        let mut e = egress("t1");
+        e.egress_config = Some(EgressConfig {
+            timeout: 500,
+            format: "json".into(),
+            ..Default::default()
+        });
+        e.delivery_order = DeliveryOrder::Ordered as i32;
+        let contract = Contract {
+            resources: vec![resource(vec![e])],
+            ..Default::default()
+        };
+        let s = &resolve(&contract, &defaults()).0[0];
+        assert_eq!(
+            s.delivery.retry.retries(),
+            0,
+            "not merged with the resource's retry"
+        );
+        assert_eq!(
+            s.delivery.dead_letter, None,
+            "not merged with the resource's dead letter"
+        );
+        assert_eq!(s.delivery.timeout, Duration::from_millis(500));
+        assert!(s.delivery.structured && s.ordered);
+    }
+
+    #[test]
+    fn bad_egresses_are_rejected_and_the_rest_kept() {
+        let bad = |uid: &str, f: fn(&mut Egress)| {
+            let mut e = egress(uid);
+            f(&mut e);
+            e
+        };
+        let contract = Contract {
+            resources: vec![resource(vec![
+                egress("good"),
+                bad("ftp", |e| e.destination = "ftp://x/y".into()),
+                bad("relative", |e| e.destination = "/just/a/path".into()),
+                bad("nogroup", |e| e.consumer_group.clear()),
+                bad("format", |e| {
+                    e.egress_config = Some(EgressConfig {
+                        format: "avro".into(),
+                        ..Default::default()
+                    })
+                }),
+                bad("nodelay", |e| {
+                    e.egress_config = Some(EgressConfig {
+                        retry: 2,
+                        ..Default::default()
+                    })
+                }),
+                bad("reply", |e| {
+                    e.reply_strategy = Some(ReplyStrategy::ReplyUrl("not a url".into()))
+                }),
+            ])],
+            ..Default::default()
+        };
+        let (specs, rejected) = resolve(&contract, &defaults());
+        assert_eq!(
+            specs.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+            ["good"]
+        );
+        let reasons: Vec<_> = rejected
+            .iter()
+            .map(|r| format!("{}: {}", r.key, r.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "ftp: destination 'ftp://x/y': scheme 'ftp' is not supported (use http)",
+                "relative: destination '/just/a/path' is not an absolute URL",
+                "nogroup: no consumer group",
+                "format: unknown format 'avro' (expected json or binary)",
+                "nodelay: retry is 2 but backoffDelay is 0",
+                "reply: replyUrl 'not a url' is not a URL: invalid uri character",
+            ]
+        );
+    }
+}

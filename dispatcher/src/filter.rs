@@ -1,0 +1,438 @@
+//! Trigger filters, compiled once per contract and evaluated per event.
+//!
+//! Results are three-valued as in Knative Eventing: a filter with nothing to
+//! check (an empty `exact`, `all` or `any`) says nothing rather than "pass"
+//! or "fail", and an event that no filter speaks against is delivered.
+
+use std::collections::HashMap;
+
+use ferry_common::cloudevent::Event;
+use ferry_proto::{dialected_filter::Filter as Dialect, DialectedFilter, Egress};
+
+/// Why an egress's filter cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FilterError {
+    /// CESQL is not evaluated yet; the egress is skipped.
+    #[error("CESQL filters are not supported yet (expression '{0}')")]
+    Cesql(String),
+    /// A dialected filter with no dialect set.
+    #[error("a filter in dialectedFilter names no dialect")]
+    Empty,
+    /// `not` without a filter to negate.
+    #[error("'not' needs a filter")]
+    NotWithoutFilter,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The filter has nothing to check.
+    NoFilter,
+}
+
+impl Verdict {
+    fn and(self, other: Verdict) -> Verdict {
+        match (self, other) {
+            (Verdict::NoFilter, v) | (v, Verdict::NoFilter) => v,
+            (Verdict::Pass, Verdict::Pass) => Verdict::Pass,
+            _ => Verdict::Fail,
+        }
+    }
+
+    fn or(self, other: Verdict) -> Verdict {
+        match (self, other) {
+            (Verdict::NoFilter, v) | (v, Verdict::NoFilter) => v,
+            (Verdict::Fail, Verdict::Fail) => Verdict::Fail,
+            _ => Verdict::Pass,
+        }
+    }
+
+    fn not(self) -> Verdict {
+        match self {
+            Verdict::Pass => Verdict::Fail,
+            Verdict::Fail => Verdict::Pass,
+            Verdict::NoFilter => Verdict::NoFilter,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Match {
+    /// Legacy `filter.attributes`: equal, and an empty value matches any.
+    Legacy,
+    Exact,
+    Prefix,
+    Suffix,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Filter {
+    /// Every attribute must match.
+    Attributes(Match, Vec<(String, String)>),
+    All(Vec<Filter>),
+    Any(Vec<Filter>),
+    Not(Box<Filter>),
+}
+
+// === impl Filter ===
+
+impl Filter {
+    /// The egress's filter: `dialectedFilter` when it has any, the legacy
+    /// `filter` otherwise (Knative ignores `filter` once `filters` is set).
+    pub fn compile(egress: &Egress) -> Result<Filter, FilterError> {
+        if !egress.dialected_filter.is_empty() {
+            return compile_all(&egress.dialected_filter).map(Filter::All);
+        }
+        let attributes = egress.filter.as_ref().map(|f| &f.attributes);
+        Ok(Filter::Attributes(Match::Legacy, sorted(attributes)))
+    }
+
+    /// Whether the event should be delivered.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.verdict(event) != Verdict::Fail
+    }
+
+    pub fn verdict(&self, event: &Event) -> Verdict {
+        match self {
+            Filter::Attributes(kind, attributes) => attributes
+                .iter()
+                .fold(Verdict::NoFilter, |verdict, (name, want)| {
+                    verdict.and(attribute_matches(*kind, event, name, want))
+                }),
+            Filter::All(filters) => filters
+                .iter()
+                .fold(Verdict::NoFilter, |v, f| v.and(f.verdict(event))),
+            Filter::Any(filters) => filters
+                .iter()
+                .fold(Verdict::NoFilter, |v, f| v.or(f.verdict(event))),
+            Filter::Not(filter) => filter.verdict(event).not(),
+        }
+    }
+}
+
+fn attribute_matches(kind: Match, event: &Event, name: &str, want: &str) -> Verdict {
+    // A missing attribute never matches.
+    let Some(value) = event.get(name) else {
+        return Verdict::Fail;
+    };
+    let value = value.to_string();
+    let pass = match kind {
+        Match::Legacy => want.is_empty() || value == want,
+        Match::Exact => value == want,
+        Match::Prefix => value.starts_with(want),
+        Match::Suffix => value.ends_with(want),
+    };
+    if pass {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    }
+}
+
+fn compile_all(filters: &[DialectedFilter]) -> Result<Vec<Filter>, FilterError> {
+    filters.iter().map(compile_one).collect()
+}
+
+fn compile_one(filter: &DialectedFilter) -> Result<Filter, FilterError> {
+    Ok(match filter.filter.as_ref().ok_or(FilterError::Empty)? {
+        Dialect::Exact(f) => Filter::Attributes(Match::Exact, sorted(Some(&f.attributes))),
+        Dialect::Prefix(f) => Filter::Attributes(Match::Prefix, sorted(Some(&f.attributes))),
+        Dialect::Suffix(f) => Filter::Attributes(Match::Suffix, sorted(Some(&f.attributes))),
+        Dialect::All(f) => Filter::All(compile_all(&f.filters)?),
+        Dialect::Any(f) => Filter::Any(compile_all(&f.filters)?),
+        Dialect::Not(f) => Filter::Not(Box::new(compile_one(
+            f.filter.as_deref().ok_or(FilterError::NotWithoutFilter)?,
+        )?)),
+        Dialect::Cesql(f) => return Err(FilterError::Cesql(f.expression.clone())),
+    })
+}
+
+/// Sorted so equal filters compare equal and evaluation order is stable.
+fn sorted(attributes: Option<&HashMap<String, String>>) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = attributes
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_proto::{All, Any, Cesql, Exact, Not, Prefix, Suffix};
+
+    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+    fn exact(pairs: &[(&str, &str)]) -> DialectedFilter {
+        DialectedFilter {
+            filter: Some(Dialect::Exact(Exact {
+                attributes: map(pairs),
+            })),
+        }
+    }
+    fn prefix(pairs: &[(&str, &str)]) -> DialectedFilter {
+        DialectedFilter {
+            filter: Some(Dialect::Prefix(Prefix {
+                attributes: map(pairs),
+            })),
+        }
+    }
+    fn suffix(pairs: &[(&str, &str)]) -> DialectedFilter {
+        DialectedFilter {
+            filter: Some(Dialect::Suffix(Suffix {
+                attributes: map(pairs),
+            })),
+        }
+    }
+    fn all(filters: Vec<DialectedFilter>) -> DialectedFilter {
+        DialectedFilter {
+            filter: Some(Dialect::All(All { filters })),
+        }
+    }
+    fn any(filters: Vec<DialectedFilter>) -> DialectedFilter {
+        DialectedFilter {
+            filter: Some(Dialect::Any(Any { filters })),
+        }
+    }
+    fn not(filter: DialectedFilter) -> DialectedFilter {
+        DialectedFilter {
+            filter: Some(Dialect::Not(Box::new(Not {
+                filter: Some(Box::new(filter)),
+            }))),
+        }
+    }
+    fn dialected(filters: Vec<DialectedFilter>) -> Filter {
+        Filter::compile(&Egress {
+            dialected_filter: filters,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+    fn legacy(pairs: &[(&str, &str)]) -> Filter {
+        Filter::compile(&Egress {
+            filter: Some(ferry_proto::Filter {
+                attributes: map(pairs),
+            }),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn event() -> Event {
+        let mut e = Event::new("1", "/orders/eu", "com.example.order.created");
+        e.set("region", "eu-west".into());
+        e.set("empty", "".into());
+        e
+    }
+
+    #[test]
+    fn the_filter_matrix() {
+        let e = event();
+        let cases: Vec<(&str, Filter, bool)> = vec![
+            ("no filter at all", legacy(&[]), true),
+            (
+                "legacy exact",
+                legacy(&[("type", "com.example.order.created")]),
+                true,
+            ),
+            ("legacy mismatch", legacy(&[("type", "other")]), false),
+            (
+                "legacy empty value matches any value",
+                legacy(&[("region", "")]),
+                true,
+            ),
+            (
+                "legacy empty value needs the attribute",
+                legacy(&[("missing", "")]),
+                false,
+            ),
+            (
+                "legacy: all keys must match",
+                legacy(&[("type", "com.example.order.created"), ("region", "us")]),
+                false,
+            ),
+            (
+                "legacy is case-sensitive",
+                legacy(&[("region", "EU-WEST")]),
+                false,
+            ),
+            (
+                "exact",
+                dialected(vec![exact(&[("region", "eu-west")])]),
+                true,
+            ),
+            (
+                "exact mismatch",
+                dialected(vec![exact(&[("region", "eu")])]),
+                false,
+            ),
+            (
+                "exact on a missing attribute",
+                dialected(vec![exact(&[("missing", "x")])]),
+                false,
+            ),
+            (
+                "exact empty value equals empty",
+                dialected(vec![exact(&[("empty", "")])]),
+                true,
+            ),
+            (
+                "exact empty value is not a wildcard",
+                dialected(vec![exact(&[("region", "")])]),
+                false,
+            ),
+            (
+                "prefix",
+                dialected(vec![prefix(&[("source", "/orders")])]),
+                true,
+            ),
+            (
+                "prefix mismatch",
+                dialected(vec![prefix(&[("source", "/users")])]),
+                false,
+            ),
+            (
+                "prefix on a missing attribute",
+                dialected(vec![prefix(&[("missing", "")])]),
+                false,
+            ),
+            (
+                "suffix",
+                dialected(vec![suffix(&[("type", ".created")])]),
+                true,
+            ),
+            (
+                "suffix mismatch",
+                dialected(vec![suffix(&[("type", ".deleted")])]),
+                false,
+            ),
+            (
+                "suffix on a missing attribute",
+                dialected(vec![suffix(&[("missing", "x")])]),
+                false,
+            ),
+            (
+                "list: all must match",
+                dialected(vec![
+                    exact(&[("region", "eu-west")]),
+                    prefix(&[("source", "/users")]),
+                ]),
+                false,
+            ),
+            (
+                "all",
+                dialected(vec![all(vec![
+                    exact(&[("region", "eu-west")]),
+                    suffix(&[("type", "created")]),
+                ])]),
+                true,
+            ),
+            (
+                "all with one failing",
+                dialected(vec![all(vec![
+                    exact(&[("region", "eu-west")]),
+                    suffix(&[("type", "x")]),
+                ])]),
+                false,
+            ),
+            (
+                "any",
+                dialected(vec![any(vec![
+                    exact(&[("region", "us")]),
+                    suffix(&[("type", "created")]),
+                ])]),
+                true,
+            ),
+            (
+                "any with none passing",
+                dialected(vec![any(vec![
+                    exact(&[("region", "us")]),
+                    exact(&[("missing", "x")]),
+                ])]),
+                false,
+            ),
+            (
+                "not",
+                dialected(vec![not(exact(&[("region", "us")]))]),
+                true,
+            ),
+            (
+                "not of a match",
+                dialected(vec![not(exact(&[("region", "eu-west")]))]),
+                false,
+            ),
+            (
+                "not of a missing attribute",
+                dialected(vec![not(exact(&[("missing", "x")]))]),
+                true,
+            ),
+            ("empty all says nothing", dialected(vec![all(vec![])]), true),
+            ("empty any says nothing", dialected(vec![any(vec![])]), true),
+            (
+                "not of nothing says nothing",
+                dialected(vec![not(all(vec![]))]),
+                true,
+            ),
+            (
+                "empty exact says nothing",
+                dialected(vec![exact(&[])]),
+                true,
+            ),
+            (
+                "nested",
+                dialected(vec![any(vec![
+                    all(vec![]),
+                    not(prefix(&[("source", "/orders")])),
+                ])]),
+                false,
+            ),
+        ];
+        for (name, filter, expected) in cases {
+            assert_eq!(filter.matches(&e), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn dialected_filters_replace_the_legacy_one() {
+        let egress = Egress {
+            filter: Some(ferry_proto::Filter {
+                attributes: map(&[("type", "never")]),
+            }),
+            dialected_filter: vec![exact(&[("region", "eu-west")])],
+            ..Default::default()
+        };
+        assert!(Filter::compile(&egress).unwrap().matches(&event()));
+    }
+
+    #[test]
+    fn unusable_filters_are_reported() {
+        let cesql = DialectedFilter {
+            filter: Some(Dialect::Cesql(Cesql {
+                expression: "a = 1".into(),
+            })),
+        };
+        let egress = |f| Egress {
+            dialected_filter: vec![f],
+            ..Default::default()
+        };
+        assert_eq!(
+            Filter::compile(&egress(cesql.clone())),
+            Err(FilterError::Cesql("a = 1".into()))
+        );
+        assert_eq!(
+            Filter::compile(&egress(any(vec![cesql]))),
+            Err(FilterError::Cesql("a = 1".into()))
+        );
+        assert_eq!(
+            Filter::compile(&egress(DialectedFilter { filter: None })),
+            Err(FilterError::Empty)
+        );
+    }
+}

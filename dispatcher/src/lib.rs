@@ -1,0 +1,5 @@
+//! Ferry's dispatcher.
+pub mod egress;
+pub mod filter;
+pub mod offsets;
+pub mod retry;

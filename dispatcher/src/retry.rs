@@ -1,0 +1,220 @@
+//! Retry decisions, as pure functions of the attempt's outcome.
+//!
+//! Retry `n` (1-based) waits `backoffDelay × n` (linear) or
+//! `backoffDelay × 2ⁿ` (exponential), as Knative's DeliverySpec defines;
+//! never more than [`MAX_BACKOFF`]. A `Retry-After` on 429 or 503 lengthens
+//! the wait, up to the dispatcher's cap.
+
+use std::time::Duration;
+
+use ferry_proto::BackoffPolicy;
+
+/// No single wait grows beyond this, whatever the policy's arithmetic says.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// What one attempt came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The subscriber answered.
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused or reset, or the attempt timed out.
+    NoResponse,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Delivered.
+    Done,
+    /// Try again after this long.
+    RetryAfter(Duration),
+    /// No attempt left, or the failure is final: dead-letter.
+    GiveUp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    retries: u32,
+    policy: BackoffPolicy,
+    delay: Duration,
+    retry_after_max: Duration,
+}
+
+/// Why delivery settings were refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    /// Retries without a delay would hammer a failing subscriber.
+    #[error("retry is {0} but backoffDelay is 0")]
+    NoDelay(u32),
+}
+
+// === impl RetryPolicy ===
+
+impl RetryPolicy {
+    pub fn new(
+        retries: u32,
+        policy: BackoffPolicy,
+        delay: Duration,
+        retry_after_max: Duration,
+    ) -> Result<Self, PolicyError> {
+        if retries > 0 && delay.is_zero() {
+            return Err(PolicyError::NoDelay(retries));
+        }
+        Ok(RetryPolicy {
+            retries,
+            policy,
+            delay,
+            retry_after_max,
+        })
+    }
+
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// The wait before retry `n` (1-based).
+    pub fn backoff(&self, n: u32) -> Duration {
+        let factor = match self.policy {
+            BackoffPolicy::Linear => n,
+            BackoffPolicy::Exponential => 2u32.saturating_pow(n),
+        };
+        self.delay.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+
+    /// What to do after attempt number `attempt` (1-based) came to `outcome`.
+    pub fn action(&self, outcome: &Outcome, attempt: u32) -> Action {
+        let retry_after = match outcome {
+            Outcome::Status {
+                code: 200..=299, ..
+            } => return Action::Done,
+            Outcome::Status { code, retry_after } if is_retryable(*code) => match code {
+                429 | 503 => *retry_after,
+                _ => None,
+            },
+            Outcome::Status { .. } => return Action::GiveUp,
+            Outcome::NoResponse => None,
+        };
+        if attempt > self.retries {
+            return Action::GiveUp;
+        }
+        let wait = self.backoff(attempt);
+        Action::RetryAfter(retry_after.map_or(wait, |ra| wait.max(ra.min(self.retry_after_max))))
+    }
+}
+
+/// Knative retries these; every other non-2xx is final.
+pub fn is_retryable(code: u16) -> bool {
+    matches!(code, 404 | 408 | 409 | 429 | 500..=599)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn status(code: u16) -> Outcome {
+        Outcome::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn backoff_formulas() {
+        let linear =
+            RetryPolicy::new(5, BackoffPolicy::Linear, 100 * MS, Duration::from_secs(60)).unwrap();
+        let exponential = RetryPolicy::new(
+            5,
+            BackoffPolicy::Exponential,
+            100 * MS,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        let waits = |p: &RetryPolicy| {
+            (1..=4)
+                .map(|n| p.backoff(n).as_millis())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(waits(&linear), [100, 200, 300, 400]);
+        assert_eq!(waits(&exponential), [200, 400, 800, 1600]);
+        assert_eq!(exponential.backoff(60), MAX_BACKOFF);
+        assert_eq!(
+            RetryPolicy::new(3, BackoffPolicy::Linear, Duration::ZERO, MS),
+            Err(PolicyError::NoDelay(3))
+        );
+    }
+
+    #[test]
+    fn actions_by_outcome_and_attempt() {
+        let p =
+            RetryPolicy::new(2, BackoffPolicy::Linear, 10 * MS, Duration::from_secs(1)).unwrap();
+        let cases = [
+            (status(200), 1, Action::Done),
+            (status(202), 3, Action::Done),
+            (status(204), 1, Action::Done),
+            (status(400), 1, Action::GiveUp),
+            (status(401), 1, Action::GiveUp),
+            (status(403), 1, Action::GiveUp),
+            (status(410), 1, Action::GiveUp),
+            (status(404), 1, Action::RetryAfter(10 * MS)),
+            (status(408), 2, Action::RetryAfter(20 * MS)),
+            (status(409), 1, Action::RetryAfter(10 * MS)),
+            (status(429), 1, Action::RetryAfter(10 * MS)),
+            (status(500), 1, Action::RetryAfter(10 * MS)),
+            (status(503), 2, Action::RetryAfter(20 * MS)),
+            (status(599), 3, Action::GiveUp),
+            (Outcome::NoResponse, 1, Action::RetryAfter(10 * MS)),
+            (Outcome::NoResponse, 3, Action::GiveUp),
+            // Retry-After on 429/503 lengthens the wait, up to the cap ...
+            (
+                Outcome::Status {
+                    code: 429,
+                    retry_after: Some(300 * MS),
+                },
+                1,
+                Action::RetryAfter(300 * MS),
+            ),
+            (
+                Outcome::Status {
+                    code: 503,
+                    retry_after: Some(Duration::from_secs(90)),
+                },
+                1,
+                Action::RetryAfter(Duration::from_secs(1)),
+            ),
+            // ... never shortens it, and is ignored elsewhere.
+            (
+                Outcome::Status {
+                    code: 503,
+                    retry_after: Some(MS),
+                },
+                2,
+                Action::RetryAfter(20 * MS),
+            ),
+            (
+                Outcome::Status {
+                    code: 500,
+                    retry_after: Some(300 * MS),
+                },
+                1,
+                Action::RetryAfter(10 * MS),
+            ),
+        ];
+        for (outcome, attempt, expected) in cases {
+            assert_eq!(
+                p.action(&outcome, attempt),
+                expected,
+                "{outcome:?} at attempt {attempt}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_retries_means_one_attempt() {
+        let p = RetryPolicy::new(0, BackoffPolicy::Exponential, Duration::ZERO, MS).unwrap();
+        assert_eq!(p.action(&status(500), 1), Action::GiveUp);
+    }
+}
