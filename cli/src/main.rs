@@ -1,7 +1,9 @@
 //! `ferry`: one binary, a subcommand per component. It parses flags, sets up
 //! logging and hands over to the component's library.
 
+mod dispatcher;
 mod receiver;
+mod shared;
 mod topic;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +33,8 @@ enum LogFormat {
 enum Command {
     /// The HTTP ingress: CloudEvents in, Kafka records out.
     Receiver(receiver::Args),
+    /// Delivers each broker's events to its triggers.
+    Dispatcher(dispatcher::Args),
     /// Create a topic, or print its events.
     Topic(topic::Args),
 }
@@ -45,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         let shutdown = ferry_common::shutdown::on_signal();
         match cli.command {
             Command::Receiver(args) => receiver::run(args, shutdown).await,
+            Command::Dispatcher(args) => dispatcher::run(args, shutdown).await,
             Command::Topic(args) => topic::run(args, shutdown).await,
         }
     })

@@ -1,5 +1,204 @@
-//! Ferry's dispatcher.
+//! Ferry's dispatcher: delivers each broker's (or channel's) events to every
+//! egress (Trigger or Subscription) whose filter matches, at least once,
+//! with Knative's delivery semantics.
+//!
+//! - [`egress`]: the contract → what each egress does (pure).
+//! - [`consumer`]: one consumer group per egress: fetch → deliver → commit.
+//! - [`deliver`]: one event: filter → send with retries → reply → dead letter.
+//! - [`filter`], [`retry`], [`offsets`]: the pure decisions underneath.
+
+pub mod consumer;
+pub mod deliver;
 pub mod egress;
 pub mod filter;
+mod metrics;
 pub mod offsets;
 pub mod retry;
+pub mod send;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use ferry_common::{
+    admin::Admin,
+    contract::{self, ContractError, ContractRx},
+    kafka::ProducerSettings,
+    producer::ProducerPool,
+    shutdown::Shutdown,
+};
+use prometheus_client::registry::Registry;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::{deliver::Deliverer, egress::EgressSpec, metrics::Metrics};
+
+/// Everything the dispatcher needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub admin: SocketAddr,
+    pub contract: PathBuf,
+    pub contract_poll: Duration,
+    pub defaults: egress::Defaults,
+    pub consumers: consumer::Settings,
+    /// For replies written back to a broker's topic.
+    pub producer: ProducerSettings,
+}
+
+/// Why the dispatcher could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    /// The admin socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The contract file cannot be followed.
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+}
+
+/// A started dispatcher.
+pub struct Running {
+    pub admin: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DispatcherError> {
+    start(config, shutdown).await?.join().await;
+    Ok(())
+}
+
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, DispatcherError> {
+    let admin_listener =
+        TcpListener::bind(config.admin)
+            .await
+            .map_err(|source| DispatcherError::Bind {
+                addr: config.admin,
+                source,
+            })?;
+    let admin_addr = admin_listener.local_addr().expect("bound");
+    let mut registry = Registry::default();
+    let deliverer = Arc::new(Deliverer {
+        client: send::client(),
+        producers: Arc::new(ProducerPool::new(config.producer.clone())),
+        metrics: Metrics::new(&mut registry),
+    });
+    let contracts = contract::follow(
+        config.contract.clone(),
+        config.contract_poll,
+        shutdown.clone(),
+    )?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let admin = {
+        let ready = ready.clone();
+        Admin::new(registry, Arc::new(move || ready.load(Ordering::Acquire)))
+    };
+    let supervisor = Supervisor {
+        defaults: config.defaults.clone(),
+        settings: Arc::new(config.consumers.clone()),
+        deliverer,
+        running: HashMap::new(),
+    };
+    tracing::info!(admin = %admin_addr, contract = %config.contract.display(), "dispatcher started");
+    let task = tokio::spawn(async move {
+        tokio::join!(
+            supervisor.run(contracts, ready, shutdown.clone()),
+            admin.serve(admin_listener, shutdown)
+        );
+        tracing::info!("dispatcher stopped");
+    });
+    Ok(Running {
+        admin: admin_addr,
+        task,
+    })
+}
+
+/// Keeps one running consumer per egress of the contract in force.
+struct Supervisor {
+    defaults: egress::Defaults,
+    settings: Arc<consumer::Settings>,
+    deliverer: Arc<Deliverer>,
+    running: HashMap<String, RunningEgress>,
+}
+
+struct RunningEgress {
+    spec: Arc<EgressSpec>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut contracts: ContractRx, ready: Arc<AtomicBool>, shutdown: Shutdown) {
+        loop {
+            let contract = contracts.borrow_and_update().clone();
+            if let Some(contract) = contract {
+                self.apply(&contract).await;
+                ready.store(true, Ordering::Release);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                changed = contracts.changed() => if changed.is_err() { break },
+            }
+        }
+        let all: Vec<String> = self.running.keys().cloned().collect();
+        self.stop(all).await;
+    }
+
+    /// Stops removed and changed egresses (waiting for them to commit), then
+    /// starts new and changed ones; the others are not touched.
+    async fn apply(&mut self, contract: &ferry_proto::Contract) {
+        let (specs, rejected) = egress::resolve(contract, &self.defaults);
+        for r in rejected {
+            tracing::error!(egress = %r.key, reason = %r.reason, "egress not dispatched");
+        }
+        let wanted: HashMap<String, EgressSpec> =
+            specs.into_iter().map(|s| (s.key.clone(), s)).collect();
+        let outdated: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(key, r)| wanted.get(*key).is_none_or(|spec| *spec != *r.spec))
+            .map(|(key, _)| key.clone())
+            .collect();
+        self.stop(outdated).await;
+        for (key, spec) in wanted {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            let spec = Arc::new(spec);
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(consumer::run(
+                spec.clone(),
+                self.deliverer.clone(),
+                self.settings.clone(),
+                stop.clone(),
+            ));
+            self.running.insert(key, RunningEgress { spec, stop, task });
+        }
+    }
+
+    async fn stop(&mut self, keys: Vec<String>) {
+        let stopping: Vec<_> = keys.iter().filter_map(|k| self.running.remove(k)).collect();
+        for egress in &stopping {
+            egress.stop.cancel();
+        }
+        for egress in stopping {
+            let _ = egress.task.await;
+        }
+    }
+}

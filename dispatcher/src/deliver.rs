@@ -1,0 +1,236 @@
+//! What happens to one event of one egress: filter → send (with retries) →
+//! reply → or else the dead-letter sink → or else dropped.
+
+use std::sync::Arc;
+
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
+use ferry_common::{
+    cloudevent::{kafka, Event, Value},
+    producer::ProducerPool,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    egress::{Delivery, EgressSpec, Reply},
+    metrics::Metrics,
+    retry::{Action, Outcome},
+    send::{self, Answer, HttpClient},
+};
+
+/// How much of a failed answer's body goes into `knativeerrordata`.
+const ERROR_DATA_LIMIT: usize = 1024;
+
+/// What became of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    Filtered,
+    Delivered,
+    DeadLettered,
+    /// Failed, and no dead-letter sink took it.
+    Dropped,
+}
+
+impl Report {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Report::Filtered => "filtered",
+            Report::Delivered => "delivered",
+            Report::DeadLettered => "dead_lettered",
+            Report::Dropped => "dropped",
+        }
+    }
+}
+
+/// The last failure of a destination, as the dead-letter extensions report it.
+#[derive(Debug)]
+struct Failure {
+    destination: String,
+    code: Option<u16>,
+    body: bytes::Bytes,
+    reason: String,
+}
+
+pub struct Deliverer {
+    pub client: HttpClient,
+    pub producers: Arc<ProducerPool>,
+    pub metrics: Metrics,
+}
+
+// === impl Deliverer ===
+
+impl Deliverer {
+    /// Runs the whole pipeline; `None` when `stop` interrupted a retry
+    /// wait: the event is then not committed and is delivered again by
+    /// whoever consumes the partition next.
+    pub async fn deliver(
+        &self,
+        spec: &EgressSpec,
+        event: Event,
+        stop: &CancellationToken,
+    ) -> Option<Report> {
+        if !spec.filter.matches(&event) {
+            return Some(Report::Filtered);
+        }
+        let failure = match self
+            .send(spec, &spec.destination, &event, &spec.delivery, stop)
+            .await?
+        {
+            Ok(answer) => match answer.reply() {
+                Ok(None) => return Some(Report::Delivered),
+                Ok(Some(reply)) => match self.reply(spec, reply, stop).await? {
+                    Ok(()) => return Some(Report::Delivered),
+                    Err(failure) => failure,
+                },
+                Err(invalid) => Failure {
+                    destination: spec.destination.to_string(),
+                    code: Some(answer.code),
+                    reason: format!("malformed reply: {invalid}"),
+                    body: answer.body,
+                },
+            },
+            Err(failure) => failure,
+        };
+        Some(self.dead_letter(spec, event, failure, stop).await?)
+    }
+
+    /// Sends with retries. The outer `Option` is `None` on shutdown.
+    async fn send(
+        &self,
+        spec: &EgressSpec,
+        url: &http::Uri,
+        event: &Event,
+        delivery: &Delivery,
+        stop: &CancellationToken,
+    ) -> Option<Result<Answer, Failure>> {
+        let mut attempt = 1;
+        loop {
+            let started = std::time::Instant::now();
+            let result = send::attempt(
+                &self.client,
+                url,
+                event,
+                delivery.structured,
+                delivery.timeout,
+            )
+            .await;
+            self.metrics.attempt(
+                spec,
+                result.as_ref().ok().map(|a| a.code),
+                started.elapsed(),
+            );
+            let outcome = match &result {
+                Ok(answer) => answer.outcome(),
+                Err(_) => Outcome::NoResponse,
+            };
+            let wait = match (delivery.retry.action(&outcome, attempt), result) {
+                (Action::Done, Ok(answer)) => return Some(Ok(answer)),
+                (Action::RetryAfter(wait), _) => wait,
+                (_, result) => return Some(Err(failure(url, result))),
+            };
+            tracing::debug!(egress = %spec.name, id = event.id(), attempt, ?wait, ?outcome, "retrying");
+            self.metrics.retry(spec);
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn reply(
+        &self,
+        spec: &EgressSpec,
+        reply: Event,
+        stop: &CancellationToken,
+    ) -> Option<Result<(), Failure>> {
+        match &spec.reply {
+            Reply::Discard => Some(Ok(())),
+            Reply::Url(url) => {
+                let delivery = Delivery {
+                    dead_letter: None,
+                    ..spec.delivery.clone()
+                };
+                Some(
+                    self.send(spec, url, &reply, &delivery, stop)
+                        .await?
+                        .map(drop),
+                )
+            }
+            Reply::ToTopic => {
+                let record = kafka::encode(&reply, kafka::ContentMode::Binary);
+                let written = match self.producers.get(&spec.bootstrap) {
+                    Ok(producer) => producer
+                        .send(&spec.topic, &record)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                Some(written.map_err(|reason| Failure {
+                    destination: format!("kafka topic {}", spec.topic),
+                    code: None,
+                    body: bytes::Bytes::new(),
+                    reason: format!("reply not written: {reason}"),
+                }))
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        spec: &EgressSpec,
+        mut event: Event,
+        failure: Failure,
+        stop: &CancellationToken,
+    ) -> Option<Report> {
+        let Some(sink) = &spec.delivery.dead_letter else {
+            tracing::warn!(
+                egress = %spec.name, id = event.id(), source = event.source(), r#type = event.ty(),
+                destination = %failure.destination, reason = %failure.reason,
+                "event dropped: delivery failed and there is no dead-letter sink"
+            );
+            return Some(Report::Dropped);
+        };
+        event.set(
+            "knativeerrordest",
+            Value::String(failure.destination.clone()),
+        );
+        if let Some(code) = failure.code {
+            event.set("knativeerrorcode", Value::String(code.to_string()));
+        }
+        if !failure.body.is_empty() {
+            let data = &failure.body[..failure.body.len().min(ERROR_DATA_LIMIT)];
+            event.set("knativeerrordata", Value::String(BASE64.encode(data)));
+        }
+        match self.send(spec, sink, &event, &spec.delivery, stop).await? {
+            Ok(_) => {
+                tracing::info!(egress = %spec.name, id = event.id(), reason = %failure.reason, "event dead-lettered");
+                Some(Report::DeadLettered)
+            }
+            Err(dls) => {
+                tracing::warn!(
+                    egress = %spec.name, id = event.id(), source = event.source(), r#type = event.ty(),
+                    reason = %failure.reason, dead_letter_reason = %dls.reason,
+                    "event dropped: the dead-letter sink failed too"
+                );
+                Some(Report::Dropped)
+            }
+        }
+    }
+}
+
+fn failure(url: &http::Uri, result: Result<Answer, send::NoAnswer>) -> Failure {
+    match result {
+        Ok(answer) => Failure {
+            destination: url.to_string(),
+            code: Some(answer.code),
+            reason: format!("answered {}", answer.code),
+            body: answer.body,
+        },
+        Err(no_answer) => Failure {
+            destination: url.to_string(),
+            code: None,
+            body: bytes::Bytes::new(),
+            reason: no_answer.to_string(),
+        },
+    }
+}
