@@ -116,3 +116,55 @@ pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
 pub fn value(message: &OwnedMessage) -> Vec<u8> {
     message.payload().unwrap_or_default().to_vec()
 }
+
+/// The committed position of a consumer group on each partition of a topic
+/// (`None` where it has none).
+pub async fn group_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<Option<i64>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    tokio::task::spawn_blocking(move || {
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .collect()
+    })
+    .await
+    .expect("blocking task")
+}
+
+/// Waits until a consumer group has a position on every partition: a new
+/// trigger's start positions are pinned.
+pub async fn wait_for_group(bootstrap: &str, group: &str, topic: &str, partitions: i32) {
+    crate::eventually(
+        &format!("group {group} positions"),
+        Duration::from_secs(30),
+        || async move {
+            group_offsets(bootstrap, group, topic, partitions)
+                .await
+                .iter()
+                .all(Option::is_some)
+                .then_some(())
+        },
+    )
+    .await
+}

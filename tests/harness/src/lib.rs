@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod kafka;
+pub mod subscriber;
 pub mod tansu;
 
 use std::{future::Future, path::PathBuf, time::Duration};
@@ -175,4 +176,115 @@ impl Drop for TestReceiver {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// Dispatcher settings for tests: short group timeouts (Tansu answers a
+/// first join after about half the session timeout), frequent commits.
+pub fn dispatcher_config(contract: &ContractFile, bootstrap: &str) -> ferry_dispatcher::Config {
+    let overrides = ferry_common::kafka::Overrides::load(None, std::env::vars())
+        .expect("FERRY_RDKAFKA_* settings");
+    ferry_dispatcher::Config {
+        admin: "127.0.0.1:0".parse().expect("addr"),
+        contract: contract.path(),
+        contract_poll: Duration::from_secs(1),
+        defaults: ferry_dispatcher::egress::Defaults {
+            bootstrap: bootstrap.to_owned(),
+            timeout: Duration::from_secs(10),
+            retry_after_max: Duration::from_secs(5),
+        },
+        consumers: ferry_dispatcher::consumer::Settings {
+            consumer: ferry_common::kafka::ConsumerSettings {
+                session_timeout: Duration::from_millis(6000),
+                heartbeat_interval: Duration::from_millis(500),
+                overrides: overrides.clone(),
+            },
+            max_in_flight: 100,
+            commit_interval: Duration::from_millis(200),
+            drain_timeout: Duration::from_secs(5),
+        },
+        producer: ferry_common::kafka::ProducerSettings {
+            timeout: Duration::from_secs(5),
+            max_message_bytes: 1024 * 1024,
+            overrides,
+        },
+    }
+}
+
+/// A dispatcher running in this process until the guard drops.
+pub struct TestDispatcher {
+    pub running: Option<ferry_dispatcher::Running>,
+    shutdown: ferry_common::shutdown::Shutdown,
+}
+
+impl TestDispatcher {
+    pub async fn start(config: ferry_dispatcher::Config) -> Self {
+        init_logging();
+        let shutdown = ferry_common::shutdown::Shutdown::new();
+        let running = ferry_dispatcher::start(config, shutdown.clone())
+            .await
+            .expect("dispatcher starts");
+        TestDispatcher {
+            running: Some(running),
+            shutdown,
+        }
+    }
+
+    /// Shuts down gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.join().await;
+        }
+    }
+}
+
+impl Drop for TestDispatcher {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A trigger as the control plane writes it: its own consumer group,
+/// replies back to the broker.
+pub fn trigger(namespace: &str, name: &str, destination: &str) -> ferry_proto::Egress {
+    ferry_proto::Egress {
+        uid: unique("trigger-uid"),
+        consumer_group: unique(&format!("knative-trigger-{namespace}-{name}")),
+        destination: destination.to_owned(),
+        reply_strategy: Some(ferry_proto::egress::ReplyStrategy::ReplyToOriginalTopic(
+            ferry_proto::Empty {},
+        )),
+        reference: Some(ferry_proto::Reference {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            kind: "Trigger".to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Posts a binary-mode event with these attributes (and `extra` headers).
+pub async fn send_event(
+    client: &http::HttpClient,
+    url: &str,
+    id: &str,
+    ty: &str,
+    extra: &[(&str, &str)],
+) -> http::Answer {
+    let mut headers = vec![
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", "/ferry/tests"),
+        ("ce-type", ty),
+    ];
+    headers.extend_from_slice(extra);
+    let answer = http::post(client, url, &headers, format!("{{\"id\":\"{id}\"}}")).await;
+    assert_eq!(
+        answer.status,
+        ::http::StatusCode::ACCEPTED,
+        "posting {id}: {}",
+        answer.body
+    );
+    answer
 }

@@ -1,0 +1,662 @@
+//! Trigger delivery against a real Kafka broker and real HTTP subscribers:
+//! filters, retries, dead letters, replies, ordering, contract reloads.
+
+use std::time::Duration;
+
+use base64::Engine;
+use ferry_harness::{
+    bootstrap, broker, dispatcher_config,
+    http::{self, HttpClient},
+    kafka::{create_topic, wait_for_group},
+    receiver_config, send_event,
+    subscriber::{Answer, Subscriber},
+    trigger, unique, ContractFile, TestDispatcher, TestReceiver,
+};
+use ferry_proto::{
+    dialected_filter::Filter as Dialect, egress::ReplyStrategy, BackoffPolicy, Contract,
+    DeliveryOrder, DialectedFilter, Egress, EgressConfig, Empty, Resource,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A broker with a receiver and a dispatcher in this process.
+struct Mesh {
+    receiver: TestReceiver,
+    _dispatcher: TestDispatcher,
+    contract: ContractFile,
+    broker: Resource,
+    client: HttpClient,
+    partitions: i32,
+}
+
+impl Mesh {
+    async fn start(partitions: i32, egresses: Vec<Egress>) -> Mesh {
+        let bootstrap = bootstrap();
+        let topic = unique("knative-broker-ns");
+        create_topic(&bootstrap, &topic, partitions).await;
+        let mut broker = broker("ns", &unique("b"), &topic, "");
+        broker.egresses = egresses;
+        let contract = ContractFile::new(&Contract {
+            generation: 1,
+            resources: vec![broker.clone()],
+            ..Default::default()
+        });
+        let receiver = TestReceiver::start(receiver_config(&contract, &bootstrap)).await;
+        let dispatcher = TestDispatcher::start(dispatcher_config(&contract, &bootstrap)).await;
+        receiver.ready().await;
+        let mesh = Mesh {
+            receiver,
+            _dispatcher: dispatcher,
+            contract,
+            broker,
+            client: http::client(),
+            partitions,
+        };
+        mesh.wait_for_triggers().await;
+        mesh
+    }
+
+    /// Every dispatched trigger's start positions are pinned: events sent
+    /// from now on are theirs. (CESQL triggers are not dispatched yet.)
+    async fn wait_for_triggers(&self) {
+        for egress in self.broker.egresses.iter().filter(|e| !has_cesql(e)) {
+            wait_for_group(
+                &bootstrap(),
+                &egress.consumer_group,
+                &self.broker.topics[0],
+                self.partitions,
+            )
+            .await;
+        }
+    }
+
+    fn url(&self) -> String {
+        let r = self.broker.reference.as_ref().unwrap();
+        self.receiver.url(&format!("/{}/{}", r.namespace, r.name))
+    }
+
+    async fn send(&self, id: &str, ty: &str) {
+        send_event(&self.client, &self.url(), id, ty, &[]).await;
+    }
+
+    async fn send_with(&self, id: &str, ty: &str, extra: &[(&str, &str)]) {
+        send_event(&self.client, &self.url(), id, ty, extra).await;
+    }
+
+    fn replace_egresses(&mut self, egresses: Vec<Egress>, generation: u64) {
+        self.broker.egresses = egresses;
+        self.contract.write(&Contract {
+            generation,
+            resources: vec![self.broker.clone()],
+            ..Default::default()
+        });
+    }
+}
+
+fn has_cesql(egress: &Egress) -> bool {
+    egress
+        .dialected_filter
+        .iter()
+        .any(|f| matches!(f.filter, Some(Dialect::Cesql(_))))
+}
+
+fn with_config(mut egress: Egress, config: EgressConfig) -> Egress {
+    egress.egress_config = Some(config);
+    egress
+}
+
+fn attributes(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn dialect(filter: Dialect) -> DialectedFilter {
+    DialectedFilter {
+        filter: Some(filter),
+    }
+}
+
+fn ids(received: &[ferry_harness::subscriber::Received]) -> Vec<String> {
+    let mut ids: Vec<String> = received.iter().map(|r| r.id().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn each_dialect_selects_exactly_its_events() {
+    use ferry_proto::{All, Any, Exact, Not, Prefix, Suffix};
+    let subs = [
+        Subscriber::accepting().await, // 0 legacy exact on type
+        Subscriber::accepting().await, // 1 exact
+        Subscriber::accepting().await, // 2 prefix
+        Subscriber::accepting().await, // 3 suffix
+        Subscriber::accepting().await, // 4 all
+        Subscriber::accepting().await, // 5 any
+        Subscriber::accepting().await, // 6 not
+        Subscriber::accepting().await, // 7 no filter
+        Subscriber::accepting().await, // 8 legacy empty value: attribute present
+    ];
+    let mut triggers: Vec<Egress> = subs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| trigger("ns", &format!("t{i}"), &s.url()))
+        .collect();
+    triggers[0].filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "order.created")]),
+    });
+    triggers[1].dialected_filter = vec![dialect(Dialect::Exact(Exact {
+        attributes: attributes(&[("region", "eu")]),
+    }))];
+    triggers[2].dialected_filter = vec![dialect(Dialect::Prefix(Prefix {
+        attributes: attributes(&[("type", "order.")]),
+    }))];
+    triggers[3].dialected_filter = vec![dialect(Dialect::Suffix(Suffix {
+        attributes: attributes(&[("type", ".deleted")]),
+    }))];
+    triggers[4].dialected_filter = vec![dialect(Dialect::All(All {
+        filters: vec![
+            dialect(Dialect::Prefix(Prefix {
+                attributes: attributes(&[("type", "order.")]),
+            })),
+            dialect(Dialect::Exact(Exact {
+                attributes: attributes(&[("region", "us")]),
+            })),
+        ],
+    }))];
+    triggers[5].dialected_filter = vec![dialect(Dialect::Any(Any {
+        filters: vec![
+            dialect(Dialect::Exact(Exact {
+                attributes: attributes(&[("region", "us")]),
+            })),
+            dialect(Dialect::Suffix(Suffix {
+                attributes: attributes(&[("type", ".deleted")]),
+            })),
+        ],
+    }))];
+    triggers[6].dialected_filter = vec![dialect(Dialect::Not(Box::new(Not {
+        filter: Some(Box::new(dialect(Dialect::Prefix(Prefix {
+            attributes: attributes(&[("type", "order.")]),
+        })))),
+    })))];
+    triggers[8].filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("region", "")]),
+    });
+    let mesh = Mesh::start(3, triggers).await;
+
+    mesh.send_with("e1", "order.created", &[("ce-region", "eu")])
+        .await;
+    mesh.send_with("e2", "order.created", &[("ce-region", "us")])
+        .await;
+    mesh.send("e3", "order.deleted").await;
+    mesh.send_with("e4", "user.deleted", &[("ce-region", "us")])
+        .await;
+    mesh.send("e5", "user.created").await;
+    // A marker every filter-less trigger gets, sent last.
+    let all = ["e1", "e2", "e3", "e4", "e5"].map(String::from);
+    subs[7].wait_for_ids(&all, WAIT).await;
+
+    let expected: [&[&str]; 9] = [
+        &["e1", "e2"],
+        &["e1"],
+        &["e1", "e2", "e3"],
+        &["e3", "e4"],
+        &["e2"],
+        &["e2", "e3", "e4"],
+        &["e4", "e5"],
+        &["e1", "e2", "e3", "e4", "e5"],
+        &["e1", "e2", "e4"],
+    ];
+    for (i, (sub, want)) in subs.iter().zip(expected).enumerate() {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        sub.wait_for_ids(&want, WAIT).await;
+        assert_eq!(ids(&sub.received()), want, "trigger t{i}");
+    }
+}
+
+#[tokio::test]
+async fn delivery_is_binary_with_prefer_reply_or_structured_on_request() {
+    let binary = Subscriber::accepting().await;
+    let structured = Subscriber::accepting().await;
+    let json = with_config(
+        trigger("ns", "json", &structured.url()),
+        EgressConfig {
+            format: "json".into(),
+            ..Default::default()
+        },
+    );
+    let mesh = Mesh::start(1, vec![trigger("ns", "bin", &binary.url()), json]).await;
+    mesh.send_with(
+        "d-1",
+        "t",
+        &[
+            ("ce-greeting", "Euro%20%E2%82%AC%20%F0%9F%98%80"),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await;
+
+    let got = &binary.wait_for(1, WAIT).await[0];
+    assert_eq!(got.header("ce-id"), Some("d-1"));
+    assert_eq!(got.header("ce-specversion"), Some("1.0"));
+    assert_eq!(got.header("ce-source"), Some("/ferry/tests"));
+    assert_eq!(
+        got.header("ce-greeting"),
+        Some("Euro%20%E2%82%AC%20%F0%9F%98%80"),
+        "percent-encoded again on the way out"
+    );
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(got.header("prefer"), Some("reply"));
+    assert_eq!(got.body.as_ref(), br#"{"id":"d-1"}"#);
+
+    let got = &structured.wait_for(1, WAIT).await[0];
+    assert_eq!(
+        got.header("content-type"),
+        Some("application/cloudevents+json; charset=utf-8")
+    );
+    let event: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
+    assert_eq!(event["id"], "d-1");
+    assert_eq!(event["greeting"], "Euro € 😀");
+    assert_eq!(event["data"], serde_json::json!({"id": "d-1"}));
+}
+
+#[tokio::test]
+async fn attempts_are_one_plus_retry_with_growing_gaps_then_dead_letter() {
+    let failing =
+        Subscriber::scripted(|_, _| Answer::status(500).with_body("database on fire")).await;
+    let dls = Subscriber::accepting().await;
+    let config = EgressConfig {
+        retry: 3,
+        backoff_policy: BackoffPolicy::Exponential as i32,
+        backoff_delay: 50,
+        dead_letter: dls.url(),
+        ..Default::default()
+    };
+    let mesh = Mesh::start(
+        1,
+        vec![with_config(trigger("ns", "t", &failing.url()), config)],
+    )
+    .await;
+    mesh.send("r-1", "t").await;
+
+    let dead = &dls.wait_for(1, WAIT).await[0];
+    let attempts = failing.received();
+    assert_eq!(attempts.len(), 4, "1 + retry attempts");
+    // Exponential from 50 ms: 100, 200, 400 ms. Gaps never shrink below their backoff.
+    for (i, pair) in attempts.windows(2).enumerate() {
+        let gap = pair[1].at - pair[0].at;
+        let backoff = Duration::from_millis(50 * 2u64.pow(i as u32 + 1));
+        assert!(gap >= backoff, "gap {i} was {gap:?}, backoff {backoff:?}");
+    }
+    assert_eq!(dead.id(), "r-1");
+    assert_eq!(
+        dead.header("ce-knativeerrordest"),
+        Some(failing.url().as_str())
+    );
+    assert_eq!(dead.header("ce-knativeerrorcode"), Some("500"));
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(dead.header("ce-knativeerrordata").unwrap())
+        .unwrap();
+    assert_eq!(data, b"database on fire");
+    assert_eq!(
+        dead.body.as_ref(),
+        br#"{"id":"r-1"}"#,
+        "the dead-lettered event keeps its data"
+    );
+    // Nothing more arrives after the dead letter.
+    assert_eq!(failing.received().len(), 4);
+}
+
+#[tokio::test]
+async fn a_recovering_subscriber_gets_the_event_and_nothing_is_dead_lettered() {
+    let flaky = Subscriber::scripted(|_, n| {
+        if n < 2 {
+            Answer::status(503)
+        } else {
+            Answer::status(200)
+        }
+    })
+    .await;
+    let dls = Subscriber::accepting().await;
+    let config = EgressConfig {
+        retry: 5,
+        backoff_policy: BackoffPolicy::Linear as i32,
+        backoff_delay: 20,
+        dead_letter: dls.url(),
+        ..Default::default()
+    };
+    // A second event proves the first finished: ordered, one partition.
+    let mut t = with_config(trigger("ns", "t", &flaky.url()), config);
+    t.delivery_order = DeliveryOrder::Ordered as i32;
+    let mesh = Mesh::start(1, vec![t]).await;
+    mesh.send("f-1", "t").await;
+    mesh.send("f-2", "t").await;
+    let got = flaky.wait_for(4, WAIT).await;
+    assert_eq!(
+        got.iter().map(|r| r.id()).collect::<Vec<_>>(),
+        ["f-1", "f-1", "f-1", "f-2"]
+    );
+    assert!(dls.received().is_empty());
+}
+
+#[tokio::test]
+async fn timeouts_and_final_codes_go_to_the_dead_letter_sink() {
+    let slow = Subscriber::scripted(|_, _| Answer::status(200).after(Duration::from_secs(3))).await;
+    let refusing = Subscriber::scripted(|_, _| Answer::status(400).with_body("bad")).await;
+    let dls = Subscriber::accepting().await;
+    let slow_config = EgressConfig {
+        retry: 1,
+        backoff_delay: 10,
+        timeout: 200,
+        dead_letter: dls.url(),
+        ..Default::default()
+    };
+    let refusing_config = EgressConfig {
+        retry: 5,
+        backoff_delay: 10,
+        dead_letter: dls.url(),
+        ..Default::default()
+    };
+    let mut only_slow = with_config(trigger("ns", "slow", &slow.url()), slow_config);
+    only_slow.filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "slow")]),
+    });
+    let mut only_refused = with_config(trigger("ns", "refusing", &refusing.url()), refusing_config);
+    only_refused.filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "refused")]),
+    });
+    let mesh = Mesh::start(1, vec![only_slow, only_refused]).await;
+    mesh.send("s-1", "slow").await;
+    mesh.send("x-1", "refused").await;
+
+    let dead = dls.wait_for_ids(&["s-1".into(), "x-1".into()], WAIT).await;
+    let slow_dead = dead.iter().find(|r| r.id() == "s-1").unwrap();
+    assert_eq!(
+        slow.received().len(),
+        2,
+        "the timeout is per attempt: 1 + retry attempts"
+    );
+    assert_eq!(
+        slow_dead.header("ce-knativeerrorcode"),
+        None,
+        "no answer, no code"
+    );
+    assert_eq!(
+        slow_dead.header("ce-knativeerrordest"),
+        Some(slow.url().as_str())
+    );
+    let refused_dead = dead.iter().find(|r| r.id() == "x-1").unwrap();
+    assert_eq!(refusing.received().len(), 1, "400 is final: no retry");
+    assert_eq!(refused_dead.header("ce-knativeerrorcode"), Some("400"));
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let limited = Subscriber::scripted(|_, n| {
+        if n == 0 {
+            Answer::status(429).with_header("retry-after", "1")
+        } else {
+            Answer::status(202)
+        }
+    })
+    .await;
+    let config = EgressConfig {
+        retry: 2,
+        backoff_delay: 10,
+        ..Default::default()
+    };
+    let mesh = Mesh::start(
+        1,
+        vec![with_config(trigger("ns", "t", &limited.url()), config)],
+    )
+    .await;
+    mesh.send("ra-1", "t").await;
+    let got = limited.wait_for(2, WAIT).await;
+    assert!(
+        got[1].at - got[0].at >= Duration::from_secs(1),
+        "waited {:?}",
+        got[1].at - got[0].at
+    );
+}
+
+fn reply_headers(id: &str, ty: &str) -> [(String, String); 4] {
+    [
+        ("ce-specversion".into(), "1.0".into()),
+        ("ce-id".into(), id.into()),
+        ("ce-source".into(), "/replier".into()),
+        ("ce-type".into(), ty.into()),
+    ]
+}
+
+fn replying(ty: &'static str) -> impl Fn(&ferry_harness::subscriber::Received, usize) -> Answer {
+    move |r, _| {
+        let mut answer = Answer::status(200)
+            .with_body("reply body")
+            .with_header("content-type", "text/plain");
+        for (k, v) in reply_headers(&format!("reply-to-{}", r.id()), ty) {
+            answer = answer.with_header(&k, &v);
+        }
+        answer
+    }
+}
+
+#[tokio::test]
+async fn replies_re_enter_the_broker_and_reach_another_trigger() {
+    let replier = Subscriber::scripted(replying("reply")).await;
+    let second = Subscriber::accepting().await;
+    let mut first = trigger("ns", "first", &replier.url());
+    first.filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "request")]),
+    });
+    let mut then = trigger("ns", "then", &second.url());
+    then.filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "reply")]),
+    });
+    let mesh = Mesh::start(2, vec![first, then]).await;
+    mesh.send("q-1", "request").await;
+    let got = &second.wait_for(1, WAIT).await[0];
+    assert_eq!(got.id(), "reply-to-q-1");
+    assert_eq!(got.header("ce-source"), Some("/replier"));
+    assert_eq!(got.body.as_ref(), b"reply body");
+}
+
+#[tokio::test]
+async fn replies_go_to_reply_url_or_are_discarded() {
+    let replier_a = Subscriber::scripted(replying("reply")).await;
+    let replier_b = Subscriber::scripted(replying("reply")).await;
+    let reply_sink = Subscriber::accepting().await;
+    let everything_else = Subscriber::accepting().await;
+    let mut to_url = trigger("ns", "to-url", &replier_a.url());
+    to_url.filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "request")]),
+    });
+    to_url.reply_strategy = Some(ReplyStrategy::ReplyUrl(reply_sink.url()));
+    let mut discard = trigger("ns", "discard", &replier_b.url());
+    discard.filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "request")]),
+    });
+    discard.reply_strategy = Some(ReplyStrategy::DiscardReply(Empty {}));
+    let watcher = trigger("ns", "watcher", &everything_else.url());
+    let mesh = Mesh::start(1, vec![to_url, discard, watcher]).await;
+    mesh.send("q-2", "request").await;
+    mesh.send("marker", "marker").await;
+
+    let got = &reply_sink.wait_for(1, WAIT).await[0];
+    assert_eq!(got.id(), "reply-to-q-2");
+    replier_b.wait_for(1, WAIT).await;
+    // Nothing replied into the broker: the watcher sees exactly the two events sent.
+    everything_else
+        .wait_for_ids(&["q-2".into(), "marker".into()], WAIT)
+        .await;
+    assert_eq!(ids(&everything_else.received()), ["marker", "q-2"]);
+}
+
+#[tokio::test]
+async fn a_malformed_reply_is_a_failed_delivery() {
+    let broken = Subscriber::scripted(|_, _| {
+        Answer::status(200)
+            .with_header("ce-specversion", "1.0")
+            .with_body("x")
+    })
+    .await;
+    let dls = Subscriber::accepting().await;
+    let config = EgressConfig {
+        dead_letter: dls.url(),
+        ..Default::default()
+    };
+    let mesh = Mesh::start(
+        1,
+        vec![with_config(trigger("ns", "t", &broken.url()), config)],
+    )
+    .await;
+    mesh.send("m-1", "t").await;
+    let dead = &dls.wait_for(1, WAIT).await[0];
+    assert_eq!(dead.id(), "m-1");
+    assert_eq!(dead.header("ce-knativeerrorcode"), Some("200"));
+}
+
+#[tokio::test]
+async fn ordered_delivery_keeps_partition_order_under_a_slow_subscriber() {
+    let slow =
+        Subscriber::scripted(|_, _| Answer::status(202).after(Duration::from_millis(30))).await;
+    let mut t = trigger("ns", "ordered", &slow.url());
+    t.delivery_order = DeliveryOrder::Ordered as i32;
+    let mesh = Mesh::start(1, vec![t]).await;
+    let sent: Vec<String> = (0..15).map(|i| format!("o-{i:02}")).collect();
+    for id in &sent {
+        mesh.send(id, "t").await;
+    }
+    let got = slow.wait_for(sent.len(), WAIT).await;
+    assert_eq!(
+        got.iter().map(|r| r.id().to_owned()).collect::<Vec<_>>(),
+        sent
+    );
+    assert_eq!(slow.max_concurrency(), 1);
+}
+
+#[tokio::test]
+async fn unordered_delivery_overlaps_deliveries() {
+    let slow =
+        Subscriber::scripted(|_, _| Answer::status(202).after(Duration::from_millis(300))).await;
+    let mesh = Mesh::start(1, vec![trigger("ns", "unordered", &slow.url())]).await;
+    let sent: Vec<String> = (0..20).map(|i| format!("u-{i:02}")).collect();
+    for id in &sent {
+        mesh.send(id, "t").await;
+    }
+    let got = slow.wait_for(sent.len(), WAIT).await;
+    assert_eq!(ids(&got), sent);
+    assert!(
+        slow.max_concurrency() > 1,
+        "max concurrency {}",
+        slow.max_concurrency()
+    );
+}
+
+#[tokio::test]
+async fn a_new_trigger_gets_events_from_when_it_was_added() {
+    let first = Subscriber::accepting().await;
+    let late = Subscriber::accepting().await;
+    let mut mesh = Mesh::start(2, vec![trigger("ns", "first", &first.url())]).await;
+    mesh.send("before", "t").await;
+    first.wait_for_ids(&["before".into()], WAIT).await;
+
+    let added = trigger("ns", "late", &late.url());
+    let mut egresses = mesh.broker.egresses.clone();
+    egresses.push(added);
+    mesh.replace_egresses(egresses, 2);
+    mesh.wait_for_triggers().await;
+    mesh.send("after", "t").await;
+    late.wait_for_ids(&["after".into()], WAIT).await;
+    first.wait_for_ids(&["after".into()], WAIT).await;
+    assert_eq!(
+        ids(&late.received()),
+        ["after"],
+        "nothing from before it was added"
+    );
+}
+
+#[tokio::test]
+async fn reloads_change_and_remove_triggers_without_disturbing_the_others() {
+    let steady = Subscriber::accepting().await;
+    let changing = Subscriber::accepting().await;
+    let removed = Subscriber::accepting().await;
+    let mut change_me = trigger("ns", "changing", &changing.url());
+    change_me.filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "a")]),
+    });
+    let cesql = {
+        let mut t = trigger("ns", "cesql", &removed.url());
+        t.dialected_filter = vec![dialect(Dialect::Cesql(ferry_proto::Cesql {
+            expression: "type = 'a'".into(),
+        }))];
+        t
+    };
+    let cesql_group = cesql.consumer_group.clone();
+    let mut mesh = Mesh::start(
+        1,
+        vec![
+            trigger("ns", "steady", &steady.url()),
+            change_me.clone(),
+            trigger("ns", "removed", &removed.url()),
+            cesql,
+        ],
+    )
+    .await;
+    mesh.send("r1", "a").await;
+    mesh.send("r2", "b").await;
+    removed
+        .wait_for_ids(&["r1".into(), "r2".into()], WAIT)
+        .await;
+    // The CESQL trigger is reported and skipped; the others run.
+    let topic = mesh.broker.topics[0].clone();
+    assert_eq!(
+        ferry_harness::kafka::group_offsets(&bootstrap(), &cesql_group, &topic, 1).await,
+        [None]
+    );
+    changing.wait_for_ids(&["r1".into()], WAIT).await;
+
+    change_me.filter = Some(ferry_proto::Filter {
+        attributes: attributes(&[("type", "b")]),
+    });
+    let steady_trigger = mesh.broker.egresses[0].clone();
+    mesh.replace_egresses(vec![steady_trigger, change_me], 2);
+    // The changed trigger keeps its group and position. Probes of type b
+    // reach it only once the new filter is in force.
+    let mut n = 0;
+    ferry_harness::eventually("the new filter", WAIT, || {
+        n += 1;
+        let id = format!("probe-{n}");
+        let (client, url, changing) = (mesh.client.clone(), mesh.url(), &changing);
+        async move {
+            send_event(&client, &url, &id, "b", &[]).await;
+            changing
+                .received()
+                .iter()
+                .any(|r| r.id().starts_with("probe-"))
+                .then_some(())
+        }
+    })
+    .await;
+    let removed_before = removed.received().len();
+    mesh.send("r3", "a").await;
+    mesh.send("r4", "b").await;
+    changing.wait_for_ids(&["r4".into()], WAIT).await;
+    steady
+        .wait_for_ids(&["r1".into(), "r2".into(), "r3".into(), "r4".into()], WAIT)
+        .await;
+    assert!(
+        !changing.received().iter().any(|r| r.id() == "r3"),
+        "the old filter is gone"
+    );
+    assert_eq!(
+        removed.received().len(),
+        removed_before,
+        "the removed trigger gets nothing more"
+    );
+    // The steady trigger saw every event exactly once across both reloads.
+    let steady_ids = ids(&steady.received());
+    let mut unique_ids = steady_ids.clone();
+    unique_ids.dedup();
+    assert_eq!(steady_ids, unique_ids);
+}
