@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// A broker with a receiver and a dispatcher in this process.
 struct Mesh {
     receiver: TestReceiver,
-    _dispatcher: TestDispatcher,
+    dispatcher: TestDispatcher,
     contract: ContractFile,
     broker: Resource,
     client: HttpClient,
@@ -46,7 +46,7 @@ impl Mesh {
         receiver.ready().await;
         let mesh = Mesh {
             receiver,
-            _dispatcher: dispatcher,
+            dispatcher,
             contract,
             broker,
             client: http::client(),
@@ -81,6 +81,19 @@ impl Mesh {
 
     async fn send_with(&self, id: &str, ty: &str, extra: &[(&str, &str)]) {
         send_event(&self.client, &self.url(), id, ty, extra).await;
+    }
+
+    async fn metrics(&self) -> String {
+        let admin = self.dispatcher.running.as_ref().unwrap().admin;
+        http::request(
+            &self.client,
+            ::http::Method::GET,
+            &format!("http://{admin}/metrics"),
+            &[],
+            "",
+        )
+        .await
+        .body
     }
 
     fn replace_egresses(&mut self, egresses: Vec<Egress>, generation: u64) {
@@ -659,4 +672,49 @@ async fn reloads_change_and_remove_triggers_without_disturbing_the_others() {
     let mut unique_ids = steady_ids.clone();
     unique_ids.dedup();
     assert_eq!(steady_ids, unique_ids);
+}
+
+#[tokio::test]
+async fn failed_events_without_a_working_dead_letter_sink_are_dropped_and_counted() {
+    let failing = Subscriber::scripted(|r, _| {
+        if r.id().starts_with("fail") {
+            Answer::status(500)
+        } else {
+            Answer::status(202)
+        }
+    })
+    .await;
+    let broken_dls = Subscriber::scripted(|_, _| Answer::status(400)).await;
+    let no_dls = trigger("ns", "no-dls", &failing.url());
+    let with_broken_dls = with_config(
+        trigger("ns", "broken-dls", &failing.url()),
+        EgressConfig {
+            dead_letter: broken_dls.url(),
+            ..Default::default()
+        },
+    );
+    let mesh = Mesh::start(1, vec![no_dls, with_broken_dls]).await;
+    mesh.send("fail-1", "t").await;
+    mesh.send("ok-1", "t").await;
+    // Both triggers dropped fail-1 and went on to ok-1.
+    eventually_received(&failing, "ok-1", 2).await;
+    broken_dls.wait_for_ids(&["fail-1".into()], WAIT).await;
+    let metrics = mesh.metrics().await;
+    for name in ["ns/no-dls", "ns/broken-dls"] {
+        let dropped =
+            format!(r#"ferry_dispatch_events_total{{egress="{name}",outcome="dropped"}} 1"#);
+        let delivered =
+            format!(r#"ferry_dispatch_events_total{{egress="{name}",outcome="delivered"}} 1"#);
+        assert!(metrics.contains(&dropped), "{dropped} in\n{metrics}");
+        assert!(metrics.contains(&delivered), "{delivered} in\n{metrics}");
+    }
+}
+
+/// Waits until `id` arrived `times` times.
+async fn eventually_received(sub: &Subscriber, id: &str, times: usize) {
+    ferry_harness::eventually(&format!("{id} x{times}"), WAIT, || {
+        let n = sub.received().iter().filter(|r| r.id() == id).count();
+        async move { (n >= times).then_some(()) }
+    })
+    .await
 }

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod kafka;
+pub mod process;
 pub mod subscriber;
 pub mod tansu;
 

@@ -1,0 +1,78 @@
+//! Ferry components as separate OS processes, for tests that kill them.
+
+use std::{
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+pub struct FerryProcess {
+    child: Child,
+}
+
+impl FerryProcess {
+    /// `ferry dispatcher` with the test settings (short group timeouts,
+    /// frequent commits). `binary` is the test's `CARGO_BIN_EXE_ferry`.
+    pub fn dispatcher(binary: &str, contract: &Path, bootstrap: &str) -> Self {
+        let child = Command::new(binary)
+            .args(["dispatcher", "--admin", "127.0.0.1:0", "--contract"])
+            .arg(contract)
+            .args(["--bootstrap-servers", bootstrap])
+            .args([
+                "--session-timeout-ms",
+                "6000",
+                "--heartbeat-interval-ms",
+                "500",
+            ])
+            .args(["--commit-interval-ms", "100", "--drain-timeout-ms", "5000"])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ferry binary starts");
+        FerryProcess { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to drain or commit.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the process to exit, without blocking the
+    /// test's runtime (its subscribers must keep answering meanwhile).
+    pub async fn terminate(mut self, deadline: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "the process did not exit within {deadline:?} of SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for FerryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
