@@ -90,7 +90,7 @@ impl Deliverer {
             },
             Err(failure) => failure,
         };
-        Some(self.dead_letter(spec, event, failure, stop).await?)
+        self.dead_letter(spec, event, failure, stop).await
     }
 
     /// Sends with retries. The outer `Option` is `None` on shutdown.

@@ -56,8 +56,7 @@ impl Answer {
             return Ok(None);
         }
         let claims_event = self.headers.contains_key("ce-specversion")
-            || cloudevent::http::mode(&self.headers)
-                .map_or(true, |m| m != cloudevent::http::Mode::Binary);
+            || cloudevent::http::mode(&self.headers) != Ok(cloudevent::http::Mode::Binary);
         if !claims_event || (self.body.is_empty() && !self.headers.contains_key("ce-specversion")) {
             return Ok(None);
         }
