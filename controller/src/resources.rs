@@ -1,0 +1,303 @@
+//! The Knative resources Ferry reconciles, in the form a user writes them
+//! (`kubectl apply`), parsed from YAML or JSON.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
+pub const KAFKA_BROKER_CLASS: &str = "Kafka";
+pub const EXTERNAL_TOPIC_ANNOTATION: &str = "kafka.eventing.knative.dev/external.topic";
+pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub generation: Option<i64>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Metadata {
+    pub fn namespace(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+    }
+
+    /// The object's uid; resources from files have none, so one is derived
+    /// from the name.
+    pub fn uid(&self, kind: &str) -> String {
+        self.uid
+            .clone()
+            .unwrap_or_else(|| format!("{kind}/{}/{}", self.namespace(), self.name))
+    }
+}
+
+/// A reference to another object (`spec.subscriber.ref`, `spec.config`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KReference {
+    #[serde(default)]
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// Where events go: a reference, a URI, or a reference plus a path.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Destination {
+    #[serde(rename = "ref", default)]
+    pub reference: Option<KReference>,
+    #[serde(default)]
+    pub uri: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySpec {
+    #[serde(default)]
+    pub dead_letter_sink: Option<Destination>,
+    #[serde(default)]
+    pub retry: Option<i64>,
+    #[serde(default)]
+    pub backoff_policy: Option<String>,
+    #[serde(default)]
+    pub backoff_delay: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerSpec {
+    #[serde(default)]
+    pub config: Option<KReference>,
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Broker {
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub spec: BrokerSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct TriggerFilter {
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// One entry of `spec.filters` (Knative's SubscriptionsAPIFilter).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct SubscriptionsApiFilter {
+    #[serde(default)]
+    pub all: Vec<SubscriptionsApiFilter>,
+    #[serde(default)]
+    pub any: Vec<SubscriptionsApiFilter>,
+    #[serde(default)]
+    pub not: Option<Box<SubscriptionsApiFilter>>,
+    #[serde(default)]
+    pub exact: BTreeMap<String, String>,
+    #[serde(default)]
+    pub prefix: BTreeMap<String, String>,
+    #[serde(default)]
+    pub suffix: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cesql: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerSpec {
+    pub broker: String,
+    #[serde(default)]
+    pub filter: Option<TriggerFilter>,
+    #[serde(default)]
+    pub filters: Vec<SubscriptionsApiFilter>,
+    pub subscriber: Destination,
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Trigger {
+    pub metadata: Metadata,
+    pub spec: TriggerSpec,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct ConfigMap {
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+}
+
+/// Everything the reconciler reads, plus what could not be read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resources {
+    pub brokers: Vec<Broker>,
+    pub triggers: Vec<Trigger>,
+    pub config_maps: Vec<ConfigMap>,
+    /// Documents that could not be used: where, and why.
+    pub errors: Vec<(String, String)>,
+}
+
+impl Resources {
+    /// Adds one parsed document, by apiVersion and kind. `source` names it
+    /// in error reports.
+    pub fn add(&mut self, source: &str, document: serde_json::Value) {
+        let api_version = document
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let kind = document
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let result = match (api_version.as_str(), kind.as_str()) {
+            ("eventing.knative.dev/v1", "Broker") => {
+                serde_json::from_value(document).map(|b| self.brokers.push(b))
+            }
+            ("eventing.knative.dev/v1", "Trigger") => {
+                serde_json::from_value(document).map(|t| self.triggers.push(t))
+            }
+            ("v1", "ConfigMap") => {
+                serde_json::from_value(document).map(|c| self.config_maps.push(c))
+            }
+            _ => {
+                self.errors.push((
+                    source.to_owned(),
+                    format!("unsupported kind '{kind}' of apiVersion '{api_version}'"),
+                ));
+                return;
+            }
+        };
+        if let Err(error) = result {
+            self.errors
+                .push((source.to_owned(), format!("invalid {kind}: {error}")));
+        }
+    }
+
+    /// Parses a multi-document YAML text.
+    pub fn add_yaml(&mut self, source: &str, text: &str) {
+        for (i, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let where_ = format!("{source} (document {})", i + 1);
+            match serde_json::Value::deserialize(document) {
+                Ok(serde_json::Value::Null) => {} // an empty document between separators
+                Ok(value) => self.add(&where_, value),
+                Err(error) => {
+                    self.errors
+                        .push((where_, format!("not valid YAML: {error}")));
+                    // The rest of the stream cannot be trusted after a syntax error.
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_a_user_applies() {
+        let mut r = Resources::default();
+        r.add_yaml(
+            "x.yaml",
+            r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  namespace: team
+  annotations:
+    eventing.knative.dev/broker.class: Kafka
+spec:
+  delivery:
+    retry: 3
+    backoffDelay: PT0.2S
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: t1
+spec:
+  broker: default
+  filters:
+    - any:
+        - exact: { type: a }
+        - cesql: "source LIKE '%x'"
+  subscriber:
+    ref:
+      apiVersion: v1
+      kind: Service
+      name: display
+    uri: /path
+---
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: d }
+"#,
+        );
+        assert_eq!(r.brokers[0].metadata.namespace(), "team");
+        assert_eq!(r.brokers[0].spec.delivery.as_ref().unwrap().retry, Some(3));
+        assert_eq!(r.triggers[0].metadata.namespace(), "default");
+        assert_eq!(
+            r.triggers[0].spec.filters[0].any[1].cesql.as_deref(),
+            Some("source LIKE '%x'")
+        );
+        assert_eq!(
+            r.triggers[0]
+                .spec
+                .subscriber
+                .reference
+                .as_ref()
+                .unwrap()
+                .name,
+            "display"
+        );
+        assert_eq!(
+            r.errors,
+            [(
+                "x.yaml (document 4)".to_string(),
+                "unsupported kind 'Deployment' of apiVersion 'apps/v1'".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn broken_documents_are_reported() {
+        let mut r = Resources::default();
+        r.add_yaml("bad.yaml", "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t}\nspec: {broker: b}\n");
+        r.add_yaml("worse.yaml", "kind: [unclosed\n");
+        assert_eq!(r.errors.len(), 2);
+        assert!(
+            r.errors[0]
+                .1
+                .starts_with("invalid Trigger: missing field `subscriber`"),
+            "{:?}",
+            r.errors
+        );
+        assert!(
+            r.errors[1].1.starts_with("not valid YAML"),
+            "{:?}",
+            r.errors
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! The reconciler's decisions, without Kafka: resources in, contract,
+//! topics, groups and statuses out.
+
+use std::collections::BTreeMap;
+
+use ferry_controller::{
+    plan::{plan, KafkaDefaults, Observed, Plan, Ready, Settings, Status},
+    resources::Resources,
+};
+use ferry_proto::{egress::ReplyStrategy, BackoffPolicy, DeliveryOrder};
+
+fn settings() -> Settings {
+    Settings {
+        ingress_url: "http://ingress.local".into(),
+        defaults: KafkaDefaults {
+            bootstrap: "k:9092".into(),
+            partitions: 10,
+            replication: 3,
+            topic_config: BTreeMap::new(),
+        },
+        claim_unannotated: true,
+    }
+}
+
+fn run(yaml: &str) -> Plan {
+    run_observed(yaml, &Observed::default())
+}
+
+fn run_observed(yaml: &str, observed: &Observed) -> Plan {
+    let mut resources = Resources::default();
+    resources.add_yaml("test.yaml", yaml);
+    plan(&resources, &settings(), observed)
+}
+
+fn status<'a>(plan: &'a Plan, kind: &str, name: &str) -> &'a Status {
+    plan.statuses
+        .iter()
+        .find(|s| s.kind == kind && s.name == name)
+        .unwrap_or_else(|| panic!("no status for {kind} {name}: {:?}", plan.statuses))
+}
+
+const BROKER: &str = r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: { name: b, namespace: ns }
+"#;
+
+fn trigger(name: &str, spec: &str) -> String {
+    format!("---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{ name: {name}, namespace: ns }}\nspec:\n{spec}\n")
+}
+
+#[test]
+fn a_broker_and_a_trigger_become_the_contract() {
+    let p = run(&(BROKER.to_owned()
+        + &trigger(
+            "t1",
+            "  broker: b\n  filter: { attributes: { type: order.created } }\n  filters: [ { prefix: { source: /orders } } ]\n  subscriber: { uri: http://sub.local/x }",
+        )));
+    let b = status(&p, "Broker", "b");
+    assert_eq!(
+        (b.ready, b.address.as_deref()),
+        (Ready::True, Some("http://ingress.local/ns/b"))
+    );
+    let t = status(&p, "Trigger", "t1");
+    assert_eq!(
+        (t.ready, t.subscriber_uri.as_deref()),
+        (Ready::True, Some("http://sub.local/x"))
+    );
+
+    assert_eq!(p.topics.len(), 1);
+    let topic = &p.topics[0];
+    assert_eq!(
+        (
+            topic.name.as_str(),
+            topic.partitions,
+            topic.replication,
+            topic.external
+        ),
+        ("knative-broker-ns-b", 10, 3, false)
+    );
+    assert_eq!(
+        p.groups.iter().map(|(_, g)| g.as_str()).collect::<Vec<_>>(),
+        ["knative-trigger-ns-t1"]
+    );
+
+    let r = &p.resources[0];
+    assert_eq!(r.topics, ["knative-broker-ns-b"]);
+    assert_eq!(r.bootstrap_servers, "k:9092");
+    assert_eq!(r.ingress.as_ref().unwrap().path, "/ns/b");
+    let e = &r.egresses[0];
+    assert_eq!(e.consumer_group, "knative-trigger-ns-t1");
+    assert_eq!(e.destination, "http://sub.local/x");
+    assert_eq!(
+        e.reply_strategy,
+        Some(ReplyStrategy::ReplyToOriginalTopic(ferry_proto::Empty {}))
+    );
+    assert_eq!(
+        e.filter.as_ref().unwrap().attributes["type"],
+        "order.created"
+    );
+    assert_eq!(e.dialected_filter.len(), 1);
+    assert_eq!(e.delivery_order(), DeliveryOrder::Unordered);
+    assert_eq!(
+        e.egress_config, None,
+        "no trigger delivery: the broker's applies"
+    );
+}
+
+#[test]
+fn delivery_specs_become_egress_configs_and_the_triggers_replaces_the_brokers() {
+    let broker = r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: { name: b, namespace: ns }
+spec:
+  delivery:
+    retry: 5
+    backoffPolicy: linear
+    backoffDelay: PT0.5S
+    timeout: PT2S
+    deadLetterSink: { ref: { apiVersion: serving.knative.dev/v1, kind: Service, name: dls } }
+"#;
+    let p = run(&(broker.to_owned()
+        + &trigger("own", "  broker: b\n  subscriber: { uri: http://s }\n  delivery: { retry: 1 }")
+        + &trigger("inherits", "  broker: b\n  subscriber: { ref: { apiVersion: v1, kind: Service, name: svc }, uri: /hook }")));
+    let r = &p.resources[0];
+    let c = r.egress_config.as_ref().unwrap();
+    assert_eq!(
+        (c.retry, c.backoff_policy(), c.backoff_delay, c.timeout),
+        (5, BackoffPolicy::Linear, 500, 2000)
+    );
+    assert_eq!(c.dead_letter, "http://dls.ns.svc.cluster.local");
+    assert_eq!(
+        status(&p, "Broker", "b").dead_letter_sink_uri.as_deref(),
+        Some("http://dls.ns.svc.cluster.local")
+    );
+    let own = r
+        .egresses
+        .iter()
+        .find(|e| e.consumer_group.ends_with("-own"))
+        .unwrap();
+    let oc = own.egress_config.as_ref().unwrap();
+    assert_eq!(
+        (
+            oc.retry,
+            oc.dead_letter.as_str(),
+            oc.timeout,
+            oc.backoff_delay
+        ),
+        (1, "", 0, 200),
+        "replaced, not merged"
+    );
+    let inherits = r
+        .egresses
+        .iter()
+        .find(|e| e.consumer_group.ends_with("-inherits"))
+        .unwrap();
+    assert_eq!(inherits.destination, "http://svc.ns.svc.cluster.local/hook");
+}
+
+#[test]
+fn every_not_ready_reason() {
+    let cases: Vec<(String, &str, &str, &str)> = vec![
+        (trigger("t", "  broker: missing\n  subscriber: { uri: http://s }"), "t", "BrokerDoesNotExist", "broker 'missing' does not exist"),
+        (trigger("t", "  broker: b\n  subscriber: { ref: { apiVersion: apps/v1, kind: Deployment, name: d } }"), "t", "SubscriberResolveFailed", "cannot resolve a Deployment of apps/v1"),
+        (trigger("t", "  broker: b\n  subscriber: { uri: ftp://x }"), "t", "SubscriberResolveFailed", "scheme 'ftp' is not supported"),
+        (trigger("t", "  broker: b\n  subscriber: { uri: relative/path }"), "t", "SubscriberResolveFailed", "is not absolute"),
+        (trigger("t", "  broker: b\n  subscriber: {}"), "t", "SubscriberResolveFailed", "neither ref nor uri"),
+        (trigger("t", "  broker: b\n  filters: [ { exact: { type: a, source: b } } ]\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "'exact' must have exactly one attribute, has 2"),
+        (trigger("t", "  broker: b\n  filters: [ { exact: { Type: a } } ]\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "'Type' is not a CloudEvents attribute name"),
+        (trigger("t", "  broker: b\n  filters: [ { exact: { type: a }, prefix: { type: b } } ]\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "exactly one of"),
+        (trigger("t", "  broker: b\n  filters: [ { any: [ { not: {} } ] } ]\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "sets 0"),
+        (trigger("t", "  broker: b\n  filter: { attributes: { my_ext: x } }\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "'my_ext' is not"),
+        (trigger("t", "  broker: b\n  filters: [ { cesql: \"type = 'a'\" } ]\n  subscriber: { uri: http://s }"), "t", "CESQLNotSupported", "type = 'a'"),
+        (trigger("t", "  broker: b\n  subscriber: { uri: http://s }\n  delivery: { retry: -1 }"), "t", "DeliveryInvalid", "retry must not be negative"),
+        (trigger("t", "  broker: b\n  subscriber: { uri: http://s }\n  delivery: { timeout: 5s }"), "t", "DeliveryInvalid", "timeout: '5s' is not an ISO-8601 duration"),
+        (trigger("t", "  broker: b\n  subscriber: { uri: http://s }\n  delivery: { backoffPolicy: random }"), "t", "DeliveryInvalid", "backoffPolicy 'random'"),
+        (trigger("t", "  broker: b\n  subscriber: { uri: http://s }\n  delivery: { deadLetterSink: { uri: mailto:x } }"), "t", "DeliveryInvalid", "deadLetterSink: uri 'mailto:x'"),
+    ];
+    for (yaml, name, reason, message) in cases {
+        let p = run(&(BROKER.to_owned() + &yaml));
+        let s = status(&p, "Trigger", name);
+        assert_eq!(
+            (s.ready, s.reason.as_str()),
+            (Ready::False, reason),
+            "{yaml}"
+        );
+        assert!(
+            s.message.contains(message),
+            "{yaml}: '{}' lacks '{message}'",
+            s.message
+        );
+        assert!(
+            p.resources.iter().all(|r| r.egresses.is_empty()),
+            "a trigger that is not ready is not in the contract"
+        );
+    }
+    let annotated = |order: &str| {
+        format!(
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\n  \
+             annotations: {{ kafka.eventing.knative.dev/delivery.order: {order} }}\nspec: {{ broker: b, subscriber: {{ uri: http://s }} }}\n"
+        )
+    };
+    let p = run(&(BROKER.to_owned() + &annotated("sometimes")));
+    assert_eq!(status(&p, "Trigger", "t").reason, "DeliveryOrderInvalid");
+    let p = run(&(BROKER.to_owned() + &annotated("ordered")));
+    assert_eq!(
+        p.resources[0].egresses[0].delivery_order(),
+        DeliveryOrder::Ordered
+    );
+}
+
+#[test]
+fn broker_not_ready_reasons_and_their_triggers() {
+    let t = trigger("t", "  broker: b\n  subscriber: { uri: http://s }");
+    let p = run_observed(
+        &(BROKER.to_owned() + &t),
+        &Observed {
+            failed_topics: [("knative-broker-ns-b".into(), "Kafka is down".into())].into(),
+        },
+    );
+    let b = status(&p, "Broker", "b");
+    assert_eq!(
+        (
+            b.ready,
+            b.reason.as_str(),
+            b.message.as_str(),
+            b.address.as_deref()
+        ),
+        (Ready::False, "TopicNotReady", "Kafka is down", None)
+    );
+    assert_eq!(status(&p, "Trigger", "t").reason, "BrokerNotReady");
+    assert!(p.resources.is_empty());
+    assert_eq!(
+        p.groups.len(),
+        1,
+        "the trigger's group is kept while the trigger exists"
+    );
+
+    let with_config = r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: { name: b, namespace: ns }
+spec:
+  config: { apiVersion: v1, kind: ConfigMap, name: kafka, namespace: ns }
+"#;
+    let p = run(with_config);
+    assert_eq!((status(&p, "Broker", "b").reason.as_str()), "InvalidConfig");
+    assert!(status(&p, "Broker", "b")
+        .message
+        .contains("ConfigMap ns/kafka does not exist"));
+
+    let config_map = r#"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: kafka, namespace: ns }
+data:
+  default.topic.partitions: "3"
+  default.topic.replication.factor: "1"
+  bootstrap.servers: "other:9092"
+  default.topic.config.retention.ms: "3600000"
+"#;
+    let p = run(&(with_config.to_owned() + config_map));
+    let topic = &p.topics[0];
+    assert_eq!(
+        (
+            topic.partitions,
+            topic.replication,
+            topic.bootstrap.as_str()
+        ),
+        (3, 1, "other:9092")
+    );
+    assert_eq!(topic.config["retention.ms"], "3600000");
+    assert_eq!(p.resources[0].bootstrap_servers, "other:9092");
+
+    let p = run(&(with_config.to_owned() + &config_map.replace("\"3\"", "\"many\"")));
+    assert!(status(&p, "Broker", "b")
+        .message
+        .contains("default.topic.partitions 'many' is not a positive number"));
+}
+
+#[test]
+fn classes_external_topics_and_broken_files() {
+    let yaml = r#"
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: mt
+  namespace: ns
+  annotations: { eventing.knative.dev/broker.class: MTChannelBasedBroker }
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: ext
+  namespace: ns
+  annotations:
+    eventing.knative.dev/broker.class: Kafka
+    kafka.eventing.knative.dev/external.topic: shared-topic
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: { name: on-mt, namespace: ns }
+spec: { broker: mt, subscriber: { uri: http://s } }
+"#;
+    let mut resources = Resources::default();
+    resources.add_yaml("good.yaml", yaml);
+    resources.add_yaml("broken.yaml", "this: [is not yaml");
+    let p = plan(&resources, &settings(), &Observed::default());
+    assert!(
+        p.statuses
+            .iter()
+            .all(|s| s.name != "mt" && s.name != "on-mt"),
+        "another class's broker and triggers are not ours"
+    );
+    assert_eq!(
+        (p.topics[0].name.as_str(), p.topics[0].external),
+        ("shared-topic", true)
+    );
+    assert_eq!(p.resources[0].topics, ["shared-topic"]);
+    let file = status(&p, "File", "broken.yaml (document 1)");
+    assert_eq!(
+        (file.ready, file.reason.as_str()),
+        (Ready::False, "Invalid")
+    );
+
+    let strict = Settings {
+        claim_unannotated: false,
+        ..settings()
+    };
+    let mut r = Resources::default();
+    r.add_yaml("x", BROKER);
+    assert!(
+        plan(&r, &strict, &Observed::default()).statuses.is_empty(),
+        "unannotated brokers are left to others"
+    );
+}
+
+#[test]
+fn the_plan_is_deterministic() {
+    let yaml = BROKER.to_owned()
+        + &trigger("b-second", "  broker: b\n  subscriber: { uri: http://s }")
+        + &trigger("a-first", "  broker: b\n  subscriber: { uri: http://s }");
+    let one = run(&yaml);
+    let two = run(&yaml);
+    assert_eq!(one.resources, two.resources);
+    let groups: Vec<_> = one.resources[0]
+        .egresses
+        .iter()
+        .map(|e| e.consumer_group.as_str())
+        .collect();
+    assert_eq!(
+        groups,
+        ["knative-trigger-ns-a-first", "knative-trigger-ns-b-second"]
+    );
+}
