@@ -89,14 +89,15 @@ impl Overrides {
         // Let librdkafka check names and values now, not at the first
         // client, so a typo stops the process at start with its reason.
         let mut probe = ClientConfig::new();
-        overrides.apply(&mut probe);
+        overrides.apply_to(&mut probe);
         probe
             .create_native_config()
             .map_err(|e| KafkaConfigError::Invalid(e.to_string()))?;
         Ok(overrides)
     }
 
-    fn apply(&self, config: &mut ClientConfig) {
+    /// Applies the overrides over a client configuration.
+    pub fn apply_to(&self, config: &mut ClientConfig) {
         for (k, v) in &self.0 {
             config.set(k, v);
         }
@@ -138,7 +139,7 @@ impl ProducerSettings {
                 "message.max.bytes",
                 (self.max_message_bytes + RECORD_OVERHEAD).to_string(),
             );
-        self.overrides.apply(&mut config);
+        self.overrides.apply_to(&mut config);
         config
     }
 }
@@ -172,7 +173,7 @@ impl ConsumerSettings {
                 self.heartbeat_interval.as_millis().to_string(),
             )
             .set("socket.keepalive.enable", "true");
-        self.overrides.apply(&mut config);
+        self.overrides.apply_to(&mut config);
         config
     }
 }

@@ -1,7 +1,50 @@
-//! Ferry's control plane.
+//! Ferry's control plane: Knative Broker and Trigger resources become
+//! topics, consumer groups, the data-plane contract and a status each.
 //!
 //! - [`resources`]: Knative objects as users write them.
 //! - [`plan`]: the reconciler's decisions (pure).
+//! - [`reconciler`]: applies plans ([`kafka_admin`], [`contract_file`]).
+//! - [`folder`]: resources from a watched folder of YAML.
+
+pub mod contract_file;
 pub mod duration;
+pub mod folder;
+pub mod kafka_admin;
 pub mod plan;
+pub mod reconciler;
 pub mod resources;
+
+use std::{path::PathBuf, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+
+pub use reconciler::StatusRx;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub resources: PathBuf,
+    pub contract: PathBuf,
+    pub settings: plan::Settings,
+    /// How often everything is reconciled again without a change.
+    pub resync: Duration,
+    pub kafka_overrides: ferry_common::kafka::Overrides,
+}
+
+/// Reconciles a folder of resources until shutdown; the statuses are
+/// returned at once and follow every change.
+pub fn start_folder(
+    config: Config,
+    shutdown: CancellationToken,
+) -> (StatusRx, tokio::task::JoinHandle<()>) {
+    let admin = kafka_admin::KafkaAdmin::new(config.kafka_overrides.clone());
+    let (reconciler, statuses) =
+        reconciler::Reconciler::new(config.settings.clone(), &config.contract, admin);
+    let task = tokio::spawn(async move {
+        if let Err(error) =
+            folder::run(&config.resources, reconciler, config.resync, shutdown).await
+        {
+            tracing::error!(%error, folder = %config.resources.display(), "cannot watch the resources folder");
+        }
+    });
+    (statuses, task)
+}

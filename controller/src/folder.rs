@@ -1,0 +1,79 @@
+//! Resources from a folder of YAML files, in the form a user would
+//! `kubectl apply`. The folder is watched; every change, and a periodic
+//! resync (which also retries what Kafka refused), reconciles again.
+
+use std::{path::Path, time::Duration};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{reconciler::Reconciler, resources::Resources};
+
+/// Reads every `.yaml`, `.yml` and `.json` file of the folder.
+pub fn load(dir: &Path) -> Resources {
+    let mut resources = Resources::default();
+    let mut files: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(Result::ok).map(|e| e.path()).collect(),
+        Err(error) => {
+            resources.errors.push((
+                dir.display().to_string(),
+                format!("cannot read the folder: {error}"),
+            ));
+            return resources;
+        }
+    };
+    files.sort();
+    for path in files {
+        let extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
+        if !matches!(extension, "yaml" | "yml" | "json") {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match std::fs::read_to_string(&path) {
+            // YAML is a superset of JSON.
+            Ok(text) => resources.add_yaml(&name, &text),
+            Err(error) => resources
+                .errors
+                .push((name, format!("cannot read: {error}"))),
+        }
+    }
+    resources
+}
+
+/// Reconciles the folder until shutdown.
+pub async fn run(
+    dir: &Path,
+    mut reconciler: Reconciler,
+    resync: Duration,
+    shutdown: CancellationToken,
+) -> notify::Result<()> {
+    let (tx, mut changed) = mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
+        let _ = tx.try_send(());
+    })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    let mut ticker = tokio::time::interval(resync);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+            Some(()) = changed.recv() => {
+                // Editors write in several steps: let a burst settle.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                while changed.try_recv().is_ok() {}
+            }
+        }
+        let resources = load(dir);
+        for (source, error) in &resources.errors {
+            tracing::warn!(%source, %error, "resource not used");
+        }
+        reconciler.reconcile(&resources).await;
+    }
+}

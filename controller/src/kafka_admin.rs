@@ -1,0 +1,128 @@
+//! The reconciler's effects on Kafka: topics and consumer groups, through
+//! the admin API. One admin client per cluster.
+
+use std::{collections::HashMap, time::Duration};
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    types::RDKafkaErrorCode,
+    ClientConfig,
+};
+
+use crate::plan::TopicSpec;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub struct KafkaAdmin {
+    clients: HashMap<String, AdminClient<DefaultClientContext>>,
+    overrides: ferry_common::kafka::Overrides,
+}
+
+impl KafkaAdmin {
+    pub fn new(overrides: ferry_common::kafka::Overrides) -> Self {
+        KafkaAdmin {
+            clients: HashMap::new(),
+            overrides,
+        }
+    }
+
+    fn client(&mut self, bootstrap: &str) -> Result<&AdminClient<DefaultClientContext>, String> {
+        if !self.clients.contains_key(bootstrap) {
+            let mut config = ClientConfig::new();
+            config
+                .set("bootstrap.servers", bootstrap)
+                .set("client.id", "ferry-controller");
+            self.overrides.apply_to(&mut config);
+            let client = config
+                .create()
+                .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+            self.clients.insert(bootstrap.to_owned(), client);
+        }
+        Ok(&self.clients[bootstrap])
+    }
+
+    /// Creates the topic unless it exists; an external topic must exist.
+    pub async fn ensure_topic(&mut self, topic: &TopicSpec) -> Result<(), String> {
+        let client = self.client(&topic.bootstrap)?;
+        if topic.external {
+            let metadata = client
+                .inner()
+                .fetch_metadata(Some(&topic.name), TIMEOUT)
+                .map_err(|e| format!("cannot read metadata of topic {}: {e}", topic.name))?;
+            let exists = metadata.topics().iter().any(|t| {
+                t.name() == topic.name && t.error().is_none() && !t.partitions().is_empty()
+            });
+            return if exists {
+                Ok(())
+            } else {
+                Err(format!("external topic {} does not exist", topic.name))
+            };
+        }
+        let config: Vec<(&str, &str)> = topic
+            .config
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut new = NewTopic::new(
+            &topic.name,
+            topic.partitions,
+            TopicReplication::Fixed(topic.replication),
+        );
+        for (k, v) in &config {
+            new = new.set(k, v);
+        }
+        let options = AdminOptions::new()
+            .operation_timeout(Some(TIMEOUT))
+            .request_timeout(Some(TIMEOUT));
+        let results = client
+            .create_topics([&new], &options)
+            .await
+            .map_err(|e| format!("cannot create topic {}: {e}", topic.name))?;
+        match results.into_iter().next() {
+            Some(Ok(_)) => {
+                tracing::info!(topic = %topic.name, partitions = topic.partitions, "topic created");
+                Ok(())
+            }
+            Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(()),
+            Some(Err((_, code))) => Err(format!("cannot create topic {}: {code}", topic.name)),
+        }
+    }
+
+    pub async fn delete_topic(&mut self, bootstrap: &str, name: &str) -> Result<(), String> {
+        let client = self.client(bootstrap)?;
+        let options = AdminOptions::new()
+            .operation_timeout(Some(TIMEOUT))
+            .request_timeout(Some(TIMEOUT));
+        let results = client
+            .delete_topics(&[name], &options)
+            .await
+            .map_err(|e| e.to_string())?;
+        match results.into_iter().next() {
+            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::UnknownTopicOrPartition))) | None => {
+                tracing::info!(topic = %name, "topic deleted");
+                Ok(())
+            }
+            Some(Err((_, code))) => Err(format!("cannot delete topic {name}: {code}")),
+        }
+    }
+
+    /// Deletes a consumer group's offsets. Fails while members are still in
+    /// the group (the dispatcher leaves once the contract drops the egress).
+    pub async fn delete_group(&mut self, bootstrap: &str, group: &str) -> Result<(), String> {
+        let client = self.client(bootstrap)?;
+        let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
+        let results = client
+            .delete_groups(&[group], &options)
+            .await
+            .map_err(|e| e.to_string())?;
+        match results.into_iter().next() {
+            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::GroupIdNotFound))) | None => {
+                tracing::info!(group = %group, "consumer group deleted");
+                Ok(())
+            }
+            Some(Err((_, code))) => Err(format!("cannot delete consumer group {group}: {code}")),
+        }
+    }
+}
