@@ -1,21 +1,33 @@
 //! `ferry dispatcher`
 
-use std::time::Duration;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use ferry_common::{
-    kafka::{ConsumerSettings, ProducerSettings},
+    kafka::{ConsumerSettings, Overrides, ProducerSettings},
     shutdown::Shutdown,
 };
 use ferry_dispatcher::{consumer, egress};
 
-use crate::shared::DataPlaneArgs;
+use crate::shared::{ContractArgs, KafkaArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    common: DataPlaneArgs,
+    contract: ContractArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    tuning: Tuning,
 
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
+    admin: SocketAddr,
+}
+
+/// The dispatcher's own settings.
+#[derive(clap::Args)]
+pub struct Tuning {
     /// Deliveries in flight per unordered trigger (ordered ones have one per
     /// partition).
     #[arg(long, env = "FERRY_MAX_IN_FLIGHT", default_value_t = 100)]
@@ -48,33 +60,51 @@ pub struct Args {
     heartbeat_interval_ms: u64,
 }
 
-pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let overrides = args.common.kafka_overrides()?;
-    let config = ferry_dispatcher::Config {
-        admin: args.common.admin,
-        contract_poll: args.common.contract_poll(),
-        defaults: egress::Defaults {
-            bootstrap: args.common.bootstrap_servers.clone(),
-            timeout: Duration::from_millis(args.delivery_timeout_ms),
-            retry_after_max: Duration::from_millis(args.retry_after_max_ms),
-        },
-        consumers: consumer::Settings {
-            consumer: ConsumerSettings {
-                session_timeout: Duration::from_millis(args.session_timeout_ms),
-                heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),
-                overrides: overrides.clone(),
+impl Tuning {
+    pub fn config(
+        &self,
+        contract: PathBuf,
+        contract_poll: Duration,
+        admin: SocketAddr,
+        bootstrap: &str,
+        overrides: Overrides,
+    ) -> ferry_dispatcher::Config {
+        ferry_dispatcher::Config {
+            admin,
+            contract,
+            contract_poll,
+            defaults: egress::Defaults {
+                bootstrap: bootstrap.to_owned(),
+                timeout: Duration::from_millis(self.delivery_timeout_ms),
+                retry_after_max: Duration::from_millis(self.retry_after_max_ms),
             },
-            max_in_flight: args.max_in_flight,
-            commit_interval: Duration::from_millis(args.commit_interval_ms),
-            drain_timeout: Duration::from_millis(args.drain_timeout_ms),
-        },
-        producer: ProducerSettings {
-            timeout: Duration::from_secs(5),
-            max_message_bytes: 1024 * 1024,
-            overrides,
-        },
-        contract: args.common.contract,
-    };
+            consumers: consumer::Settings {
+                consumer: ConsumerSettings {
+                    session_timeout: Duration::from_millis(self.session_timeout_ms),
+                    heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+                    overrides: overrides.clone(),
+                },
+                max_in_flight: self.max_in_flight,
+                commit_interval: Duration::from_millis(self.commit_interval_ms),
+                drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+            },
+            producer: ProducerSettings {
+                timeout: Duration::from_secs(5),
+                max_message_bytes: 1024 * 1024,
+                overrides,
+            },
+        }
+    }
+}
+
+pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+    let config = args.tuning.config(
+        args.contract.contract.clone(),
+        args.contract.poll(),
+        args.admin,
+        &args.kafka.bootstrap_servers,
+        args.kafka.overrides()?,
+    );
     ferry_dispatcher::run(config, shutdown)
         .await
         .context("dispatcher failed")

@@ -1,9 +1,13 @@
 //! `ferry`: one binary, a subcommand per component. It parses flags, sets up
 //! logging and hands over to the component's library.
 
+mod controller;
 mod dispatcher;
+mod event_display;
 mod receiver;
+mod send;
 mod shared;
+mod standalone;
 mod topic;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +39,14 @@ enum Command {
     Receiver(receiver::Args),
     /// Delivers each broker's events to its triggers.
     Dispatcher(dispatcher::Args),
+    /// Turns Broker and Trigger resources into topics, groups, the contract and status.
+    Controller(controller::Args),
+    /// Controller, receiver and dispatcher in one process, resources from a folder.
+    Standalone(standalone::Args),
+    /// Prints every CloudEvent it receives.
+    EventDisplay(event_display::Args),
+    /// Posts one CloudEvent.
+    Send(send::Args),
     /// Create a topic, or print its events.
     Topic(topic::Args),
 }
@@ -50,6 +62,10 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Receiver(args) => receiver::run(args, shutdown).await,
             Command::Dispatcher(args) => dispatcher::run(args, shutdown).await,
+            Command::Controller(args) => controller::run(args, shutdown).await,
+            Command::Standalone(args) => standalone::run(args, shutdown).await,
+            Command::EventDisplay(args) => event_display::run(args, shutdown).await,
+            Command::Send(args) => send::run(args).await,
             Command::Topic(args) => topic::run(args, shutdown).await,
         }
     })

@@ -1,20 +1,35 @@
 //! `ferry receiver`
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
-use ferry_common::{kafka::ProducerSettings, shutdown::Shutdown};
+use ferry_common::{
+    kafka::{Overrides, ProducerSettings},
+    shutdown::Shutdown,
+};
 
-use crate::shared::DataPlaneArgs;
+use crate::shared::{ContractArgs, KafkaArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    common: DataPlaneArgs,
+    contract: ContractArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    tuning: Tuning,
 
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
+    admin: SocketAddr,
+}
+
+/// The ingress's own settings.
+#[derive(clap::Args)]
+pub struct Tuning {
     /// Where producers post events.
     #[arg(long, env = "FERRY_LISTEN", default_value = "0.0.0.0:8080")]
-    listen: SocketAddr,
+    pub listen: SocketAddr,
 
     /// The largest request body; larger ones get 413. Kafka's
     /// message.max.bytes follows it.
@@ -27,20 +42,39 @@ pub struct Args {
     produce_timeout_ms: u64,
 }
 
+impl Tuning {
+    pub fn config(
+        &self,
+        contract: PathBuf,
+        contract_poll: Duration,
+        admin: SocketAddr,
+        bootstrap: &str,
+        overrides: Overrides,
+    ) -> ferry_receiver::Config {
+        ferry_receiver::Config {
+            listen: self.listen,
+            admin,
+            contract,
+            contract_poll,
+            default_bootstrap: bootstrap.to_owned(),
+            max_body_bytes: self.max_body_bytes,
+            producer: ProducerSettings {
+                timeout: Duration::from_millis(self.produce_timeout_ms),
+                max_message_bytes: self.max_body_bytes,
+                overrides,
+            },
+        }
+    }
+}
+
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = ferry_receiver::Config {
-        listen: args.listen,
-        admin: args.common.admin,
-        contract_poll: args.common.contract_poll(),
-        default_bootstrap: args.common.bootstrap_servers.clone(),
-        max_body_bytes: args.max_body_bytes,
-        producer: ProducerSettings {
-            timeout: Duration::from_millis(args.produce_timeout_ms),
-            max_message_bytes: args.max_body_bytes,
-            overrides: args.common.kafka_overrides()?,
-        },
-        contract: args.common.contract,
-    };
+    let config = args.tuning.config(
+        args.contract.contract.clone(),
+        args.contract.poll(),
+        args.admin,
+        &args.kafka.bootstrap_servers,
+        args.kafka.overrides()?,
+    );
     ferry_receiver::run(config, shutdown)
         .await
         .context("receiver failed")

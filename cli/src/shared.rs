@@ -1,20 +1,12 @@
-//! Flags every data-plane component takes.
+//! Flag groups more than one subcommand takes.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use ferry_common::kafka::{KafkaConfigError, Overrides};
 
 #[derive(clap::Args)]
-pub struct DataPlaneArgs {
-    /// The contract file (protobuf JSON or binary), followed for changes.
-    #[arg(long, env = "FERRY_CONTRACT")]
-    pub contract: PathBuf,
-
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
-    pub admin: SocketAddr,
-
-    /// Kafka for resources whose contract entry names no cluster.
+pub struct KafkaArgs {
+    /// Kafka for resources that name no cluster.
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "")]
     pub bootstrap_servers: String,
 
@@ -23,6 +15,19 @@ pub struct DataPlaneArgs {
     /// (FERRY_RDKAFKA_LINGER_MS=5 sets linger.ms=5).
     #[arg(long, env = "FERRY_KAFKA_CONFIG")]
     pub kafka_config: Option<PathBuf>,
+}
+
+impl KafkaArgs {
+    pub fn overrides(&self) -> Result<Overrides, KafkaConfigError> {
+        Overrides::load(self.kafka_config.as_deref(), std::env::vars())
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ContractArgs {
+    /// The contract file (protobuf JSON or binary), followed for changes.
+    #[arg(long, env = "FERRY_CONTRACT")]
+    pub contract: PathBuf,
 
     /// How often the contract file is re-read without a change event
     /// (milliseconds).
@@ -30,12 +35,8 @@ pub struct DataPlaneArgs {
     pub contract_poll_ms: u64,
 }
 
-impl DataPlaneArgs {
-    pub fn kafka_overrides(&self) -> Result<Overrides, KafkaConfigError> {
-        Overrides::load(self.kafka_config.as_deref(), std::env::vars())
-    }
-
-    pub fn contract_poll(&self) -> Duration {
+impl ContractArgs {
+    pub fn poll(&self) -> Duration {
         Duration::from_millis(self.contract_poll_ms)
     }
 }

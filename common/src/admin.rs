@@ -16,14 +16,28 @@ use crate::{
 /// Tells whether the component can take traffic.
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// Answers a GET on a route of the component's own.
+pub type Route = Arc<dyn Fn() -> Response<Body> + Send + Sync>;
+
 pub struct Admin {
     registry: Registry,
     ready: Readiness,
+    routes: Vec<(&'static str, Route)>,
 }
 
 impl Admin {
     pub fn new(registry: Registry, ready: Readiness) -> Self {
-        Admin { registry, ready }
+        Admin {
+            registry,
+            ready,
+            routes: Vec::new(),
+        }
+    }
+
+    /// Serves `route` at `path` too (e.g. standalone's `/resources`).
+    pub fn with_route(mut self, path: &'static str, route: Route) -> Self {
+        self.routes.push((path, route));
+        self
     }
 
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) {
@@ -55,7 +69,10 @@ impl Handler for Admin {
             "/healthz" => server::text(StatusCode::OK, "ok\n"),
             "/readyz" if (self.ready)() => server::text(StatusCode::OK, "ready\n"),
             "/readyz" => server::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
-            _ => server::text(StatusCode::NOT_FOUND, "not found\n"),
+            path => match self.routes.iter().find(|(p, _)| *p == path) {
+                Some((_, route)) => route(),
+                None => server::text(StatusCode::NOT_FOUND, "not found\n"),
+            },
         }
     }
 }

@@ -193,12 +193,13 @@ pub fn plan(resources: &Resources, settings: &Settings, observed: &Observed) -> 
             ));
             continue;
         }
-        match plan_trigger(trigger, settings, status.clone()) {
-            Ok((egress, status)) => {
+        let mut status = status;
+        match plan_trigger(trigger, settings, &mut status) {
+            Ok(egress) => {
                 broker.resource.egresses.push(egress);
                 plan.statuses.push(status);
             }
-            Err(status) => plan.statuses.push(status),
+            Err((reason, message)) => plan.statuses.push(status.not_ready(reason, message)),
         }
     }
     plan.resources = brokers
@@ -356,22 +357,24 @@ fn kafka_config(
     Ok(kafka)
 }
 
+/// Why a trigger is not ready: Knative's reason, and a message.
+type NotReady = (&'static str, String);
+
 fn plan_trigger(
     trigger: &Trigger,
     settings: &Settings,
-    mut status: Status,
-) -> Result<(Egress, Status), Status> {
+    status: &mut Status,
+) -> Result<Egress, NotReady> {
     let ns = trigger.metadata.namespace();
     let destination = resolve(&trigger.spec.subscriber, ns, settings)
-        .map_err(|m| status.clone().not_ready("SubscriberResolveFailed", m))?;
+        .map_err(|m| ("SubscriberResolveFailed", m))?;
     status.subscriber_uri = Some(destination.clone());
     let dialected = trigger
         .spec
         .filters
         .iter()
         .map(dialected_filter)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|(reason, m)| status.clone().not_ready(reason, m))?;
+        .collect::<Result<Vec<_>, _>>()?;
     let legacy = trigger.spec.filter.as_ref().map(|f| ferry_proto::Filter {
         attributes: f
             .attributes
@@ -386,7 +389,7 @@ fn plan_trigger(
         .flat_map(|f| f.attributes.keys())
         .find(|k| !is_attribute_name(k))
     {
-        return Err(status.not_ready(
+        return Err((
             "FilterInvalid",
             format!("'{bad}' is not a CloudEvents attribute name"),
         ));
@@ -397,7 +400,7 @@ fn plan_trigger(
         .as_ref()
         .map(|d| egress_config(d, ns, settings))
         .transpose()
-        .map_err(|m| status.clone().not_ready("DeliveryInvalid", m))?;
+        .map_err(|m| ("DeliveryInvalid", m))?;
     if let Some(c) = &egress_config {
         status.dead_letter_sink_uri = Some(c.dead_letter.clone()).filter(|d| !d.is_empty());
     }
@@ -410,7 +413,7 @@ fn plan_trigger(
         None | Some("unordered") => DeliveryOrder::Unordered,
         Some("ordered") => DeliveryOrder::Ordered,
         Some(other) => {
-            return Err(status.not_ready(
+            return Err((
                 "DeliveryOrderInvalid",
                 format!("delivery order '{other}' is neither ordered nor unordered"),
             ))
@@ -428,7 +431,7 @@ fn plan_trigger(
         dialected_filter: dialected,
         ..Default::default()
     };
-    Ok((egress, status))
+    Ok(egress)
 }
 
 fn reference(metadata: &crate::resources::Metadata, kind: &str) -> Reference {

@@ -94,10 +94,35 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Dispat
             })?;
     let admin_addr = admin_listener.local_addr().expect("bound");
     let mut registry = Registry::default();
+    let embedded = start_embedded(config, shutdown.clone(), &mut registry)?;
+    let ready = embedded.ready.clone();
+    let admin = Admin::new(registry, Arc::new(move || ready.load(Ordering::Acquire)));
+    let task = tokio::spawn(async move {
+        let _ = tokio::join!(embedded.task, admin.serve(admin_listener, shutdown));
+    });
+    Ok(Running {
+        admin: admin_addr,
+        task,
+    })
+}
+
+/// A dispatcher inside a larger process: its metrics go to the process's
+/// registry and the process serves the admin port.
+pub struct Embedded {
+    pub ready: Arc<AtomicBool>,
+    pub task: JoinHandle<()>,
+}
+
+/// Starts dispatching without an admin server of its own.
+pub fn start_embedded(
+    config: Config,
+    shutdown: Shutdown,
+    registry: &mut Registry,
+) -> Result<Embedded, DispatcherError> {
     let deliverer = Arc::new(Deliverer {
         client: send::client(),
         producers: Arc::new(ProducerPool::new(config.producer.clone())),
-        metrics: Metrics::new(&mut registry),
+        metrics: Metrics::new(registry),
     });
     let contracts = contract::follow(
         config.contract.clone(),
@@ -105,28 +130,21 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Dispat
         shutdown.clone(),
     )?;
     let ready = Arc::new(AtomicBool::new(false));
-    let admin = {
-        let ready = ready.clone();
-        Admin::new(registry, Arc::new(move || ready.load(Ordering::Acquire)))
-    };
     let supervisor = Supervisor {
         defaults: config.defaults.clone(),
         settings: Arc::new(config.consumers.clone()),
         deliverer,
         running: HashMap::new(),
     };
-    tracing::info!(admin = %admin_addr, contract = %config.contract.display(), "dispatcher started");
-    let task = tokio::spawn(async move {
-        tokio::join!(
-            supervisor.run(contracts, ready, shutdown.clone()),
-            admin.serve(admin_listener, shutdown)
-        );
-        tracing::info!("dispatcher stopped");
-    });
-    Ok(Running {
-        admin: admin_addr,
-        task,
-    })
+    tracing::info!(contract = %config.contract.display(), "dispatcher started");
+    let task = {
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            supervisor.run(contracts, ready, shutdown).await;
+            tracing::info!("dispatcher stopped");
+        })
+    };
+    Ok(Embedded { ready, task })
 }
 
 /// Keeps one running consumer per egress of the contract in force.

@@ -16,7 +16,10 @@ pub mod routes;
 use std::{
     net::SocketAddr,
     path::PathBuf,
-    sync::{atomic::AtomicBool, Arc},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -85,20 +88,52 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ReceiverError
 
 /// Binds the sockets and starts serving; returns the bound addresses.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ReceiverError> {
-    let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
+    let admin_listener =
+        TcpListener::bind(config.admin)
             .await
-            .map_err(|source| ReceiverError::Bind { addr, source })
-    };
-    let ingress_listener = bind(config.listen).await?;
-    let admin_listener = bind(config.admin).await?;
-    let addrs = (
-        ingress_listener.local_addr().expect("bound"),
-        admin_listener.local_addr().expect("bound"),
-    );
-
+            .map_err(|source| ReceiverError::Bind {
+                addr: config.admin,
+                source,
+            })?;
+    let admin_addr = admin_listener.local_addr().expect("bound");
     let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
+    let embedded = start_embedded(config, shutdown.clone(), &mut registry).await?;
+    let ready = embedded.ready.clone();
+    let admin = Admin::new(registry, Arc::new(move || ready.load(Ordering::Acquire)));
+    let ingress = embedded.ingress;
+    let task = tokio::spawn(async move {
+        let _ = tokio::join!(embedded.task, admin.serve(admin_listener, shutdown));
+    });
+    Ok(Running {
+        ingress,
+        admin: admin_addr,
+        task,
+    })
+}
+
+/// A receiver inside a larger process: its metrics go to the process's
+/// registry and the process serves the admin port.
+pub struct Embedded {
+    pub ingress: SocketAddr,
+    pub ready: Arc<AtomicBool>,
+    pub task: JoinHandle<()>,
+}
+
+/// Starts the ingress without an admin server of its own.
+pub async fn start_embedded(
+    config: Config,
+    shutdown: Shutdown,
+    registry: &mut Registry,
+) -> Result<Embedded, ReceiverError> {
+    let listener =
+        TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ReceiverError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+    let addr = listener.local_addr().expect("bound");
+    let metrics = Metrics::new(registry);
     let ready = Arc::new(AtomicBool::new(false));
     let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
     let producers = Arc::new(ProducerPool::new(config.producer.clone()));
@@ -107,7 +142,6 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Receiv
         config.contract_poll,
         shutdown.clone(),
     )?;
-
     let apply = tokio::spawn(apply_contracts(
         contracts,
         config.default_bootstrap.clone(),
@@ -123,23 +157,15 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Receiv
         ready: ready.clone(),
         metrics,
     });
-    let admin = Admin::new(
-        registry,
-        Arc::new(move || ready.load(std::sync::atomic::Ordering::Acquire)),
-    );
-
-    tracing::info!(ingress = %addrs.0, admin = %addrs.1, contract = %config.contract.display(), "receiver started");
+    tracing::info!(ingress = %addr, contract = %config.contract.display(), "receiver started");
     let task = tokio::spawn(async move {
-        tokio::join!(
-            server::serve(ingress_listener, ingress, shutdown.clone()),
-            admin.serve(admin_listener, shutdown)
-        );
+        server::serve(listener, ingress, shutdown).await;
         apply.abort();
         tracing::info!("receiver stopped");
     });
-    Ok(Running {
-        ingress: addrs.0,
-        admin: addrs.1,
+    Ok(Embedded {
+        ingress: addr,
+        ready,
         task,
     })
 }

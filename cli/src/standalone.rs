@@ -1,0 +1,182 @@
+//! `ferry standalone`: controller, receiver and dispatcher in one process,
+//! with resources from a folder. One admin port serves everything's
+//! metrics and `/resources`.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+};
+
+use anyhow::Context;
+use ferry_common::{admin::Admin, server, shutdown::Shutdown};
+use ferry_controller::{plan::Status, StatusRx};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+use crate::{controller, dispatcher, receiver, shared::KafkaArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A folder of Knative resources (YAML, as for kubectl apply), watched.
+    #[arg(long, env = "FERRY_RESOURCES")]
+    resources: PathBuf,
+
+    /// Where the contract and other state are kept.
+    #[arg(long, env = "FERRY_STATE_DIR", default_value = ".ferry/standalone")]
+    state_dir: PathBuf,
+
+    /// Where /metrics, /resources, /healthz and /readyz are served.
+    #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
+    admin: SocketAddr,
+
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    receiver: receiver::Tuning,
+    #[command(flatten)]
+    dispatcher: dispatcher::Tuning,
+    #[command(flatten)]
+    controller: controller::Tuning,
+}
+
+pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
+    let contract = args.state_dir.join("contract.json");
+    let overrides = args.kafka.overrides()?;
+    let local_ingress = format!("http://{}", reachable(args.receiver.listen));
+    let controller_config = args.controller.config(
+        args.resources.clone(),
+        contract.clone(),
+        &args.kafka,
+        Some(&local_ingress),
+    )?;
+    let (statuses, controller_task) =
+        ferry_controller::start_folder(controller_config, shutdown.clone());
+
+    let mut registry = Registry::default();
+    let poll = std::time::Duration::from_secs(5);
+    let unused: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let receiver = ferry_receiver::start_embedded(
+        args.receiver.config(
+            contract.clone(),
+            poll,
+            unused,
+            &args.kafka.bootstrap_servers,
+            overrides.clone(),
+        ),
+        shutdown.clone(),
+        &mut registry,
+    )
+    .await?;
+    let dispatcher = ferry_dispatcher::start_embedded(
+        args.dispatcher.config(
+            contract,
+            poll,
+            unused,
+            &args.kafka.bootstrap_servers,
+            overrides,
+        ),
+        shutdown.clone(),
+        &mut registry,
+    )?;
+
+    let ready = {
+        let (r, d) = (receiver.ready.clone(), dispatcher.ready.clone());
+        Arc::new(move || r.load(Ordering::Acquire) && d.load(Ordering::Acquire))
+    };
+    let resources_route = {
+        let statuses = statuses.clone();
+        Arc::new(move || {
+            let body =
+                serde_json::to_vec_pretty(&*statuses.borrow().clone()).expect("statuses serialise");
+            let mut response = server::text(http::StatusCode::OK, body);
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            response
+        })
+    };
+    let admin_listener = TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.admin))?;
+    let admin = Admin::new(registry, ready).with_route("/resources", resources_route);
+    println!(
+        "Ferry standalone: ingress http://{}, admin http://{}",
+        receiver.ingress,
+        admin_listener.local_addr()?
+    );
+    tokio::spawn(print_changes(statuses));
+    let (_, receiver, dispatcher, controller) = tokio::join!(
+        admin.serve(admin_listener, shutdown),
+        receiver.task,
+        dispatcher.task,
+        controller_task
+    );
+    receiver.context("the receiver failed")?;
+    dispatcher.context("the dispatcher failed")?;
+    controller.context("the controller failed")?;
+    Ok(())
+}
+
+/// An address others on this machine can reach: 0.0.0.0 becomes 127.0.0.1.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// Prints each resource's readiness and address at start and on every change.
+async fn print_changes(mut statuses: StatusRx) {
+    let mut shown: BTreeMap<(String, String, String), Status> = BTreeMap::new();
+    while statuses.changed().await.is_ok() {
+        let current = statuses.borrow_and_update().clone();
+        let mut now = BTreeMap::new();
+        for s in current.iter() {
+            let key = (s.kind.clone(), s.namespace.clone(), s.name.clone());
+            if shown.get(&key) != Some(s) {
+                println!("{}", line(s));
+            }
+            now.insert(key, s.clone());
+        }
+        for (kind, namespace, name) in shown.keys().filter(|k| !now.contains_key(*k)) {
+            println!("{kind} {namespace}/{name}: removed");
+        }
+        shown = now;
+    }
+}
+
+fn line(s: &Status) -> String {
+    let who = if s.namespace.is_empty() {
+        s.name.clone()
+    } else {
+        format!("{}/{}", s.namespace, s.name)
+    };
+    let mut text = format!(
+        "{} {who}: {}",
+        s.kind,
+        if s.ready == ferry_controller::plan::Ready::True {
+            "Ready"
+        } else {
+            "NotReady"
+        }
+    );
+    if !s.reason.is_empty() {
+        text.push_str(&format!(" ({}: {})", s.reason, s.message));
+    }
+    for (label, value) in [
+        ("address", &s.address),
+        ("subscriber", &s.subscriber_uri),
+        ("dead letters", &s.dead_letter_sink_uri),
+    ] {
+        if let Some(v) = value {
+            text.push_str(&format!(", {label} {v}"));
+        }
+    }
+    text
+}
