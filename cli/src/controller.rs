@@ -20,7 +20,7 @@ pub struct Args {
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
-    tuning: Tuning,
+    tuning: ControllerTuning,
 }
 
 /// Where brokers are reached inside a cluster (the ingress Service of
@@ -29,7 +29,7 @@ const IN_CLUSTER_INGRESS: &str = "http://kafka-broker-ingress.knative-eventing.s
 
 /// The reconciler's own settings.
 #[derive(clap::Args)]
-pub struct Tuning {
+pub struct ControllerTuning {
     /// The ingress's base URL: a broker's address is <URL>/<namespace>/<name>
     /// [default: the in-cluster ingress Service; standalone: its --listen].
     #[arg(long, env = "FERRY_INGRESS_URL")]
@@ -50,7 +50,7 @@ pub struct Tuning {
     pub resync_ms: u64,
 }
 
-impl Tuning {
+impl ControllerTuning {
     /// The controller's configuration; `local` gives standalone's defaults.
     pub fn config(
         &self,

@@ -18,7 +18,7 @@ pub struct Args {
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
-    tuning: Tuning,
+    tuning: DispatcherTuning,
 
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
@@ -27,7 +27,7 @@ pub struct Args {
 
 /// The dispatcher's own settings.
 #[derive(clap::Args)]
-pub struct Tuning {
+pub struct DispatcherTuning {
     /// Deliveries in flight per unordered trigger (ordered ones have one per
     /// partition).
     #[arg(long, env = "FERRY_MAX_IN_FLIGHT", default_value_t = 100)]
@@ -60,7 +60,7 @@ pub struct Tuning {
     heartbeat_interval_ms: u64,
 }
 
-impl Tuning {
+impl DispatcherTuning {
     pub fn config(
         &self,
         contract: PathBuf,

@@ -17,7 +17,7 @@ pub struct Args {
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
-    tuning: Tuning,
+    tuning: ReceiverTuning,
 
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
@@ -26,7 +26,7 @@ pub struct Args {
 
 /// The ingress's own settings.
 #[derive(clap::Args)]
-pub struct Tuning {
+pub struct ReceiverTuning {
     /// Where producers post events.
     #[arg(long, env = "FERRY_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
@@ -42,7 +42,7 @@ pub struct Tuning {
     produce_timeout_ms: u64,
 }
 
-impl Tuning {
+impl ReceiverTuning {
     pub fn config(
         &self,
         contract: PathBuf,

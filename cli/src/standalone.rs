@@ -34,11 +34,11 @@ pub struct Args {
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
-    receiver: receiver::Tuning,
+    receiver: receiver::ReceiverTuning,
     #[command(flatten)]
-    dispatcher: dispatcher::Tuning,
+    dispatcher: dispatcher::DispatcherTuning,
     #[command(flatten)]
-    controller: controller::Tuning,
+    controller: controller::ControllerTuning,
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -46,16 +46,6 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
     let contract = args.state_dir.join("contract.json");
     let overrides = args.kafka.overrides()?;
-    let local_ingress = format!("http://{}", reachable(args.receiver.listen));
-    let controller_config = args.controller.config(
-        args.resources.clone(),
-        contract.clone(),
-        &args.kafka,
-        Some(&local_ingress),
-    )?;
-    let (statuses, controller_task) =
-        ferry_controller::start_folder(controller_config, shutdown.clone());
-
     let mut registry = Registry::default();
     let poll = std::time::Duration::from_secs(5);
     let unused: SocketAddr = "127.0.0.1:0".parse().expect("addr");
@@ -71,6 +61,16 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         &mut registry,
     )
     .await?;
+    // Brokers' addresses use the port actually bound (--listen may say 0).
+    let local_ingress = format!("http://{}", reachable(receiver.ingress));
+    let controller_config = args.controller.config(
+        args.resources.clone(),
+        contract.clone(),
+        &args.kafka,
+        Some(&local_ingress),
+    )?;
+    let (statuses, controller_task) =
+        ferry_controller::start_folder(controller_config, shutdown.clone());
     let dispatcher = ferry_dispatcher::start_embedded(
         args.dispatcher.config(
             contract,
@@ -85,7 +85,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
 
     let ready = {
         let (r, d) = (receiver.ready.clone(), dispatcher.ready.clone());
-        Arc::new(move || r.load(Ordering::Acquire) && d.load(Ordering::Acquire))
+        Arc::new(move || r.load(Ordering::Acquire) && d.is_ready())
     };
     let resources_route = {
         let statuses = statuses.clone();

@@ -8,7 +8,10 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -52,9 +55,10 @@ pub async fn run(
     deliverer: Arc<Deliverer>,
     settings: Arc<Settings>,
     stop: CancellationToken,
+    started: Arc<AtomicBool>,
 ) {
     while !stop.is_cancelled() {
-        match run_consumer(&spec, &deliverer, &settings, &stop).await {
+        match run_consumer(&spec, &deliverer, &settings, &stop, &started).await {
             Ok(()) => return,
             Err(error) => {
                 tracing::error!(egress = %spec.name, group = %spec.consumer_group, %error, "egress consumer failed; restarting");
@@ -136,6 +140,7 @@ async fn run_consumer(
     deliverer: &Arc<Deliverer>,
     settings: &Settings,
     stop: &CancellationToken,
+    started: &AtomicBool,
 ) -> Result<(), KafkaError> {
     let lanes = Lanes::default();
     let context = RebalanceContext {
@@ -157,6 +162,7 @@ async fn run_consumer(
             .expect("pinning does not panic")?;
     }
     consumer.subscribe(&[&spec.topic])?;
+    started.store(true, Ordering::Release);
     tracing::info!(egress = %spec.name, group = %spec.consumer_group, topic = %spec.topic, ordered = spec.ordered, "egress started");
 
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();

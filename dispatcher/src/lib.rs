@@ -96,7 +96,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Dispat
     let mut registry = Registry::default();
     let embedded = start_embedded(config, shutdown.clone(), &mut registry)?;
     let ready = embedded.ready.clone();
-    let admin = Admin::new(registry, Arc::new(move || ready.load(Ordering::Acquire)));
+    let admin = Admin::new(registry, Arc::new(move || ready.is_ready()));
     let task = tokio::spawn(async move {
         let _ = tokio::join!(embedded.task, admin.serve(admin_listener, shutdown));
     });
@@ -109,7 +109,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, Dispat
 /// A dispatcher inside a larger process: its metrics go to the process's
 /// registry and the process serves the admin port.
 pub struct Embedded {
-    pub ready: Arc<AtomicBool>,
+    pub ready: Arc<Readiness>,
     pub task: JoinHandle<()>,
 }
 
@@ -129,7 +129,7 @@ pub fn start_embedded(
         config.contract_poll,
         shutdown.clone(),
     )?;
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(Readiness::default());
     let supervisor = Supervisor {
         defaults: config.defaults.clone(),
         settings: Arc::new(config.consumers.clone()),
@@ -158,16 +158,40 @@ struct Supervisor {
 struct RunningEgress {
     spec: Arc<EgressSpec>,
     stop: CancellationToken,
+    /// Set once its start positions are pinned and it subscribed.
+    started: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
+/// Ready once a contract is loaded and every egress in it has started, so
+/// an event accepted from then on reaches every trigger.
+#[derive(Default)]
+pub struct Readiness {
+    loaded: AtomicBool,
+    started: std::sync::Mutex<Vec<Arc<AtomicBool>>>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+            && self
+                .started
+                .lock()
+                .expect("readiness lock")
+                .iter()
+                .all(|s| s.load(Ordering::Acquire))
+    }
+}
+
 impl Supervisor {
-    async fn run(mut self, mut contracts: ContractRx, ready: Arc<AtomicBool>, shutdown: Shutdown) {
+    async fn run(mut self, mut contracts: ContractRx, ready: Arc<Readiness>, shutdown: Shutdown) {
         loop {
             let contract = contracts.borrow_and_update().clone();
             if let Some(contract) = contract {
                 self.apply(&contract).await;
-                ready.store(true, Ordering::Release);
+                *ready.started.lock().expect("readiness lock") =
+                    self.running.values().map(|r| r.started.clone()).collect();
+                ready.loaded.store(true, Ordering::Release);
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -200,13 +224,23 @@ impl Supervisor {
             }
             let spec = Arc::new(spec);
             let stop = CancellationToken::new();
+            let started = Arc::new(AtomicBool::new(false));
             let task = tokio::spawn(consumer::run(
                 spec.clone(),
                 self.deliverer.clone(),
                 self.settings.clone(),
                 stop.clone(),
+                started.clone(),
             ));
-            self.running.insert(key, RunningEgress { spec, stop, task });
+            self.running.insert(
+                key,
+                RunningEgress {
+                    spec,
+                    stop,
+                    started,
+                    task,
+                },
+            );
         }
     }
 
