@@ -168,3 +168,18 @@ pub async fn wait_for_group(bootstrap: &str, group: &str, topic: &str, partition
     )
     .await
 }
+
+/// Whether the cluster lists the topic.
+pub fn topic_exists(bootstrap: &str, topic: &str) -> bool {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(None, Duration::from_secs(5))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none())
+}

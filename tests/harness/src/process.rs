@@ -76,3 +76,96 @@ impl Drop for FerryProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `ferry standalone` as a process, with what it prints collected.
+pub struct Standalone {
+    process: FerryProcess,
+    pub ingress: String,
+    pub admin: String,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Standalone {
+    /// Starts it on ephemeral ports and waits for its first line, which
+    /// names them.
+    pub async fn start(binary: &str, resources: &Path, state: &Path, bootstrap: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(binary)
+            .args([
+                "standalone",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--resources",
+            ])
+            .arg(resources)
+            .arg("--state-dir")
+            .arg(state)
+            .args([
+                "--bootstrap-servers",
+                bootstrap,
+                "--default-partitions",
+                "2",
+                "--resync-ms",
+                "500",
+            ])
+            .args([
+                "--session-timeout-ms",
+                "6000",
+                "--heartbeat-interval-ms",
+                "500",
+                "--commit-interval-ms",
+                "100",
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ferry binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let collected = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                collected.lock().expect("lock").push(line);
+            }
+        });
+        let process = FerryProcess { child };
+        let first = crate::eventually("standalone's first line", Duration::from_secs(30), || {
+            let first = lines.lock().expect("lock").first().cloned();
+            async move { first }
+        })
+        .await;
+        // "Ferry standalone: ingress http://A, admin http://B"
+        let url = |label: &str| {
+            first
+                .split(&format!("{label} "))
+                .nth(1)
+                .and_then(|rest| rest.split(',').next())
+                .expect("address")
+                .to_owned()
+        };
+        Standalone {
+            ingress: url("ingress"),
+            admin: url("admin"),
+            process,
+            lines,
+        }
+    }
+
+    /// Everything it printed so far.
+    pub fn printed(&self) -> Vec<String> {
+        self.lines.lock().expect("lock").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}

@@ -1,0 +1,226 @@
+//! `ferry standalone` with a folder of resources, as a user runs it:
+//! resources become topics, triggers and statuses; edits and deletions take
+//! effect without a restart; a broken file is reported and the rest runs.
+
+use std::{path::Path, time::Duration};
+
+use ferry_harness::{
+    bootstrap, eventually,
+    http::{self, HttpClient},
+    kafka::{group_offsets, topic_exists},
+    process::Standalone,
+    send_event,
+    subscriber::Subscriber,
+    unique,
+};
+use serde_json::Value;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+const WAIT: Duration = Duration::from_secs(45);
+
+fn write(dir: &Path, file: &str, yaml: &str) {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(tmp, dir.join(file)).unwrap();
+}
+
+fn broker_yaml(ns: &str) -> String {
+    format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n")
+}
+
+fn trigger_yaml(ns: &str, name: &str, ty: &str, url: &str) -> String {
+    format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  broker: b\n  \
+         filter:\n    attributes:\n      type: {ty}\n  subscriber:\n    uri: {url}\n"
+    )
+}
+
+async fn resources(client: &HttpClient, admin: &str) -> Vec<Value> {
+    let body = http::request(
+        client,
+        ::http::Method::GET,
+        &format!("{admin}/resources"),
+        &[],
+        "",
+    )
+    .await
+    .body;
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+async fn wait_for_status(
+    client: &HttpClient,
+    admin: &str,
+    kind: &str,
+    name: &str,
+    ready: &str,
+) -> Value {
+    eventually(&format!("{kind} {name} {ready}"), WAIT, || async move {
+        resources(client, admin)
+            .await
+            .into_iter()
+            .find(|r| r["kind"] == kind && r["name"] == name && r["ready"] == ready)
+    })
+    .await
+}
+
+async fn wait_ready(client: &HttpClient, admin: &str) {
+    eventually("standalone readiness", WAIT, || async move {
+        let answer = http::request(
+            client,
+            ::http::Method::GET,
+            &format!("{admin}/readyz"),
+            &[],
+            "",
+        )
+        .await;
+        (answer.status == 200).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_folder_of_resources_runs_and_follows_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    let first = Subscriber::accepting().await;
+    let second = Subscriber::accepting().await;
+    write(dir.path(), "broker.yaml", &broker_yaml(&ns));
+    write(
+        dir.path(),
+        "first.yaml",
+        &trigger_yaml(&ns, "first", "a", &first.url()),
+    );
+    write(
+        dir.path(),
+        "second.yaml",
+        &trigger_yaml(&ns, "second", "b", &second.url()),
+    );
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    let client = http::client();
+
+    let broker = wait_for_status(&client, &ferry.admin, "Broker", "b", "True").await;
+    let address = broker["address"].as_str().unwrap().to_owned();
+    assert_eq!(address, format!("{}/{ns}/b", ferry.ingress));
+    let t = wait_for_status(&client, &ferry.admin, "Trigger", "first", "True").await;
+    assert_eq!(t["subscriberUri"], first.url());
+    wait_ready(&client, &ferry.admin).await;
+    let topic = format!("knative-broker-{ns}-b");
+    assert!(
+        topic_exists(&bootstrap(), &topic),
+        "the broker's topic was created"
+    );
+    assert!(
+        ferry
+            .printed()
+            .iter()
+            .any(|l| l == &format!("Broker {ns}/b: Ready, address {address}")),
+        "{:?}",
+        ferry.printed()
+    );
+
+    // Events flow by filter.
+    send_event(&client, &address, "e-a", "a", &[]).await;
+    send_event(&client, &address, "e-b", "b", &[]).await;
+    first.wait_for_ids(&["e-a".into()], WAIT).await;
+    second.wait_for_ids(&["e-b".into()], WAIT).await;
+
+    // Edit the first trigger's filter: it now takes b; no restart.
+    write(
+        dir.path(),
+        "first.yaml",
+        &trigger_yaml(&ns, "first", "b", &first.url()),
+    );
+    let mut n = 0;
+    eventually("the edited filter", WAIT, || {
+        n += 1;
+        let (client, address, first) = (client.clone(), address.clone(), &first);
+        async move {
+            send_event(&client, &address, &format!("probe-{n}"), "b", &[]).await;
+            first
+                .received()
+                .iter()
+                .any(|r| r.id().starts_with("probe-"))
+                .then_some(())
+        }
+    })
+    .await;
+
+    // A broken file next to the good ones is reported; the rest keeps working.
+    write(
+        dir.path(),
+        "broken.yaml",
+        "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: [oops\n",
+    );
+    let broken = wait_for_status(
+        &client,
+        &ferry.admin,
+        "File",
+        "broken.yaml (document 1)",
+        "False",
+    )
+    .await;
+    assert!(
+        broken["message"]
+            .as_str()
+            .unwrap()
+            .contains("not valid YAML"),
+        "{broken}"
+    );
+    send_event(&client, &address, "still-b", "b", &[]).await;
+    second.wait_for_ids(&["still-b".into()], WAIT).await;
+
+    // Delete the first trigger: its status, deliveries and consumer group go.
+    std::fs::remove_file(dir.path().join("first.yaml")).unwrap();
+    eventually("the first trigger gone", WAIT, || {
+        let (client, admin) = (client.clone(), ferry.admin.clone());
+        async move {
+            (!resources(&client, &admin)
+                .await
+                .iter()
+                .any(|r| r["name"] == "first"))
+            .then_some(())
+        }
+    })
+    .await;
+    let group = format!("knative-trigger-{ns}-first");
+    eventually("the first trigger's group deleted", WAIT, || {
+        let (topic, group) = (topic.clone(), group.clone());
+        async move {
+            group_offsets(&bootstrap(), &group, &topic, 2)
+                .await
+                .iter()
+                .all(Option::is_none)
+                .then_some(())
+        }
+    })
+    .await;
+    let before = first.received().len();
+    send_event(&client, &address, "after-delete", "b", &[]).await;
+    second.wait_for_ids(&["after-delete".into()], WAIT).await;
+    assert_eq!(
+        first.received().len(),
+        before,
+        "a deleted trigger gets nothing more"
+    );
+    assert!(
+        ferry
+            .printed()
+            .iter()
+            .any(|l| l == &format!("Trigger {ns}/first: removed")),
+        "{:?}",
+        ferry.printed()
+    );
+
+    // Delete the broker: its topic goes.
+    std::fs::remove_file(dir.path().join("broker.yaml")).unwrap();
+    eventually("the broker's topic deleted", WAIT, || {
+        let gone = !topic_exists(&bootstrap(), &topic);
+        async move { gone.then_some(()) }
+    })
+    .await;
+    let second_trigger = wait_for_status(&client, &ferry.admin, "Trigger", "second", "False").await;
+    assert_eq!(second_trigger["reason"], "BrokerDoesNotExist");
+    drop(ferry);
+}
