@@ -80,9 +80,12 @@ pub fn follow(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
-    let mut watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-        // A full channel already holds a wake-up; dropping this one is fine.
-        let _ = changed_tx.try_send(());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the file is an event too; reacting to it would loop. A
+        // full channel already holds a wake-up.
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = changed_tx.try_send(());
+        }
     })
     .map_err(|source| ContractError::Watch {
         path: dir.clone(),

@@ -55,8 +55,11 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> notify::Result<()> {
     let (tx, mut changed) = mpsc::channel::<()>(1);
-    let mut watcher = notify::recommended_watcher(move |_: notify::Result<notify::Event>| {
-        let _ = tx.try_send(());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reading the files is an event too; reacting to it would loop.
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.try_send(());
+        }
     })?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
     let mut ticker = tokio::time::interval(resync);

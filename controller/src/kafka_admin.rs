@@ -108,10 +108,29 @@ impl KafkaAdmin {
         }
     }
 
-    /// Deletes a consumer group's offsets. Fails while members are still in
-    /// the group (the dispatcher leaves once the contract drops the egress).
+    /// Deletes a consumer group's offsets once it has no members (the
+    /// dispatcher leaves after the contract drops the egress, committing as
+    /// it goes). Kafka refuses to delete a group with members; not every
+    /// Kafka-API broker does, so Ferry checks first, or the leaving member's
+    /// last commit would bring the offsets back.
     pub async fn delete_group(&mut self, bootstrap: &str, group: &str) -> Result<(), String> {
         let client = self.client(bootstrap)?;
+        let members = {
+            let inner = client.inner();
+            let list = inner
+                .fetch_group_list(Some(group), TIMEOUT)
+                .map_err(|e| format!("cannot describe group {group}: {e}"))?;
+            list.groups()
+                .iter()
+                .filter(|g| g.name() == group)
+                .map(|g| g.members().len())
+                .sum::<usize>()
+        };
+        if members > 0 {
+            return Err(format!(
+                "consumer group {group} still has {members} member(s)"
+            ));
+        }
         let options = AdminOptions::new().request_timeout(Some(TIMEOUT));
         let results = client
             .delete_groups(&[group], &options)
