@@ -2,6 +2,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use anyhow::Context;
 use ferry_common::shutdown::Shutdown;
 use ferry_controller::plan::{KafkaDefaults, Settings};
 
@@ -10,12 +11,37 @@ use crate::shared::KafkaArgs;
 #[derive(clap::Args)]
 pub struct Args {
     /// A folder of Knative resources (YAML, as for kubectl apply), watched.
-    #[arg(long, env = "FERRY_RESOURCES")]
-    resources: PathBuf,
+    #[arg(
+        long,
+        env = "FERRY_RESOURCES",
+        required_unless_present = "kube",
+        conflicts_with = "kube",
+        requires = "contract"
+    )]
+    resources: Option<PathBuf>,
 
-    /// Where the contract for the data plane is written.
+    /// Where the contract for the data plane is written (with --resources).
     #[arg(long, env = "FERRY_CONTRACT")]
-    contract: PathBuf,
+    contract: Option<PathBuf>,
+
+    /// Read Brokers and Triggers from the Kubernetes API (kubeconfig or
+    /// in-cluster), write statuses and the contract ConfigMap there.
+    #[arg(long, env = "FERRY_KUBE")]
+    kube: bool,
+
+    /// With --kube: the namespace of the contract ConfigMap, the Kafka
+    /// defaults (kafka-broker-config) and the leader-election Lease.
+    #[arg(long, env = "SYSTEM_NAMESPACE", default_value = "knative-eventing")]
+    namespace: String,
+
+    /// With --kube: this replica's name in the Lease [default: POD_NAME, or
+    /// the host name and process id].
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    /// With --kube: where the local copy of the contract is kept.
+    #[arg(long, env = "FERRY_STATE_DIR", default_value = "/tmp/ferry-controller")]
+    state_dir: PathBuf,
 
     #[command(flatten)]
     kafka: KafkaArgs,
@@ -86,9 +112,13 @@ impl ControllerTuning {
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args
-        .tuning
-        .config(args.resources, args.contract, &args.kafka, None)?;
+    if args.kube {
+        return run_kube(args, shutdown).await;
+    }
+    let (Some(resources), Some(contract)) = (args.resources.clone(), args.contract.clone()) else {
+        anyhow::bail!("--resources and --contract go together (or use --kube)");
+    };
+    let config = args.tuning.config(resources, contract, &args.kafka, None)?;
     let (mut statuses, task) = ferry_controller::start_folder(config, shutdown);
     tokio::spawn(async move {
         while statuses.changed().await.is_ok() {
@@ -99,5 +129,30 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         }
     });
     let _ = task.await;
+    Ok(())
+}
+
+async fn run_kube(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
+    let base = args
+        .tuning
+        .config(PathBuf::new(), PathBuf::new(), &args.kafka, None)?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API")?;
+    let config = ferry_controller::kube_source::KubeConfig {
+        namespace: args.namespace.clone(),
+        identity,
+        settings: base.settings,
+        resync: base.resync,
+        kafka_overrides: base.kafka_overrides,
+        state_file: args.state_dir.join("contract.json"),
+    };
+    ferry_controller::kube_source::run(client, config, shutdown).await;
     Ok(())
 }

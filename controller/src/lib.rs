@@ -5,11 +5,13 @@
 //! - [`plan`]: the reconciler's decisions (pure).
 //! - [`reconciler`]: applies plans ([`kafka_admin`], [`contract_file`]).
 //! - [`folder`]: resources from a watched folder of YAML.
+//! - [`kube_source`]: resources from the Kubernetes API, with leader election.
 
 pub mod contract_file;
 pub mod duration;
 pub mod folder;
 pub mod kafka_admin;
+pub mod kube_source;
 pub mod plan;
 pub mod reconciler;
 pub mod resources;

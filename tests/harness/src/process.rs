@@ -169,3 +169,75 @@ impl Standalone {
         self.process.pid()
     }
 }
+
+impl FerryProcess {
+    /// Any `ferry` subcommand, with extra environment.
+    pub fn spawn(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let child = Command::new(binary)
+            .args(args)
+            .envs(env.iter().copied())
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ferry binary starts");
+        FerryProcess { child }
+    }
+}
+
+/// The Kubernetes API emulator (tests/kmock/serve.py, on kmock from PyPI)
+/// on a free loopback port, with a kubeconfig that points at it.
+pub struct KubeEmulator {
+    child: Child,
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl KubeEmulator {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kmock/serve.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs (and kmock is installed: scripts/setup)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Kubernetes emulator did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let url = format!("http://127.0.0.1:{port}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {url}\n\
+             contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: emulator\n\
+             current-context: emulator\nusers:\n- name: emulator\n  user: {{}}\n"
+        );
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).expect("write kubeconfig");
+        KubeEmulator { child, url, dir }
+    }
+
+    pub fn kubeconfig(&self) -> std::path::PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+}
+
+impl Drop for KubeEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

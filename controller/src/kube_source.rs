@@ -1,0 +1,457 @@
+//! Resources from the Kubernetes API: the same reconciler as the folder
+//! source, fed by listing Brokers and Triggers whenever a watch says
+//! something changed (and on a resync). Statuses go to the status
+//! subresource, the contract to the ConfigMap the data-plane pods mount.
+//! Only the holder of the Lease acts, so several replicas can run.
+
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    api::{Api, DynamicObject, Patch, PatchParams, PostParams},
+    core::{ApiResource, GroupVersionKind},
+    runtime::{watcher, WatchStreamExt},
+    Client,
+};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    kafka_admin::KafkaAdmin,
+    plan::{Ready, Settings, Status},
+    reconciler::Reconciler,
+    resources::{KReference, Resources},
+};
+
+/// The contract ConfigMap, by the reference implementation's name; the
+/// data plane mounts its key `data`.
+pub const CONTRACT_CONFIGMAP: &str = "kafka-broker-brokers-triggers";
+/// Kafka defaults for brokers whose spec.config names nothing.
+pub const DEFAULTS_CONFIGMAP: &str = "kafka-broker-config";
+pub const LEASE: &str = "ferry-controller";
+const LEASE_SECONDS: i64 = 15;
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct KubeConfig {
+    /// Where the contract ConfigMap, the defaults and the Lease live.
+    pub namespace: String,
+    /// This replica's name in the Lease.
+    pub identity: String,
+    pub settings: Settings,
+    pub resync: Duration,
+    pub kafka_overrides: ferry_common::kafka::Overrides,
+    /// A local copy of the contract, to compare and to count generations.
+    pub state_file: PathBuf,
+}
+
+fn resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("eventing.knative.dev", "v1", kind),
+        plural,
+    )
+}
+
+pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken) {
+    let brokers: Api<DynamicObject> = Api::all_with(client.clone(), &resource("Broker", "brokers"));
+    let triggers: Api<DynamicObject> =
+        Api::all_with(client.clone(), &resource("Trigger", "triggers"));
+    let (wake_tx, mut wake) = mpsc::channel::<()>(1);
+    for api in [brokers.clone(), triggers.clone()] {
+        let wake_tx = wake_tx.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    event = events.next() => match event {
+                        Some(Ok(_)) => { let _ = wake_tx.try_send(()); }
+                        Some(Err(error)) => tracing::debug!(%error, "watch interrupted; resuming"),
+                        None => return,
+                    },
+                }
+            }
+        });
+    }
+    let mut leader = spawn_lease_keeper(
+        client.clone(),
+        config.namespace.clone(),
+        config.identity.clone(),
+        shutdown.clone(),
+    );
+    let mut ticker = tokio::time::interval(config.resync);
+    let mut state: Option<(Reconciler, crate::StatusRx)> = None;
+    let mut pushed: Option<String> = None;
+    let mut patched: HashMap<(String, String, String), Status> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.recv() => {}
+            _ = ticker.tick() => {}
+            changed = leader.changed() => if changed.is_err() { return },
+        }
+        if !*leader.borrow() {
+            if state.take().is_some() {
+                tracing::warn!("lost the lease; standing by");
+            }
+            continue;
+        }
+        if state.is_none() {
+            tracing::info!(identity = %config.identity, "leading");
+            // Continue the generation the contract ConfigMap already has.
+            if let Some(existing) = contract_configmap(&client, &config.namespace).await {
+                let _ = std::fs::write(&config.state_file, existing.as_bytes());
+                pushed = Some(existing);
+            }
+            let admin = KafkaAdmin::new(config.kafka_overrides.clone());
+            state = Some(Reconciler::new(
+                config.settings.clone(),
+                &config.state_file,
+                admin,
+            ));
+            patched.clear();
+        }
+        let (reconciler, statuses) = state.as_mut().expect("set above");
+        let resources = match list(&brokers, &triggers, &client, &config.namespace).await {
+            Ok(resources) => resources,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list resources; will retry");
+                continue;
+            }
+        };
+        for (source, error) in &resources.errors {
+            tracing::warn!(%source, %error, "resource not used");
+        }
+        reconciler.reconcile(&resources).await;
+        if let Ok(contract) = std::fs::read_to_string(&config.state_file) {
+            if pushed.as_ref() != Some(&contract) {
+                match push_contract(&client, &config.namespace, &contract).await {
+                    Ok(()) => pushed = Some(contract),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot write the contract ConfigMap; will retry")
+                    }
+                }
+            }
+        }
+        let current = statuses.borrow().clone();
+        patch_statuses(&brokers, &triggers, &resources, &current, &mut patched).await;
+    }
+}
+
+/// Brokers, Triggers, and the ConfigMaps they name (plus the defaults).
+async fn list(
+    brokers: &Api<DynamicObject>,
+    triggers: &Api<DynamicObject>,
+    client: &Client,
+    namespace: &str,
+) -> Result<Resources, kube::Error> {
+    let mut resources = Resources::default();
+    for (api, kind) in [(brokers, "Broker"), (triggers, "Trigger")] {
+        for object in api.list(&Default::default()).await? {
+            let name = format!(
+                "{kind} {}/{}",
+                object.metadata.namespace.clone().unwrap_or_default(),
+                object.metadata.name.clone().unwrap_or_default()
+            );
+            let mut value = serde_json::to_value(&object).expect("objects serialise");
+            // List items may leave out their type.
+            value["apiVersion"] = json!("eventing.knative.dev/v1");
+            value["kind"] = json!(kind);
+            resources.add(&name, value);
+        }
+    }
+    let defaults = get_configmap(client, namespace, DEFAULTS_CONFIGMAP).await?;
+    for broker in &mut resources.brokers {
+        if broker.spec.config.is_none() && defaults.is_some() {
+            broker.spec.config = Some(KReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: DEFAULTS_CONFIGMAP.into(),
+                namespace: Some(namespace.into()),
+            });
+        }
+    }
+    let mut wanted: Vec<(String, String)> = resources
+        .brokers
+        .iter()
+        .filter_map(|b| {
+            b.spec.config.as_ref().map(|c| {
+                (
+                    c.namespace
+                        .clone()
+                        .unwrap_or_else(|| b.metadata.namespace().to_owned()),
+                    c.name.clone(),
+                )
+            })
+        })
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    for (ns, name) in wanted {
+        if let Some(cm) = get_configmap(client, &ns, &name).await? {
+            let value = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": cm.data.unwrap_or_default()});
+            resources.add(&format!("ConfigMap {ns}/{name}"), value);
+        }
+    }
+    Ok(resources)
+}
+
+async fn get_configmap(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ConfigMap>, kube::Error> {
+    absent_or(
+        Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get(name)
+            .await,
+    )
+}
+
+async fn contract_configmap(client: &Client, namespace: &str) -> Option<String> {
+    let cm = get_configmap(client, namespace, CONTRACT_CONFIGMAP)
+        .await
+        .ok()??;
+    cm.data?.remove("data").filter(|d| !d.trim().is_empty())
+}
+
+async fn push_contract(
+    client: &Client,
+    namespace: &str,
+    contract: &str,
+) -> Result<(), kube::Error> {
+    let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+    if absent_or(api.get(CONTRACT_CONFIGMAP).await)?.is_some() {
+        let patch = json!({"data": {"data": contract}});
+        api.patch(
+            CONTRACT_CONFIGMAP,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    } else {
+        let cm: ConfigMap = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": CONTRACT_CONFIGMAP, "namespace": namespace},
+            "data": {"data": contract},
+        }))
+        .expect("a valid ConfigMap");
+        api.create(&PostParams::default(), &cm).await?;
+    }
+    tracing::info!(
+        namespace,
+        name = CONTRACT_CONFIGMAP,
+        "contract ConfigMap written"
+    );
+    Ok(())
+}
+
+/// Writes each Broker's and Trigger's status when it changed.
+async fn patch_statuses(
+    brokers: &Api<DynamicObject>,
+    triggers: &Api<DynamicObject>,
+    resources: &Resources,
+    statuses: &Arc<Vec<Status>>,
+    patched: &mut HashMap<(String, String, String), Status>,
+) {
+    for status in statuses.iter() {
+        let (api, generation) = match status.kind.as_str() {
+            "Broker" => (
+                brokers,
+                resources
+                    .brokers
+                    .iter()
+                    .find(|b| {
+                        b.metadata.namespace() == status.namespace && b.metadata.name == status.name
+                    })
+                    .and_then(|b| b.metadata.generation),
+            ),
+            "Trigger" => (
+                triggers,
+                resources
+                    .triggers
+                    .iter()
+                    .find(|t| {
+                        t.metadata.namespace() == status.namespace && t.metadata.name == status.name
+                    })
+                    .and_then(|t| t.metadata.generation),
+            ),
+            _ => continue,
+        };
+        let key = (
+            status.kind.clone(),
+            status.namespace.clone(),
+            status.name.clone(),
+        );
+        if patched.get(&key) == Some(status) {
+            continue;
+        }
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            api.clone().into_client(),
+            &status.namespace,
+            &resource(&status.kind, &format!("{}s", status.kind.to_lowercase())),
+        );
+        match api
+            .patch_status(
+                &status.name,
+                &PatchParams::default(),
+                &Patch::Merge(&knative_status(status, generation)),
+            )
+            .await
+        {
+            Ok(_) => {
+                patched.insert(key, status.clone());
+            }
+            Err(error) => {
+                tracing::warn!(kind = %status.kind, namespace = %status.namespace, name = %status.name, %error, "cannot write status")
+            }
+        }
+    }
+}
+
+/// `Ok(None)` for any 404: emulators and older servers do not always say
+/// "NotFound", which kube's `get_opt` looks for.
+fn absent_or<K>(result: Result<K, kube::Error>) -> Result<Option<K>, kube::Error> {
+    match result {
+        Ok(object) => Ok(Some(object)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// A status in Knative's shape: a Ready condition, the address, the URIs.
+pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::Value {
+    let condition_status = match status.ready {
+        Ready::True => "True",
+        Ready::False => "False",
+        Ready::Unknown => "Unknown",
+    };
+    let mut condition = json!({
+        "type": "Ready",
+        "status": condition_status,
+        "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    if !status.reason.is_empty() {
+        condition["reason"] = json!(status.reason);
+        condition["message"] = json!(status.message);
+    }
+    let mut body = json!({ "conditions": [condition] });
+    if let Some(generation) = generation {
+        body["observedGeneration"] = json!(generation);
+    }
+    if let Some(url) = &status.address {
+        body["address"] = json!({ "url": url });
+    }
+    if let Some(uri) = &status.subscriber_uri {
+        body["subscriberUri"] = json!(uri);
+    }
+    if let Some(uri) = &status.dead_letter_sink_uri {
+        body["deadLetterSinkUri"] = json!(uri);
+    }
+    json!({ "status": body })
+}
+
+/// Holds (or waits for) the Lease; the receiver says whether this replica
+/// leads.
+fn spawn_lease_keeper(
+    client: Client,
+    namespace: String,
+    identity: String,
+    shutdown: CancellationToken,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    let leases: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        &namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"),
+            "leases",
+        ),
+    );
+    tokio::spawn(async move {
+        loop {
+            let leading = match try_lead(&leases, &identity).await {
+                Ok(leading) => leading,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read or renew the lease");
+                    false
+                }
+            };
+            tx.send_if_modified(|current| std::mem::replace(current, leading) != leading);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+            }
+        }
+    });
+    rx
+}
+
+async fn try_lead(leases: &Api<DynamicObject>, identity: &str) -> Result<bool, kube::Error> {
+    let now = chrono::Utc::now();
+    let renew = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let spec = json!({"holderIdentity": identity, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": renew});
+    let Some(lease) = absent_or(leases.get(LEASE).await)? else {
+        let lease: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE},
+            "spec": spec,
+        }))
+        .expect("a valid Lease");
+        leases.create(&PostParams::default(), &lease).await?;
+        return Ok(true);
+    };
+    let holder = lease.data["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default();
+    let renewed = lease.data["spec"]["renewTime"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let expired =
+        renewed.is_none_or(|t| now.signed_duration_since(t).num_seconds() > LEASE_SECONDS);
+    if holder != identity && !expired {
+        return Ok(false);
+    }
+    leases
+        .patch(
+            LEASE,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": spec })),
+        )
+        .await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_have_knatives_shape() {
+        let status = Status {
+            kind: "Trigger".into(),
+            namespace: "ns".into(),
+            name: "t".into(),
+            ready: Ready::False,
+            reason: "BrokerDoesNotExist".into(),
+            message: "broker 'b' does not exist".into(),
+            address: None,
+            subscriber_uri: Some("http://s".into()),
+            dead_letter_sink_uri: None,
+        };
+        let v = knative_status(&status, Some(3));
+        assert_eq!(v["status"]["observedGeneration"], 3);
+        assert_eq!(v["status"]["conditions"][0]["type"], "Ready");
+        assert_eq!(v["status"]["conditions"][0]["status"], "False");
+        assert_eq!(v["status"]["conditions"][0]["reason"], "BrokerDoesNotExist");
+        assert_eq!(v["status"]["subscriberUri"], "http://s");
+        assert!(v["status"].get("address").is_none());
+    }
+}

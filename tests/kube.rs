@@ -1,0 +1,182 @@
+//! `ferry controller --kube` against an emulated Kubernetes API: Brokers
+//! and Triggers created through the API get their status, the contract
+//! ConfigMap appears, topics are created, and one replica holds the Lease.
+
+use std::time::Duration;
+
+use ferry_harness::{
+    bootstrap, eventually,
+    http::{self, HttpClient},
+    kafka::topic_exists,
+    process::{FerryProcess, KubeEmulator},
+    unique,
+};
+use serde_json::{json, Value};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+const WAIT: Duration = Duration::from_secs(45);
+
+async fn create(client: &HttpClient, url: &str, object: Value) {
+    let answer = http::post(
+        client,
+        url,
+        &[("content-type", "application/json")],
+        object.to_string(),
+    )
+    .await;
+    assert!(
+        answer.status.is_success(),
+        "creating at {url}: {} {}",
+        answer.status,
+        answer.body
+    );
+}
+
+async fn get(client: &HttpClient, url: &str) -> Option<Value> {
+    let answer = http::request(client, ::http::Method::GET, url, &[], "").await;
+    answer
+        .status
+        .is_success()
+        .then(|| serde_json::from_str(&answer.body).expect("JSON"))
+}
+
+#[tokio::test]
+async fn brokers_and_triggers_through_the_api() {
+    let api = KubeEmulator::start();
+    let client = http::client();
+    let ns = unique("ns");
+    let eventing = format!("{}/apis/eventing.knative.dev/v1/namespaces/{ns}", api.url);
+    create(
+        &client,
+        &format!("{eventing}/brokers"),
+        json!({"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+               "metadata": {"name": "b", "namespace": ns, "generation": 1,
+                            "annotations": {"eventing.knative.dev/broker.class": "Kafka"}}, "spec": {}}),
+    )
+    .await;
+    create(
+        &client,
+        &format!("{eventing}/triggers"),
+        json!({"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+               "metadata": {"name": "t", "namespace": ns},
+               "spec": {"broker": "b", "subscriber": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "display"}}}}),
+    )
+    .await;
+    create(
+        &client,
+        &format!("{eventing}/triggers"),
+        json!({"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+               "metadata": {"name": "orphan", "namespace": ns},
+               "spec": {"broker": "missing", "subscriber": {"uri": "http://s"}}}),
+    )
+    .await;
+
+    let kubeconfig = api.kubeconfig();
+    let state = tempfile::tempdir().unwrap();
+    let _controller = FerryProcess::spawn(
+        FERRY,
+        &[
+            "controller",
+            "--kube",
+            "--namespace",
+            "knative-eventing",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--default-partitions",
+            "2",
+            "--default-replication-factor",
+            "1",
+            "--ingress-url",
+            "http://ingress.test",
+            "--resync-ms",
+            "300",
+        ],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("POD_NAME", "ferry-test-1"),
+        ],
+    );
+
+    let broker = eventually("the broker's Ready status", WAIT, || {
+        let (client, url) = (client.clone(), format!("{eventing}/brokers/b"));
+        async move {
+            get(&client, &url)
+                .await
+                .filter(|b| b["status"]["conditions"][0]["status"] == "True")
+        }
+    })
+    .await;
+    assert_eq!(
+        broker["status"]["address"]["url"],
+        format!("http://ingress.test/{ns}/b")
+    );
+    assert_eq!(broker["status"]["observedGeneration"], 1);
+    assert!(topic_exists(
+        &bootstrap(),
+        &format!("knative-broker-{ns}-b")
+    ));
+
+    let trigger = eventually("the trigger's Ready status", WAIT, || {
+        let (client, url) = (client.clone(), format!("{eventing}/triggers/t"));
+        async move {
+            get(&client, &url)
+                .await
+                .filter(|t| t["status"]["conditions"][0]["status"] == "True")
+        }
+    })
+    .await;
+    assert_eq!(
+        trigger["status"]["subscriberUri"],
+        format!("http://display.{ns}.svc.cluster.local")
+    );
+    let orphan = eventually("the orphan trigger's status", WAIT, || {
+        let (client, url) = (client.clone(), format!("{eventing}/triggers/orphan"));
+        async move {
+            get(&client, &url)
+                .await
+                .filter(|t| t["status"]["conditions"][0]["status"] == "False")
+        }
+    })
+    .await;
+    assert_eq!(
+        orphan["status"]["conditions"][0]["reason"],
+        "BrokerDoesNotExist"
+    );
+
+    let configmap = format!(
+        "{}/api/v1/namespaces/knative-eventing/configmaps/kafka-broker-brokers-triggers",
+        api.url
+    );
+    let contract: ferry_proto::Contract = eventually("the contract ConfigMap", WAIT, || {
+        let (client, url) = (client.clone(), configmap.clone());
+        async move {
+            let data = get(&client, &url).await?["data"]["data"]
+                .as_str()?
+                .to_owned();
+            let contract: ferry_proto::Contract = serde_json::from_str(&data).ok()?;
+            (!contract.resources.is_empty()).then_some(contract)
+        }
+    })
+    .await;
+    let resource = &contract.resources[0];
+    assert_eq!(resource.topics, [format!("knative-broker-{ns}-b")]);
+    assert_eq!(resource.ingress.as_ref().unwrap().path, format!("/{ns}/b"));
+    assert_eq!(resource.egresses.len(), 1);
+    assert_eq!(
+        resource.egresses[0].consumer_group,
+        format!("knative-trigger-{ns}-t")
+    );
+
+    let lease = get(
+        &client,
+        &format!(
+            "{}/apis/coordination.k8s.io/v1/namespaces/knative-eventing/leases/ferry-controller",
+            api.url
+        ),
+    )
+    .await
+    .expect("the lease exists");
+    assert_eq!(lease["spec"]["holderIdentity"], "ferry-test-1");
+}
