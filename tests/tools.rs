@@ -1,0 +1,157 @@
+//! `ferry send` and `ferry event-display` as a user runs them.
+
+use std::{process::Command, time::Duration};
+
+use ferry_harness::{
+    eventually,
+    subscriber::{Answer, Subscriber},
+};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+fn send(args: &[&str]) -> (bool, String) {
+    let out = Command::new(FERRY)
+        .arg("send")
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("ferry runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[tokio::test]
+async fn send_posts_binary_or_structured_and_fails_on_refusal() {
+    let sink = Subscriber::scripted(|r, _| {
+        if r.id() == "refuse-me" {
+            Answer::status(400).with_body("no thanks")
+        } else {
+            Answer::status(202)
+        }
+    })
+    .await;
+    let url = sink.url();
+    let (ok, out) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            send(&[
+                &url,
+                "--type",
+                "t.one",
+                "--source",
+                "/cli",
+                "--id",
+                "s-1",
+                "--data",
+                r#"{"a":1}"#,
+                "--extension",
+                "region=eu",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("202 Accepted (id s-1)"), "{out}");
+    let got = sink.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].header("ce-type"), Some("t.one"));
+    assert_eq!(got[0].header("ce-region"), Some("eu"));
+    assert_eq!(got[0].header("content-type"), Some("application/json"));
+    assert_eq!(got[0].body.as_ref(), br#"{"a":1}"#);
+
+    let (ok, _) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            send(&[
+                &url,
+                "--type",
+                "t",
+                "--source",
+                "/cli",
+                "--id",
+                "s-2",
+                "--structured",
+                "--data",
+                "plain",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ok);
+    let got = sink.wait_for(2, Duration::from_secs(10)).await;
+    assert_eq!(
+        got[1].header("content-type"),
+        Some("application/cloudevents+json")
+    );
+    let event: serde_json::Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(
+        (event["id"].as_str(), event["datacontenttype"].as_str()),
+        (Some("s-2"), Some("application/octet-stream"))
+    );
+
+    let (ok, out) = tokio::task::spawn_blocking(move || {
+        send(&[&url, "--type", "t", "--source", "/cli", "--id", "refuse-me"])
+    })
+    .await
+    .unwrap();
+    assert!(!ok, "a refusal is a failure");
+    assert!(
+        out.contains("400 Bad Request") && out.contains("no thanks"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn event_display_prints_what_it_receives() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut display = Command::new(FERRY)
+        .args(["event-display", "--listen", &listen])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = ferry_harness::http::client();
+    let url = format!("http://{listen}/");
+    eventually("event-display listening", Duration::from_secs(10), || {
+        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    let answer = ferry_harness::send_event(
+        &client,
+        &url,
+        "shown-1",
+        "t.display",
+        &[("ce-greeting", "Euro%20%E2%82%AC")],
+    )
+    .await;
+    assert_eq!(answer.status, 202);
+    let answer = ferry_harness::http::post(
+        &client,
+        &url,
+        &[("content-type", "text/plain")],
+        "not an event",
+    )
+    .await;
+    assert_eq!(answer.status, 400);
+    let _ = display.kill();
+    let output = display.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "☁️  cloudevents.Event",
+        "  type: t.display",
+        "  id: shown-1",
+        "  greeting: Euro €",
+        "Data,",
+    ] {
+        assert!(printed.contains(line), "'{line}' not in:\n{printed}");
+    }
+}
