@@ -11,7 +11,6 @@ use ferry_common::{
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use tokio::net::TcpListener;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,7 +52,7 @@ impl Handler for Display {
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(args.listen).await?;
+    let listener = server::bind(args.listen).await?;
     eprintln!(
         "event-display listening on http://{}",
         listener.local_addr()?

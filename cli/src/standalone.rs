@@ -13,7 +13,6 @@ use anyhow::Context;
 use ferry_common::{admin::Admin, server, shutdown::Shutdown};
 use ferry_controller::{plan::Status, StatusRx};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 use crate::{controller, dispatcher, receiver, shared::KafkaArgs};
 
@@ -100,9 +99,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             response
         })
     };
-    let admin_listener = TcpListener::bind(args.admin)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.admin))?;
+    let admin_listener = server::bind(args.admin).await?;
     let admin = Admin::new(registry, ready).with_route("/resources", resources_route);
     println!(
         "Ferry standalone: ingress http://{}, admin http://{}",

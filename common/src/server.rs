@@ -74,6 +74,22 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown:
     }
 }
 
+/// A listening socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: std::net::SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Binds a listening socket; the error names the address.
+pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { addr, source })
+}
+
 /// A response with a status and a plain-text body.
 pub fn text(status: http::StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     Response::builder()

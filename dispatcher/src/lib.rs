@@ -32,10 +32,11 @@ use ferry_common::{
     contract::{self, ContractError, ContractRx},
     kafka::ProducerSettings,
     producer::ProducerPool,
+    server,
     shutdown::Shutdown,
 };
 use prometheus_client::registry::Registry;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{deliver::Deliverer, egress::EgressSpec, metrics::Metrics};
@@ -56,12 +57,8 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum DispatcherError {
     /// The admin socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] ferry_common::server::BindError),
     /// The contract file cannot be followed.
     #[error(transparent)]
     Contract(#[from] ContractError),
@@ -85,13 +82,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DispatcherErr
 }
 
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, DispatcherError> {
-    let admin_listener =
-        TcpListener::bind(config.admin)
-            .await
-            .map_err(|source| DispatcherError::Bind {
-                addr: config.admin,
-                source,
-            })?;
+    let admin_listener = server::bind(config.admin).await?;
     let admin_addr = admin_listener.local_addr().expect("bound");
     let mut registry = Registry::default();
     let embedded = start_embedded(config, shutdown.clone(), &mut registry)?;

@@ -33,7 +33,7 @@ use ferry_common::{
     shutdown::Shutdown,
 };
 use prometheus_client::registry::Registry;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 use crate::{ingress::Ingress, metrics::Metrics, routes::Routes};
 
@@ -55,12 +55,8 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
     /// A listening socket could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] ferry_common::server::BindError),
     /// The contract file cannot be followed.
     #[error(transparent)]
     Contract(#[from] ContractError),
@@ -88,13 +84,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ReceiverError
 
 /// Binds the sockets and starts serving; returns the bound addresses.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ReceiverError> {
-    let admin_listener =
-        TcpListener::bind(config.admin)
-            .await
-            .map_err(|source| ReceiverError::Bind {
-                addr: config.admin,
-                source,
-            })?;
+    let admin_listener = server::bind(config.admin).await?;
     let admin_addr = admin_listener.local_addr().expect("bound");
     let mut registry = Registry::default();
     let embedded = start_embedded(config, shutdown.clone(), &mut registry).await?;
@@ -125,13 +115,7 @@ pub async fn start_embedded(
     shutdown: Shutdown,
     registry: &mut Registry,
 ) -> Result<Embedded, ReceiverError> {
-    let listener =
-        TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ReceiverError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+    let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr().expect("bound");
     let metrics = Metrics::new(registry);
     let ready = Arc::new(AtomicBool::new(false));

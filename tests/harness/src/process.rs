@@ -16,26 +16,28 @@ impl FerryProcess {
     /// `ferry dispatcher` with the test settings (short group timeouts,
     /// frequent commits). `binary` is the test's `CARGO_BIN_EXE_ferry`.
     pub fn dispatcher(binary: &str, contract: &Path, bootstrap: &str) -> Self {
-        let child = Command::new(binary)
-            .args(["dispatcher", "--admin", "127.0.0.1:0", "--contract"])
-            .arg(contract)
-            .args(["--bootstrap-servers", bootstrap])
-            .args([
+        let contract = contract.to_str().expect("a UTF-8 path");
+        Self::spawn(
+            binary,
+            &[
+                "dispatcher",
+                "--admin",
+                "127.0.0.1:0",
+                "--contract",
+                contract,
+                "--bootstrap-servers",
+                bootstrap,
                 "--session-timeout-ms",
                 "6000",
                 "--heartbeat-interval-ms",
                 "500",
-            ])
-            .args(["--commit-interval-ms", "100", "--drain-timeout-ms", "5000"])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("ferry binary starts");
-        FerryProcess { child }
+                "--commit-interval-ms",
+                "100",
+                "--drain-timeout-ms",
+                "5000",
+            ],
+            &[],
+        )
     }
 
     pub fn pid(&self) -> u32 {
