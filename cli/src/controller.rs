@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use ferry_common::shutdown::Shutdown;
-use ferry_controller::plan::{KafkaDefaults, Settings};
+use ferry_controller::plan::{ChannelAddresses, KafkaDefaults, Settings};
 
 use crate::shared::KafkaArgs;
 
@@ -104,6 +104,12 @@ impl ControllerTuning {
                     topic_config: Default::default(),
                 },
                 claim_unannotated: true,
+                // Standalone has no per-channel Services: address channels by path.
+                channel_addresses: if local.is_some() {
+                    ChannelAddresses::Path
+                } else {
+                    ChannelAddresses::Host
+                },
             },
             resync: Duration::from_millis(self.resync_ms),
             kafka_overrides: kafka.overrides()?,

@@ -47,21 +47,45 @@ pub struct KubeConfig {
     pub state_file: PathBuf,
 }
 
-fn resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("eventing.knative.dev", "v1", kind),
-        plural,
-    )
+/// The kinds Ferry reconciles: (group, version, kind, plural).
+const KINDS: [(&str, &str, &str, &str); 5] = [
+    ("eventing.knative.dev", "v1", "Broker", "brokers"),
+    ("eventing.knative.dev", "v1", "Trigger", "triggers"),
+    (
+        "messaging.knative.dev",
+        "v1beta1",
+        "KafkaChannel",
+        "kafkachannels",
+    ),
+    ("messaging.knative.dev", "v1", "Channel", "channels"),
+    (
+        "messaging.knative.dev",
+        "v1",
+        "Subscription",
+        "subscriptions",
+    ),
+];
+
+fn resource(kind: &str) -> ApiResource {
+    let (group, version, kind, plural) = KINDS
+        .iter()
+        .find(|k| k.2 == kind)
+        .copied()
+        .expect("a known kind");
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
+/// Every kind's API, cluster-wide.
+type Apis = Vec<(&'static str, Api<DynamicObject>)>;
+
 pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken) {
-    let brokers: Api<DynamicObject> = Api::all_with(client.clone(), &resource("Broker", "brokers"));
-    let triggers: Api<DynamicObject> =
-        Api::all_with(client.clone(), &resource("Trigger", "triggers"));
+    let apis: Apis = KINDS
+        .iter()
+        .map(|k| (k.2, Api::all_with(client.clone(), &resource(k.2))))
+        .collect();
     let (wake_tx, mut wake) = mpsc::channel::<()>(1);
-    for api in [brokers.clone(), triggers.clone()] {
-        let wake_tx = wake_tx.clone();
-        let shutdown = shutdown.clone();
+    for (_, api) in &apis {
+        let (api, wake_tx, shutdown) = (api.clone(), wake_tx.clone(), shutdown.clone());
         tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default())
                 .default_backoff()
@@ -117,8 +141,8 @@ pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken
             patched.clear();
         }
         let (reconciler, statuses) = state.as_mut().expect("set above");
-        let resources = match list(&brokers, &triggers, &client, &config.namespace).await {
-            Ok(resources) => resources,
+        let (resources, generations) = match list(&apis, &client, &config.namespace).await {
+            Ok(listed) => listed,
             Err(error) => {
                 tracing::warn!(%error, "cannot list resources; will retry");
                 continue;
@@ -139,30 +163,42 @@ pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken
             }
         }
         let current = statuses.borrow().clone();
-        patch_statuses(&brokers, &triggers, &resources, &current, &mut patched).await;
+        patch_statuses(&client, &generations, &current, &mut patched).await;
     }
 }
 
-/// Brokers, Triggers, and the ConfigMaps they name (plus the defaults).
+/// (kind, namespace, name) → metadata.generation, for observedGeneration.
+type Generations = HashMap<(String, String, String), i64>;
+
+/// Every kind's objects, and the ConfigMaps brokers name (plus the defaults).
 async fn list(
-    brokers: &Api<DynamicObject>,
-    triggers: &Api<DynamicObject>,
+    apis: &Apis,
     client: &Client,
     namespace: &str,
-) -> Result<Resources, kube::Error> {
+) -> Result<(Resources, Generations), kube::Error> {
     let mut resources = Resources::default();
-    for (api, kind) in [(brokers, "Broker"), (triggers, "Trigger")] {
-        for object in api.list(&Default::default()).await? {
-            let name = format!(
-                "{kind} {}/{}",
-                object.metadata.namespace.clone().unwrap_or_default(),
-                object.metadata.name.clone().unwrap_or_default()
-            );
+    let mut generations = Generations::new();
+    for (kind, api) in apis {
+        let (group, version, ..) = KINDS
+            .iter()
+            .find(|k| k.2 == *kind)
+            .copied()
+            .expect("a known kind");
+        // A kind whose CRD is not installed has no objects.
+        let Some(objects) = absent_or(api.list(&Default::default()).await)? else {
+            continue;
+        };
+        for object in objects {
+            let ns = object.metadata.namespace.clone().unwrap_or_default();
+            let name = object.metadata.name.clone().unwrap_or_default();
+            if let Some(generation) = object.metadata.generation {
+                generations.insert((kind.to_string(), ns.clone(), name.clone()), generation);
+            }
             let mut value = serde_json::to_value(&object).expect("objects serialise");
             // List items may leave out their type.
-            value["apiVersion"] = json!("eventing.knative.dev/v1");
+            value["apiVersion"] = json!(format!("{group}/{version}"));
             value["kind"] = json!(kind);
-            resources.add(&name, value);
+            resources.add(&format!("{kind} {ns}/{name}"), value);
         }
     }
     let defaults = get_configmap(client, namespace, DEFAULTS_CONFIGMAP).await?;
@@ -180,14 +216,13 @@ async fn list(
         .brokers
         .iter()
         .filter_map(|b| {
-            b.spec.config.as_ref().map(|c| {
-                (
-                    c.namespace
-                        .clone()
-                        .unwrap_or_else(|| b.metadata.namespace().to_owned()),
-                    c.name.clone(),
-                )
-            })
+            let c = b.spec.config.as_ref()?;
+            Some((
+                c.namespace
+                    .clone()
+                    .unwrap_or_else(|| b.metadata.namespace().to_owned()),
+                c.name.clone(),
+            ))
         })
         .collect();
     wanted.sort();
@@ -198,7 +233,7 @@ async fn list(
             resources.add(&format!("ConfigMap {ns}/{name}"), value);
         }
     }
-    Ok(resources)
+    Ok((resources, generations))
 }
 
 async fn get_configmap(
@@ -252,38 +287,17 @@ async fn push_contract(
     Ok(())
 }
 
-/// Writes each Broker's and Trigger's status when it changed.
+/// Writes each object's status when it changed.
 async fn patch_statuses(
-    brokers: &Api<DynamicObject>,
-    triggers: &Api<DynamicObject>,
-    resources: &Resources,
+    client: &Client,
+    generations: &Generations,
     statuses: &Arc<Vec<Status>>,
     patched: &mut HashMap<(String, String, String), Status>,
 ) {
-    for status in statuses.iter() {
-        let (api, generation) = match status.kind.as_str() {
-            "Broker" => (
-                brokers,
-                resources
-                    .brokers
-                    .iter()
-                    .find(|b| {
-                        b.metadata.namespace() == status.namespace && b.metadata.name == status.name
-                    })
-                    .and_then(|b| b.metadata.generation),
-            ),
-            "Trigger" => (
-                triggers,
-                resources
-                    .triggers
-                    .iter()
-                    .find(|t| {
-                        t.metadata.namespace() == status.namespace && t.metadata.name == status.name
-                    })
-                    .and_then(|t| t.metadata.generation),
-            ),
-            _ => continue,
-        };
+    for status in statuses
+        .iter()
+        .filter(|s| KINDS.iter().any(|k| k.2 == s.kind))
+    {
         let key = (
             status.kind.clone(),
             status.namespace.clone(),
@@ -292,17 +306,11 @@ async fn patch_statuses(
         if patched.get(&key) == Some(status) {
             continue;
         }
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            api.clone().into_client(),
-            &status.namespace,
-            &resource(&status.kind, &format!("{}s", status.kind.to_lowercase())),
-        );
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &status.namespace, &resource(&status.kind));
+        let body = knative_status(status, generations.get(&key).copied());
         match api
-            .patch_status(
-                &status.name,
-                &PatchParams::default(),
-                &Patch::Merge(&knative_status(status, generation)),
-            )
+            .patch_status(&status.name, &PatchParams::default(), &Patch::Merge(&body))
             .await
         {
             Ok(_) => {
@@ -353,6 +361,21 @@ pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::V
     }
     if let Some(uri) = &status.dead_letter_sink_uri {
         body["deadLetterSinkUri"] = json!(uri);
+    }
+    if !status.subscribers.is_empty() {
+        let subscribers: Vec<_> = status
+            .subscribers
+            .iter()
+            .map(|s| {
+                let ready = if s.ready == Ready::True {
+                    "True"
+                } else {
+                    "False"
+                };
+                json!({"uid": s.uid, "ready": ready, "message": s.message})
+            })
+            .collect();
+        body["subscribers"] = json!(subscribers);
     }
     json!({ "status": body })
 }
@@ -445,6 +468,7 @@ mod tests {
             address: None,
             subscriber_uri: Some("http://s".into()),
             dead_letter_sink_uri: None,
+            subscribers: vec![],
         };
         let v = knative_status(&status, Some(3));
         assert_eq!(v["status"]["observedGeneration"], 3);

@@ -7,6 +7,7 @@
 //! - [`folder`]: resources from a watched folder of YAML.
 //! - [`kube_source`]: resources from the Kubernetes API, with leader election.
 
+pub mod channels;
 pub mod contract_file;
 pub mod duration;
 pub mod folder;

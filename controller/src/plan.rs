@@ -39,6 +39,17 @@ pub struct Settings {
     /// Whether brokers without a class annotation are Ferry's (true for a
     /// folder of resources; false next to other broker classes).
     pub claim_unannotated: bool,
+    /// How channels are addressed: by the reference's Host header (in a
+    /// cluster) or by a path under the ingress URL (standalone).
+    pub channel_addresses: ChannelAddresses,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelAddresses {
+    /// `http://<name>-kn-channel.<namespace>.svc.cluster.local`
+    Host,
+    /// `<ingress URL>/channels/<namespace>/<name>`
+    Path,
 }
 
 /// What the last attempt to make topics real reported.
@@ -85,10 +96,22 @@ pub struct Status {
     pub subscriber_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_sink_uri: Option<String>,
+    /// A channel's subscribers and their readiness.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subscribers: Vec<SubscriberStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SubscriberStatus {
+    pub name: String,
+    pub uid: String,
+    pub ready: Ready,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 impl Status {
-    fn new(kind: &str, namespace: &str, name: &str) -> Self {
+    pub(crate) fn new(kind: &str, namespace: &str, name: &str) -> Self {
         Status {
             kind: kind.to_owned(),
             namespace: namespace.to_owned(),
@@ -99,10 +122,11 @@ impl Status {
             address: None,
             subscriber_uri: None,
             dead_letter_sink_uri: None,
+            subscribers: Vec::new(),
         }
     }
 
-    fn not_ready(mut self, reason: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn not_ready(mut self, reason: &str, message: impl Into<String>) -> Self {
         self.ready = Ready::False;
         self.reason = reason.to_owned();
         self.message = message.into();
@@ -207,6 +231,7 @@ pub fn plan(resources: &Resources, settings: &Settings, observed: &Observed) -> 
         .filter(|b| b.ready)
         .map(|b| b.resource)
         .collect();
+    crate::channels::plan_channels(resources, settings, observed, &mut plan);
     plan.topics.sort();
     plan
 }
@@ -434,7 +459,7 @@ fn plan_trigger(
     Ok(egress)
 }
 
-fn reference(metadata: &crate::resources::Metadata, kind: &str) -> Reference {
+pub(crate) fn reference(metadata: &crate::resources::Metadata, kind: &str) -> Reference {
     Reference {
         uuid: metadata.uid(kind),
         namespace: metadata.namespace().to_owned(),
@@ -475,9 +500,13 @@ pub fn resolve(
                 reference.name
             )
         }
+        ("messaging.knative.dev/v1beta1", "KafkaChannel")
+        | ("messaging.knative.dev/v1", "Channel") => {
+            crate::channels::address(settings, ns, &reference.name)
+        }
         (api, kind) => {
             return Err(format!(
-                "cannot resolve a {kind} of {api}: Ferry resolves Services and Brokers"
+                "cannot resolve a {kind} of {api}: Ferry resolves Services, Brokers and Channels"
             ))
         }
     };
@@ -488,7 +517,7 @@ pub fn resolve(
     })
 }
 
-fn egress_config(
+pub(crate) fn egress_config(
     delivery: &DeliverySpec,
     namespace: &str,
     settings: &Settings,

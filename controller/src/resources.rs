@@ -137,6 +137,78 @@ pub struct Trigger {
     pub spec: TriggerSpec,
 }
 
+/// `messaging.knative.dev/v1beta1` KafkaChannel, or the `spec` of a
+/// `messaging.knative.dev/v1` Channel's KafkaChannel template.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KafkaChannelSpec {
+    #[serde(default)]
+    pub num_partitions: Option<i32>,
+    #[serde(default)]
+    pub replication_factor: Option<i32>,
+    /// ISO-8601, becomes the topic's retention.ms.
+    #[serde(default)]
+    pub retention_duration: Option<String>,
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+}
+
+/// A channel: a KafkaChannel, or a Channel whose template is one. `kind`
+/// says which the user wrote, so references by either kind resolve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Channel {
+    pub kind: &'static str,
+    pub metadata: Metadata,
+    pub spec: KafkaChannelSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct KafkaChannelObject {
+    metadata: Metadata,
+    #[serde(default)]
+    spec: KafkaChannelSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChannelTemplate {
+    kind: String,
+    #[serde(default)]
+    spec: KafkaChannelSpec,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChannelObjectSpec {
+    #[serde(default)]
+    channel_template: Option<ChannelTemplate>,
+    #[serde(default)]
+    delivery: Option<DeliverySpec>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct ChannelObject {
+    metadata: Metadata,
+    spec: ChannelObjectSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionSpec {
+    pub channel: KReference,
+    pub subscriber: Destination,
+    #[serde(default)]
+    pub reply: Option<Destination>,
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Subscription {
+    pub metadata: Metadata,
+    pub spec: SubscriptionSpec,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct ConfigMap {
     pub metadata: Metadata,
@@ -150,6 +222,8 @@ pub struct Resources {
     pub brokers: Vec<Broker>,
     pub triggers: Vec<Trigger>,
     pub config_maps: Vec<ConfigMap>,
+    pub channels: Vec<Channel>,
+    pub subscriptions: Vec<Subscription>,
     /// Documents that could not be used: where, and why.
     pub errors: Vec<(String, String)>,
 }
@@ -178,6 +252,20 @@ impl Resources {
             ("v1", "ConfigMap") => {
                 serde_json::from_value(document).map(|c| self.config_maps.push(c))
             }
+            ("messaging.knative.dev/v1beta1", "KafkaChannel") => serde_json::from_value(document)
+                .map(|c: KafkaChannelObject| {
+                    self.channels.push(Channel {
+                        kind: "KafkaChannel",
+                        metadata: c.metadata,
+                        spec: c.spec,
+                    })
+                }),
+            ("messaging.knative.dev/v1", "Channel") => {
+                serde_json::from_value(document).map(|c: ChannelObject| self.add_channel(source, c))
+            }
+            ("messaging.knative.dev/v1", "Subscription") => {
+                serde_json::from_value(document).map(|s| self.subscriptions.push(s))
+            }
             _ => {
                 self.errors.push((
                     source.to_owned(),
@@ -189,6 +277,23 @@ impl Resources {
         if let Err(error) = result {
             self.errors
                 .push((source.to_owned(), format!("invalid {kind}: {error}")));
+        }
+    }
+
+    fn add_channel(&mut self, source: &str, channel: ChannelObject) {
+        match channel.spec.channel_template {
+            Some(template) if template.kind == "KafkaChannel" => {
+                let mut spec = template.spec;
+                // The Channel's own delivery applies when the template has none.
+                spec.delivery = spec.delivery.or(channel.spec.delivery);
+                self.channels.push(Channel { kind: "Channel", metadata: channel.metadata, spec });
+            }
+            // Another implementation's channel: not Ferry's.
+            Some(_) => {}
+            None => self.errors.push((
+                source.to_owned(),
+                "invalid Channel: no spec.channelTemplate (Ferry serves channelTemplate kind KafkaChannel)".into(),
+            )),
         }
     }
 

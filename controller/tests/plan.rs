@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ferry_controller::{
-    plan::{plan, KafkaDefaults, Observed, Plan, Ready, Settings, Status},
+    plan::{plan, ChannelAddresses, KafkaDefaults, Observed, Plan, Ready, Settings, Status},
     resources::Resources,
 };
 use ferry_proto::{egress::ReplyStrategy, BackoffPolicy, DeliveryOrder};
@@ -19,6 +19,7 @@ fn settings() -> Settings {
             topic_config: BTreeMap::new(),
         },
         claim_unannotated: true,
+        channel_addresses: ChannelAddresses::Host,
     }
 }
 

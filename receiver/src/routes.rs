@@ -56,19 +56,25 @@ impl Routes {
             };
             match route(resource, default_bootstrap) {
                 Err(reason) => rejected.push(reject(reason)),
-                Ok((key, route)) => {
-                    let (table, key) = match key {
-                        Key::Path(p) => (&mut routes.by_path, p),
-                        Key::Host(h) => (&mut routes.by_host, h),
-                    };
-                    if let Some(existing) = table.get(&key) {
+                Ok((keys, route)) => {
+                    let taken = keys.iter().find_map(|key| match key {
+                        Key::Path(p) => routes.by_path.get(p).map(|r| (p, r)),
+                        Key::Host(h) => routes.by_host.get(h).map(|r| (h, r)),
+                    });
+                    if let Some((key, existing)) = taken {
                         rejected.push(reject(format!(
                             "ingress '{key}' is already served by resource {}",
                             existing.uid
                         )));
                         continue;
                     }
-                    table.insert(key, Arc::new(route));
+                    let route = Arc::new(route);
+                    for key in keys {
+                        match key {
+                            Key::Path(p) => routes.by_path.insert(p, route.clone()),
+                            Key::Host(h) => routes.by_host.insert(h, route.clone()),
+                        };
+                    }
                 }
             }
         }
@@ -92,15 +98,20 @@ enum Key {
     Host(String),
 }
 
-fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Key, Route), String> {
+/// A resource is served at its path, its host, or both (a request's path
+/// is looked up first).
+fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Route), String> {
     let ingress = resource.ingress.as_ref().ok_or("no ingress")?;
-    let key = if !ingress.path.is_empty() {
-        Key::Path(normalise_path(&ingress.path).to_owned())
-    } else if !ingress.host.is_empty() {
-        Key::Host(normalise_host(&ingress.host))
-    } else {
+    let mut keys = Vec::with_capacity(2);
+    if !ingress.path.is_empty() {
+        keys.push(Key::Path(normalise_path(&ingress.path).to_owned()));
+    }
+    if !ingress.host.is_empty() {
+        keys.push(Key::Host(normalise_host(&ingress.host)));
+    }
+    if keys.is_empty() {
         return Err("ingress has neither a path nor a host".into());
-    };
+    }
     let topic = resource
         .topics
         .first()
@@ -141,7 +152,7 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Key, Route), S
         ferry_proto::ContentMode::Structured => ContentMode::Structured,
     };
     Ok((
-        key,
+        keys,
         Route {
             uid: resource.uid.clone(),
             name,
@@ -258,6 +269,51 @@ mod tests {
                     "cloudEventOverrides: invalid extension name 'Bad-Name'"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn a_channel_is_served_at_its_path_and_its_host() {
+        let contract = Contract {
+            resources: vec![resource(
+                "c",
+                "/channels/ns/c",
+                "c-kn-channel.ns.svc.cluster.local",
+                "t",
+            )],
+            ..Default::default()
+        };
+        let (routes, rejected) = Routes::build(&contract, "k:9092");
+        assert!(rejected.is_empty());
+        assert_eq!(routes.find("/channels/ns/c", None).unwrap().uid, "c");
+        assert_eq!(
+            routes
+                .find("/", Some("c-kn-channel.ns.svc.cluster.local"))
+                .unwrap()
+                .uid,
+            "c"
+        );
+        let clash = Contract {
+            resources: vec![
+                resource(
+                    "c",
+                    "/channels/ns/c",
+                    "c-kn-channel.ns.svc.cluster.local",
+                    "t",
+                ),
+                resource(
+                    "d",
+                    "/channels/ns/d",
+                    "c-kn-channel.ns.svc.cluster.local",
+                    "t",
+                ),
+            ],
+            ..Default::default()
+        };
+        let (_, rejected) = Routes::build(&clash, "k:9092");
+        assert_eq!(
+            rejected[0].reason,
+            "ingress 'c-kn-channel.ns.svc.cluster.local' is already served by resource c"
         );
     }
 

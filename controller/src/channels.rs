@@ -1,0 +1,304 @@
+//! The reconciler's decisions for the pipe model: KafkaChannels (and
+//! Channels templated on them) and their Subscriptions. Pure, like `plan`.
+
+use std::collections::BTreeMap;
+
+use ferry_proto::{egress::ReplyStrategy, DeliveryOrder, Egress, Empty, Ingress, Reference};
+
+use crate::{
+    duration,
+    plan::{
+        egress_config, resolve, ChannelAddresses, Observed, Plan, Ready, Settings, Status,
+        SubscriberStatus, TopicSpec,
+    },
+    resources::{Channel, Resources, Subscription, DELIVERY_ORDER_ANNOTATION},
+};
+
+pub fn topic_name(namespace: &str, name: &str) -> String {
+    format!("knative-messaging-kafka.{namespace}.{name}")
+}
+
+/// The reference implementation's address for a Kafka channel.
+pub fn host(namespace: &str, name: &str) -> String {
+    format!("{name}-kn-channel.{namespace}.svc.cluster.local")
+}
+
+/// A path under the ingress that cannot collide with a broker's
+/// `/<namespace>/<name>`.
+pub fn path(namespace: &str, name: &str) -> String {
+    format!("/channels/{namespace}/{name}")
+}
+
+pub fn address(settings: &Settings, namespace: &str, name: &str) -> String {
+    match settings.channel_addresses {
+        ChannelAddresses::Host => format!("http://{}", host(namespace, name)),
+        ChannelAddresses::Path => format!(
+            "{}{}",
+            settings.ingress_url.trim_end_matches('/'),
+            path(namespace, name)
+        ),
+    }
+}
+
+pub fn consumer_group(namespace: &str, channel: &str, subscription_uid: &str) -> String {
+    format!("kafka.{namespace}.{channel}.{subscription_uid}")
+}
+
+struct PlannedChannel {
+    resource: ferry_proto::Resource,
+    ready: bool,
+    status: Status,
+    bootstrap: String,
+}
+
+pub(crate) fn plan_channels(
+    resources: &Resources,
+    settings: &Settings,
+    observed: &Observed,
+    plan: &mut Plan,
+) {
+    let mut channels: BTreeMap<(String, String), PlannedChannel> = BTreeMap::new();
+    for channel in &resources.channels {
+        let (planned, topic) = plan_channel(channel, settings, observed);
+        plan.topics.extend(topic);
+        channels.insert(
+            (
+                channel.metadata.namespace().to_owned(),
+                channel.metadata.name.clone(),
+            ),
+            planned,
+        );
+    }
+    let mut subscriptions: Vec<&Subscription> = resources.subscriptions.iter().collect();
+    subscriptions.sort_by_key(|s| (s.metadata.namespace().to_owned(), s.metadata.name.clone()));
+    for subscription in subscriptions {
+        let ns = subscription.metadata.namespace();
+        let status = Status::new("Subscription", ns, &subscription.metadata.name);
+        let target = &subscription.spec.channel;
+        let is_channel_kind = matches!(target.kind.as_str(), "KafkaChannel" | "Channel");
+        let Some(channel) = channels
+            .get_mut(&(ns.to_owned(), target.name.clone()))
+            .filter(|_| is_channel_kind)
+        else {
+            plan.statuses.push(status.not_ready(
+                "ChannelDoesNotExist",
+                format!("{} '{}' does not exist", target.kind, target.name),
+            ));
+            continue;
+        };
+        let uid = subscription
+            .metadata
+            .uid
+            .clone()
+            .unwrap_or_else(|| subscription.metadata.name.clone());
+        let group = consumer_group(ns, &target.name, &uid);
+        plan.groups
+            .insert((channel.bootstrap.clone(), group.clone()));
+        let mut status = status;
+        let result = if channel.ready {
+            plan_subscription(subscription, settings, &group, &mut status)
+        } else {
+            Err((
+                "ChannelNotReady",
+                format!("channel '{}' is not ready", target.name),
+            ))
+        };
+        let (ready, message) = match result {
+            Ok(egress) => {
+                channel.resource.egresses.push(egress);
+                (Ready::True, String::new())
+            }
+            Err((reason, message)) => {
+                status = status.not_ready(reason, message.clone());
+                (Ready::False, format!("{reason}: {message}"))
+            }
+        };
+        channel.status.subscribers.push(SubscriberStatus {
+            name: subscription.metadata.name.clone(),
+            uid,
+            ready,
+            message,
+        });
+        plan.statuses.push(status);
+    }
+    for planned in channels.into_values() {
+        plan.statuses.push(planned.status);
+        if planned.ready {
+            plan.resources.push(planned.resource);
+        }
+    }
+}
+
+fn plan_channel(
+    channel: &Channel,
+    settings: &Settings,
+    observed: &Observed,
+) -> (PlannedChannel, Option<TopicSpec>) {
+    let (ns, name) = (channel.metadata.namespace(), channel.metadata.name.as_str());
+    let status = Status::new(channel.kind, ns, name);
+    let defaults = &settings.defaults;
+    let resource = ferry_proto::Resource {
+        uid: channel.metadata.uid(channel.kind),
+        topics: vec![topic_name(ns, name)],
+        bootstrap_servers: defaults.bootstrap.clone(),
+        // Both: the reference's Host header in a cluster, and a path that
+        // works anywhere (the receiver serves both).
+        ingress: Some(Ingress {
+            path: path(ns, name),
+            host: host(ns, name),
+            ..Default::default()
+        }),
+        reference: Some(Reference {
+            uuid: channel.metadata.uid(channel.kind),
+            namespace: ns.to_owned(),
+            name: name.to_owned(),
+            kind: "KafkaChannel".to_owned(),
+            group_version: "messaging.knative.dev/v1beta1".to_owned(),
+            ..Default::default()
+        }),
+        auth: Some(ferry_proto::resource::Auth::AbsentAuth(Empty {})),
+        ..Default::default()
+    };
+    let not_ready = |status: Status, reason: &str, message: String, topic: Option<TopicSpec>| {
+        let planned = PlannedChannel {
+            resource: resource.clone(),
+            ready: false,
+            status: status.not_ready(reason, message),
+            bootstrap: defaults.bootstrap.clone(),
+        };
+        (planned, topic)
+    };
+    let spec = &channel.spec;
+    let positive = |what: &str, value: Option<i32>, default: i32| match value {
+        None => Ok(default),
+        Some(n) if n > 0 => Ok(n),
+        Some(n) => Err(format!("{what} must be positive (got {n})")),
+    };
+    let (partitions, replication) = match (
+        positive("numPartitions", spec.num_partitions, defaults.partitions),
+        positive(
+            "replicationFactor",
+            spec.replication_factor,
+            defaults.replication,
+        ),
+    ) {
+        (Ok(p), Ok(r)) => (p, r),
+        (Err(m), _) | (_, Err(m)) => return not_ready(status, "InvalidSpec", m, None),
+    };
+    let mut config = defaults.topic_config.clone();
+    if let Some(retention) = &spec.retention_duration {
+        match duration::parse(retention) {
+            Ok(d) => {
+                config.insert("retention.ms".into(), d.as_millis().to_string());
+            }
+            Err(e) => {
+                return not_ready(
+                    status,
+                    "InvalidSpec",
+                    format!("retentionDuration: {e}"),
+                    None,
+                )
+            }
+        }
+    }
+    let topic = TopicSpec {
+        bootstrap: defaults.bootstrap.clone(),
+        name: topic_name(ns, name),
+        partitions,
+        replication,
+        config,
+        external: false,
+    };
+    let mut resource = resource.clone();
+    let mut status = status;
+    match spec
+        .delivery
+        .as_ref()
+        .map(|d| egress_config(d, ns, settings))
+        .transpose()
+    {
+        Ok(config) => {
+            status.dead_letter_sink_uri = config
+                .as_ref()
+                .map(|c| c.dead_letter.clone())
+                .filter(|d| !d.is_empty());
+            resource.egress_config = config;
+        }
+        Err(message) => return not_ready(status, "DeliveryInvalid", message, Some(topic)),
+    }
+    if let Some(why) = observed.failed_topics.get(&topic.name) {
+        return not_ready(status, "TopicNotReady", why.clone(), Some(topic));
+    }
+    status.address = Some(address(settings, ns, name));
+    (
+        PlannedChannel {
+            resource,
+            ready: true,
+            status,
+            bootstrap: defaults.bootstrap.clone(),
+        },
+        Some(topic),
+    )
+}
+
+fn plan_subscription(
+    subscription: &Subscription,
+    settings: &Settings,
+    group: &str,
+    status: &mut Status,
+) -> Result<Egress, (&'static str, String)> {
+    let ns = subscription.metadata.namespace();
+    let destination = resolve(&subscription.spec.subscriber, ns, settings)
+        .map_err(|m| ("SubscriberResolveFailed", m))?;
+    status.subscriber_uri = Some(destination.clone());
+    // A reply goes to the subscription's reply destination, or nowhere.
+    let reply = match &subscription.spec.reply {
+        Some(reply) => ReplyStrategy::ReplyUrl(
+            resolve(reply, ns, settings).map_err(|m| ("ReplyResolveFailed", m))?,
+        ),
+        None => ReplyStrategy::DiscardReply(Empty {}),
+    };
+    let egress_config = subscription
+        .spec
+        .delivery
+        .as_ref()
+        .map(|d| egress_config(d, ns, settings))
+        .transpose()
+        .map_err(|m| ("DeliveryInvalid", m))?;
+    if let Some(c) = &egress_config {
+        status.dead_letter_sink_uri = Some(c.dead_letter.clone()).filter(|d| !d.is_empty());
+    }
+    // Channels deliver in order unless asked not to.
+    let order = match subscription
+        .metadata
+        .annotations
+        .get(DELIVERY_ORDER_ANNOTATION)
+        .map(String::as_str)
+    {
+        None | Some("ordered") => DeliveryOrder::Ordered,
+        Some("unordered") => DeliveryOrder::Unordered,
+        Some(other) => {
+            return Err((
+                "DeliveryOrderInvalid",
+                format!("delivery order '{other}' is neither ordered nor unordered"),
+            ))
+        }
+    };
+    Ok(Egress {
+        consumer_group: group.to_owned(),
+        destination,
+        reply_strategy: Some(reply),
+        uid: subscription.metadata.uid("Subscription"),
+        egress_config,
+        delivery_order: order as i32,
+        reference: Some(Reference {
+            uuid: subscription.metadata.uid("Subscription"),
+            namespace: ns.to_owned(),
+            name: subscription.metadata.name.clone(),
+            kind: "Subscription".to_owned(),
+            group_version: "messaging.knative.dev/v1".to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
