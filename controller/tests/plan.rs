@@ -356,3 +356,139 @@ fn the_plan_is_deterministic() {
         ["knative-trigger-ns-a-first", "knative-trigger-ns-b-second"]
     );
 }
+
+const CHANNEL: &str = r#"
+apiVersion: messaging.knative.dev/v1beta1
+kind: KafkaChannel
+metadata: { name: ch, namespace: ns }
+spec:
+  numPartitions: 3
+  replicationFactor: 1
+  retentionDuration: PT1H
+  delivery: { retry: 2, backoffDelay: PT0.1S }
+"#;
+
+fn subscription(name: &str, spec: &str) -> String {
+    format!("---\napiVersion: messaging.knative.dev/v1\nkind: Subscription\nmetadata: {{ name: {name}, namespace: ns, uid: uid-{name} }}\nspec:\n{spec}\n")
+}
+
+#[test]
+fn a_channel_and_its_subscriptions_become_the_contract() {
+    let p = run(&(CHANNEL.to_owned()
+        + &subscription("s1", "  channel: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: ch }\n  subscriber: { uri: http://one }\n  reply: { ref: { apiVersion: eventing.knative.dev/v1, kind: Broker, name: b } }")
+        + &subscription("s2", "  channel: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: ch }\n  subscriber: { uri: http://two }\n  delivery: { retry: 0 }")));
+    let c = status(&p, "KafkaChannel", "ch");
+    assert_eq!(
+        (c.ready, c.address.as_deref()),
+        (
+            Ready::True,
+            Some("http://ch-kn-channel.ns.svc.cluster.local")
+        )
+    );
+    assert_eq!(
+        c.subscribers
+            .iter()
+            .map(|s| (s.uid.as_str(), s.ready))
+            .collect::<Vec<_>>(),
+        [("uid-s1", Ready::True), ("uid-s2", Ready::True)]
+    );
+    let topic = p
+        .topics
+        .iter()
+        .find(|t| t.name == "knative-messaging-kafka.ns.ch")
+        .unwrap();
+    assert_eq!((topic.partitions, topic.replication), (3, 1));
+    assert_eq!(topic.config["retention.ms"], "3600000");
+    let r = p
+        .resources
+        .iter()
+        .find(|r| r.topics[0] == "knative-messaging-kafka.ns.ch")
+        .unwrap();
+    let ingress = r.ingress.as_ref().unwrap();
+    assert_eq!(
+        (ingress.host.as_str(), ingress.path.as_str()),
+        ("ch-kn-channel.ns.svc.cluster.local", "/channels/ns/ch")
+    );
+    assert_eq!(r.egress_config.as_ref().unwrap().retry, 2);
+    let s1 = &r.egresses[0];
+    assert_eq!(s1.consumer_group, "kafka.ns.ch.uid-s1");
+    assert_eq!(
+        s1.delivery_order(),
+        DeliveryOrder::Ordered,
+        "channels deliver in order by default"
+    );
+    assert_eq!(
+        s1.reply_strategy,
+        Some(ReplyStrategy::ReplyUrl("http://ingress.local/ns/b".into()))
+    );
+    let s2 = &r.egresses[1];
+    assert_eq!(
+        s2.reply_strategy,
+        Some(ReplyStrategy::DiscardReply(ferry_proto::Empty {}))
+    );
+    assert_eq!(
+        s2.egress_config.as_ref().unwrap().retry,
+        0,
+        "the subscription's delivery replaces the channel's"
+    );
+}
+
+#[test]
+fn channel_and_subscription_not_ready_reasons() {
+    let p = run(&CHANNEL.replace("PT1H", "one hour"));
+    let c = status(&p, "KafkaChannel", "ch");
+    assert_eq!((c.ready, c.reason.as_str()), (Ready::False, "InvalidSpec"));
+    assert!(c.message.contains("retentionDuration"), "{}", c.message);
+    let p = run(&CHANNEL.replace("numPartitions: 3", "numPartitions: -1"));
+    assert!(status(&p, "KafkaChannel", "ch")
+        .message
+        .contains("numPartitions must be positive"));
+
+    let p = run(&subscription("lost", "  channel: { apiVersion: messaging.knative.dev/v1, kind: Channel, name: nope }\n  subscriber: { uri: http://x }"));
+    assert_eq!(
+        status(&p, "Subscription", "lost").reason,
+        "ChannelDoesNotExist"
+    );
+    let p = run(&(CHANNEL.replace("PT1H", "bad") + &subscription("s", "  channel: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: ch }\n  subscriber: { uri: http://x }")));
+    assert_eq!(status(&p, "Subscription", "s").reason, "ChannelNotReady");
+    let p = run(&(CHANNEL.to_owned() + &subscription("s", "  channel: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: ch }\n  subscriber: { uri: ftp://x }")));
+    assert_eq!(
+        status(&p, "Subscription", "s").reason,
+        "SubscriberResolveFailed"
+    );
+    let ch = status(&p, "KafkaChannel", "ch");
+    assert_eq!(
+        ch.subscribers[0].ready,
+        Ready::False,
+        "the channel lists its subscribers with their readiness"
+    );
+
+    let templated = r#"
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: { name: generic, namespace: ns }
+spec:
+  channelTemplate: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, spec: { numPartitions: 2 } }
+---
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: { name: in-memory, namespace: ns }
+spec:
+  channelTemplate: { apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel }
+"#;
+    let p = run(templated);
+    assert_eq!(status(&p, "Channel", "generic").ready, Ready::True);
+    assert!(
+        p.statuses.iter().all(|s| s.name != "in-memory"),
+        "another implementation's channel is not ours"
+    );
+
+    // A trigger can deliver to a channel.
+    let p = run(&(BROKER.to_owned() + "---" + CHANNEL + &trigger("to-channel", "  broker: b\n  subscriber: { ref: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: ch } }")));
+    assert_eq!(
+        status(&p, "Trigger", "to-channel")
+            .subscriber_uri
+            .as_deref(),
+        Some("http://ch-kn-channel.ns.svc.cluster.local")
+    );
+}

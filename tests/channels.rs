@@ -1,0 +1,197 @@
+//! Channels and Subscriptions through `ferry standalone`: every subscription
+//! gets every event; a failing one retries and dead-letters without
+//! holding the others back; replies chain channels; deleting a
+//! subscription stops it and removes its group; bad specs are reported.
+
+use std::{path::Path, time::Duration};
+
+use ferry_harness::{
+    bootstrap, eventually,
+    http::{self, HttpClient},
+    kafka::group_offsets,
+    process::Standalone,
+    send_event,
+    subscriber::{Answer, Subscriber},
+    unique,
+};
+use serde_json::Value;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+const WAIT: Duration = Duration::from_secs(45);
+
+fn write(dir: &Path, file: &str, yaml: &str) {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, yaml).unwrap();
+    std::fs::rename(tmp, dir.join(file)).unwrap();
+}
+
+fn channel(ns: &str, name: &str, extra: &str) -> String {
+    format!("apiVersion: messaging.knative.dev/v1beta1\nkind: KafkaChannel\nmetadata: {{ name: {name}, namespace: {ns} }}\nspec:\n  numPartitions: 2\n{extra}")
+}
+
+fn subscription(ns: &str, name: &str, channel: &str, subscriber: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: messaging.knative.dev/v1\nkind: Subscription\nmetadata: {{ name: {name}, namespace: {ns}, uid: uid-{name} }}\nspec:\n  \
+         channel: {{ apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: {channel} }}\n  subscriber: {{ uri: '{subscriber}' }}\n{extra}"
+    )
+}
+
+async fn resources(client: &HttpClient, admin: &str) -> Vec<Value> {
+    let body = http::request(
+        client,
+        ::http::Method::GET,
+        &format!("{admin}/resources"),
+        &[],
+        "",
+    )
+    .await
+    .body;
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+async fn wait_for_status(
+    client: &HttpClient,
+    admin: &str,
+    kind: &str,
+    name: &str,
+    ready: &str,
+) -> Value {
+    eventually(&format!("{kind} {name} {ready}"), WAIT, || async move {
+        resources(client, admin)
+            .await
+            .into_iter()
+            .find(|r| r["kind"] == kind && r["name"] == name && r["ready"] == ready)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn channels_fan_out_chain_and_clean_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    let subs = [
+        Subscriber::accepting().await,
+        Subscriber::accepting().await,
+        Subscriber::accepting().await,
+    ];
+    let failing = Subscriber::scripted(|_, _| Answer::status(500)).await;
+    let dls = Subscriber::accepting().await;
+    let replier = Subscriber::scripted(|r, _| {
+        Answer::status(200)
+            .with_header("ce-specversion", "1.0")
+            .with_header("ce-id", &format!("reply-{}", r.id()))
+            .with_header("ce-source", "/replier")
+            .with_header("ce-type", "reply")
+    })
+    .await;
+    let final_sink = Subscriber::accepting().await;
+
+    write(dir.path(), "ch.yaml", &channel(&ns, "ch", ""));
+    for (i, sub) in subs.iter().enumerate() {
+        write(
+            dir.path(),
+            &format!("s{i}.yaml"),
+            &subscription(&ns, &format!("s{i}"), "ch", &sub.url(), ""),
+        );
+    }
+    let failing_delivery = format!(
+        "  delivery: {{ retry: 2, backoffPolicy: linear, backoffDelay: PT0.05S, deadLetterSink: {{ uri: '{}' }} }}\n",
+        dls.url()
+    );
+    write(
+        dir.path(),
+        "failing.yaml",
+        &subscription(&ns, "failing", "ch", &failing.url(), &failing_delivery),
+    );
+    // The chain: ch → replier → (reply) → second → final sink.
+    write(dir.path(), "second.yaml", &channel(&ns, "second", ""));
+    let reply_to_second = "  reply: { ref: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: second } }\n";
+    write(
+        dir.path(),
+        "replier.yaml",
+        &subscription(&ns, "replier", "ch", &replier.url(), reply_to_second),
+    );
+    write(
+        dir.path(),
+        "final.yaml",
+        &subscription(&ns, "final", "second", &final_sink.url(), ""),
+    );
+    write(
+        dir.path(),
+        "bad.yaml",
+        &channel(&ns, "bad", "  retentionDuration: forever\n"),
+    );
+
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    let client = http::client();
+    let ch = wait_for_status(&client, &ferry.admin, "KafkaChannel", "ch", "True").await;
+    let address = ch["address"].as_str().unwrap().to_owned();
+    assert_eq!(address, format!("{}/channels/{ns}/ch", ferry.ingress));
+    let bad = wait_for_status(&client, &ferry.admin, "KafkaChannel", "bad", "False").await;
+    assert_eq!(bad["reason"], "InvalidSpec");
+    wait_for_status(&client, &ferry.admin, "Subscription", "final", "True").await;
+    eventually("readiness", WAIT, || {
+        let (client, url) = (client.clone(), format!("{}/readyz", ferry.admin));
+        async move {
+            (http::request(&client, ::http::Method::GET, &url, &[], "")
+                .await
+                .status
+                == 200)
+                .then_some(())
+        }
+    })
+    .await;
+    let ch_status = wait_for_status(&client, &ferry.admin, "KafkaChannel", "ch", "True").await;
+    assert_eq!(
+        ch_status["subscribers"].as_array().unwrap().len(),
+        5,
+        "{ch_status}"
+    );
+
+    let ids: Vec<String> = (0..20).map(|i| format!("c-{i:02}")).collect();
+    // One partition key: one partition, so the order is the sending order.
+    for id in &ids {
+        send_event(&client, &address, id, "t", &[("ce-partitionkey", "one")]).await;
+    }
+    // Every subscription gets every event, once, in order.
+    for sub in &subs {
+        let got = sub.wait_for_ids(&ids, WAIT).await;
+        assert_eq!(got.iter().map(|r| r.id().to_owned()).collect::<Vec<_>>(), ids);
+    }
+    // The failing one retried each event (1 + 2 attempts) and dead-lettered it,
+    // without holding the others back.
+    let dead = dls.wait_for_ids(&ids, WAIT).await;
+    assert_eq!(dead.len(), ids.len());
+    assert_eq!(dead[0].header("ce-knativeerrorcode"), Some("500"));
+    assert_eq!(failing.received().len(), 3 * ids.len());
+    // Replies went through the second channel to the final sink.
+    let replies: Vec<String> = ids.iter().map(|id| format!("reply-{id}")).collect();
+    final_sink.wait_for_ids(&replies, WAIT).await;
+
+    // Delete a subscription: it stops, its group goes, the others go on.
+    std::fs::remove_file(dir.path().join("s0.yaml")).unwrap();
+    let group = format!("kafka.{ns}.ch.uid-s0");
+    let topic = format!("knative-messaging-kafka.{ns}.ch");
+    eventually("the deleted subscription's group removed", WAIT, || {
+        let (group, topic) = (group.clone(), topic.clone());
+        async move {
+            group_offsets(&bootstrap(), &group, &topic, 2)
+                .await
+                .iter()
+                .all(Option::is_none)
+                .then_some(())
+        }
+    })
+    .await;
+    let before = subs[0].received().len();
+    send_event(&client, &address, "after", "t", &[]).await;
+    subs[1].wait_for_ids(&["after".into()], WAIT).await;
+    subs[2].wait_for_ids(&["after".into()], WAIT).await;
+    assert_eq!(
+        subs[0].received().len(),
+        before,
+        "a deleted subscription gets nothing more"
+    );
+    drop(ferry);
+}
