@@ -122,6 +122,14 @@ async fn channels_fan_out_chain_and_clean_up() {
         "bad.yaml",
         &channel(&ns, "bad", "  retentionDuration: forever\n"),
     );
+    // The models compose: a broker's trigger delivers into the channel.
+    let broker_yaml = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{ name: b, namespace: {ns} }}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {{ name: into-channel, namespace: {ns} }}\n\
+         spec:\n  broker: b\n  filter: {{ attributes: {{ type: via-broker }} }}\n  \
+         subscriber: {{ ref: {{ apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: ch }} }}\n"
+    );
+    write(dir.path(), "broker.yaml", &broker_yaml);
 
     let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
     let client = http::client();
@@ -157,7 +165,10 @@ async fn channels_fan_out_chain_and_clean_up() {
     // Every subscription gets every event, once, in order.
     for sub in &subs {
         let got = sub.wait_for_ids(&ids, WAIT).await;
-        assert_eq!(got.iter().map(|r| r.id().to_owned()).collect::<Vec<_>>(), ids);
+        assert_eq!(
+            got.iter().map(|r| r.id().to_owned()).collect::<Vec<_>>(),
+            ids
+        );
     }
     // The failing one retried each event (1 + 2 attempts) and dead-lettered it,
     // without holding the others back.
@@ -168,6 +179,22 @@ async fn channels_fan_out_chain_and_clean_up() {
     // Replies went through the second channel to the final sink.
     let replies: Vec<String> = ids.iter().map(|id| format!("reply-{id}")).collect();
     final_sink.wait_for_ids(&replies, WAIT).await;
+
+    // Broker → trigger → channel → every subscription.
+    let broker = wait_for_status(&client, &ferry.admin, "Broker", "b", "True").await;
+    let trigger = wait_for_status(&client, &ferry.admin, "Trigger", "into-channel", "True").await;
+    assert_eq!(trigger["subscriberUri"], address.as_str());
+    send_event(
+        &client,
+        broker["address"].as_str().unwrap(),
+        "through-broker",
+        "via-broker",
+        &[],
+    )
+    .await;
+    for sub in &subs {
+        sub.wait_for_ids(&["through-broker".into()], WAIT).await;
+    }
 
     // Delete a subscription: it stops, its group goes, the others go on.
     std::fs::remove_file(dir.path().join("s0.yaml")).unwrap();

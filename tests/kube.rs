@@ -71,6 +71,24 @@ async fn brokers_and_triggers_through_the_api() {
     )
     .await;
 
+    let messaging = format!("{}/apis/messaging.knative.dev", api.url);
+    create(
+        &client,
+        &format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels"),
+        json!({"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel",
+               "metadata": {"name": "ch", "namespace": ns}, "spec": {"numPartitions": 2}}),
+    )
+    .await;
+    create(
+        &client,
+        &format!("{messaging}/v1/namespaces/{ns}/subscriptions"),
+        json!({"apiVersion": "messaging.knative.dev/v1", "kind": "Subscription",
+               "metadata": {"name": "sub", "namespace": ns, "uid": "sub-uid"},
+               "spec": {"channel": {"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel", "name": "ch"},
+                        "subscriber": {"uri": "http://sink.test"}}}),
+    )
+    .await;
+
     let kubeconfig = api.kubeconfig();
     let state = tempfile::tempdir().unwrap();
     let _controller = FerryProcess::spawn(
@@ -168,6 +186,29 @@ async fn brokers_and_triggers_through_the_api() {
         resource.egresses[0].consumer_group,
         format!("knative-trigger-{ns}-t")
     );
+
+    let channel = eventually("the channel's Ready status", WAIT, || {
+        let (client, url) = (
+            client.clone(),
+            format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels/ch"),
+        );
+        async move {
+            get(&client, &url)
+                .await
+                .filter(|c| c["status"]["conditions"][0]["status"] == "True")
+        }
+    })
+    .await;
+    assert_eq!(
+        channel["status"]["address"]["url"],
+        format!("http://ch-kn-channel.{ns}.svc.cluster.local")
+    );
+    assert_eq!(channel["status"]["subscribers"][0]["uid"], "sub-uid");
+    assert_eq!(channel["status"]["subscribers"][0]["ready"], "True");
+    assert!(topic_exists(
+        &bootstrap(),
+        &format!("knative-messaging-kafka.{ns}.ch")
+    ));
 
     let lease = get(
         &client,
