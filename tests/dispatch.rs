@@ -57,7 +57,7 @@ impl Mesh {
     }
 
     /// Every dispatched trigger's start positions are pinned: events sent
-    /// from now on are theirs. (CESQL triggers are not dispatched yet.)
+    /// from now on are theirs. (Triggers with an unusable filter never start.)
     async fn wait_for_triggers(&self) {
         for egress in self.broker.egresses.iter().filter(|e| !has_cesql(e)) {
             wait_for_group(
@@ -107,10 +107,10 @@ impl Mesh {
 }
 
 fn has_cesql(egress: &Egress) -> bool {
-    egress
-        .dialected_filter
-        .iter()
-        .any(|f| matches!(f.filter, Some(Dialect::Cesql(_))))
+    // The suite's only unusable CESQL expression ends in an operator.
+    egress.dialected_filter.iter().any(
+        |f| matches!(&f.filter, Some(Dialect::Cesql(c)) if c.expression.trim_end().ends_with('=')),
+    )
 }
 
 fn with_config(mut egress: Egress, config: EgressConfig) -> Egress {
@@ -598,21 +598,22 @@ async fn reloads_change_and_remove_triggers_without_disturbing_the_others() {
     change_me.filter = Some(ferry_proto::Filter {
         attributes: attributes(&[("type", "a")]),
     });
-    let cesql = {
-        let mut t = trigger("ns", "cesql", &removed.url());
+    // A trigger whose filter cannot be used (an invalid CESQL expression).
+    let unusable = {
+        let mut t = trigger("ns", "unusable", &removed.url());
         t.dialected_filter = vec![dialect(Dialect::Cesql(ferry_proto::Cesql {
-            expression: "type = 'a'".into(),
+            expression: "type = ".into(),
         }))];
         t
     };
-    let cesql_group = cesql.consumer_group.clone();
+    let unusable_group = unusable.consumer_group.clone();
     let mut mesh = Mesh::start(
         1,
         vec![
             trigger("ns", "steady", &steady.url()),
             change_me.clone(),
             trigger("ns", "removed", &removed.url()),
-            cesql,
+            unusable,
         ],
     )
     .await;
@@ -621,10 +622,10 @@ async fn reloads_change_and_remove_triggers_without_disturbing_the_others() {
     removed
         .wait_for_ids(&["r1".into(), "r2".into()], WAIT)
         .await;
-    // The CESQL trigger is reported and skipped; the others run.
+    // The unusable trigger is reported and skipped; the others run.
     let topic = mesh.broker.topics[0].clone();
     assert_eq!(
-        ferry_harness::kafka::group_offsets(&bootstrap(), &cesql_group, &topic, 1).await,
+        ferry_harness::kafka::group_offsets(&bootstrap(), &unusable_group, &topic, 1).await,
         [None]
     );
     changing.wait_for_ids(&["r1".into()], WAIT).await;
@@ -717,4 +718,64 @@ async fn eventually_received(sub: &Subscriber, id: &str, times: usize) {
         async move { (n >= times).then_some(()) }
     })
     .await
+}
+
+#[tokio::test]
+async fn cesql_triggers_receive_exactly_what_their_expressions_select() {
+    let expressions = [
+        "type LIKE 'order.%' AND region = 'eu'",
+        "EXISTS priority AND priority > 5",
+        "source IN ('/ferry/tests') AND NOT (type = 'order.created')",
+        // Without the EXISTS guard a missing region is an error, and the whole OR is false.
+        "(EXISTS region AND LOWER(region) = 'us') OR UPPER(type) LIKE '%DELETED'",
+    ];
+    let subs = [
+        Subscriber::accepting().await,
+        Subscriber::accepting().await,
+        Subscriber::accepting().await,
+        Subscriber::accepting().await,
+    ];
+    let triggers = expressions
+        .iter()
+        .zip(&subs)
+        .enumerate()
+        .map(|(i, (expression, sub))| {
+            let mut t = trigger("ns", &format!("sql{i}"), &sub.url());
+            t.dialected_filter = vec![dialect(Dialect::Cesql(ferry_proto::Cesql {
+                expression: expression.to_string(),
+            }))];
+            t
+        })
+        .collect();
+    let mesh = Mesh::start(1, triggers).await;
+    mesh.send_with(
+        "e1",
+        "order.created",
+        &[("ce-region", "eu"), ("ce-priority", "9")],
+    )
+    .await;
+    mesh.send_with("e2", "order.deleted", &[("ce-region", "US")])
+        .await;
+    mesh.send_with("e3", "user.created", &[("ce-priority", "2")])
+        .await;
+    mesh.send_with(
+        "e4",
+        "order.updated",
+        &[("ce-region", "eu"), ("ce-priority", "x")],
+    )
+    .await;
+    // The marker every expression-3 trigger gets goes last; ordering per
+    // partition (one partition) means everything before it was decided.
+    mesh.send_with("marker", "marker.deleted", &[]).await;
+    let expected: [&[&str]; 4] = [
+        &["e1", "e4"],
+        &["e1"],
+        &["e2", "e3", "e4", "marker"],
+        &["e2", "marker"],
+    ];
+    for (i, (sub, want)) in subs.iter().zip(expected).enumerate() {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        sub.wait_for_ids(&want, WAIT).await;
+        assert_eq!(ids(&sub.received()), want, "{}", expressions[i]);
+    }
 }

@@ -648,10 +648,12 @@ fn dialected_filter(
         }))
     } else {
         let expression = filter.cesql.clone().unwrap_or_default();
-        return Err((
-            "CESQLNotSupported",
-            format!("CESQL filters are not supported yet: '{expression}'"),
-        ));
+        // Checked here, so a bad expression is the trigger's status, not a
+        // surprise in the data plane.
+        if let Err(error) = ferry_cesql::Expression::parse(&expression) {
+            return Err(("FilterInvalid", format!("cesql '{expression}': {error}")));
+        }
+        Dialect::Cesql(ferry_proto::Cesql { expression })
     };
     Ok(DialectedFilter {
         filter: Some(dialect),

@@ -172,7 +172,7 @@ fn every_not_ready_reason() {
         (trigger("t", "  broker: b\n  filters: [ { exact: { type: a }, prefix: { type: b } } ]\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "exactly one of"),
         (trigger("t", "  broker: b\n  filters: [ { any: [ { not: {} } ] } ]\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "sets 0"),
         (trigger("t", "  broker: b\n  filter: { attributes: { my_ext: x } }\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "'my_ext' is not"),
-        (trigger("t", "  broker: b\n  filters: [ { cesql: \"type = 'a'\" } ]\n  subscriber: { uri: http://s }"), "t", "CESQLNotSupported", "type = 'a'"),
+        (trigger("t", "  broker: b\n  filters: [ { cesql: \"type = \" } ]\n  subscriber: { uri: http://s }"), "t", "FilterInvalid", "cesql 'type = ': CESQL parse error at position 7"),
         (trigger("t", "  broker: b\n  subscriber: { uri: http://s }\n  delivery: { retry: -1 }"), "t", "DeliveryInvalid", "retry must not be negative"),
         (trigger("t", "  broker: b\n  subscriber: { uri: http://s }\n  delivery: { timeout: 5s }"), "t", "DeliveryInvalid", "timeout: '5s' is not an ISO-8601 duration"),
         (trigger("t", "  broker: b\n  subscriber: { uri: http://s }\n  delivery: { backoffPolicy: random }"), "t", "DeliveryInvalid", "backoffPolicy 'random'"),
@@ -208,6 +208,21 @@ fn every_not_ready_reason() {
     assert_eq!(
         p.resources[0].egresses[0].delivery_order(),
         DeliveryOrder::Ordered
+    );
+}
+
+#[test]
+fn a_valid_cesql_filter_goes_into_the_contract() {
+    let p = run(&(BROKER.to_owned() + &trigger("t", "  broker: b\n  filters: [ { cesql: \"type LIKE 'order.%' AND priority > 3\" } ]\n  subscriber: { uri: http://s }")));
+    assert_eq!(status(&p, "Trigger", "t").ready, Ready::True);
+    let filter = &p.resources[0].egresses[0].dialected_filter[0];
+    assert_eq!(
+        filter.filter,
+        Some(ferry_proto::dialected_filter::Filter::Cesql(
+            ferry_proto::Cesql {
+                expression: "type LIKE 'order.%' AND priority > 3".into()
+            }
+        ))
     );
 }
 

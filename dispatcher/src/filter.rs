@@ -10,11 +10,15 @@ use ferry_common::cloudevent::Event;
 use ferry_proto::{dialected_filter::Filter as Dialect, DialectedFilter, Egress};
 
 /// Why an egress's filter cannot be used.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FilterError {
-    /// CESQL is not evaluated yet; the egress is skipped.
-    #[error("CESQL filters are not supported yet (expression '{0}')")]
-    Cesql(String),
+    /// A CESQL expression that does not parse; the egress is skipped.
+    #[error("invalid CESQL expression '{expression}': {source}")]
+    Cesql {
+        expression: String,
+        #[source]
+        source: ferry_cesql::ParseError,
+    },
     /// A dialected filter with no dialect set.
     #[error("a filter in dialectedFilter names no dialect")]
     Empty,
@@ -73,6 +77,8 @@ pub enum Filter {
     All(Vec<Filter>),
     Any(Vec<Filter>),
     Not(Box<Filter>),
+    /// Parsed once, here; passes only on Boolean true.
+    Cesql(std::sync::Arc<ferry_cesql::Expression>),
 }
 
 // === impl Filter ===
@@ -107,6 +113,13 @@ impl Filter {
                 .iter()
                 .fold(Verdict::NoFilter, |v, f| v.or(f.verdict(event))),
             Filter::Not(filter) => filter.verdict(event).not(),
+            Filter::Cesql(expression) => {
+                if expression.matches(event) {
+                    Verdict::Pass
+                } else {
+                    Verdict::Fail
+                }
+            }
         }
     }
 }
@@ -144,7 +157,12 @@ fn compile_one(filter: &DialectedFilter) -> Result<Filter, FilterError> {
         Dialect::Not(f) => Filter::Not(Box::new(compile_one(
             f.filter.as_deref().ok_or(FilterError::NotWithoutFilter)?,
         )?)),
-        Dialect::Cesql(f) => return Err(FilterError::Cesql(f.expression.clone())),
+        Dialect::Cesql(f) => Filter::Cesql(std::sync::Arc::new(
+            ferry_cesql::Expression::parse(&f.expression).map_err(|source| FilterError::Cesql {
+                expression: f.expression.clone(),
+                source,
+            })?,
+        )),
     })
 }
 
@@ -411,24 +429,59 @@ mod tests {
         assert!(Filter::compile(&egress).unwrap().matches(&event()));
     }
 
+    fn cesql(expression: &str) -> DialectedFilter {
+        DialectedFilter {
+            filter: Some(Dialect::Cesql(Cesql {
+                expression: expression.into(),
+            })),
+        }
+    }
+
+    #[test]
+    fn cesql_filters_pass_only_on_true() {
+        let e = event();
+        let cases = [
+            ("region = 'eu-west' AND type LIKE '%.created'", true),
+            ("source LIKE '/orders/%' AND NOT EXISTS subject", true),
+            ("region IN ('us', 'eu-west')", true),
+            ("region = 'us'", false),
+            ("missing = 'x'", false), // missing attribute: false, with an error
+            ("NOT (missing = 'x')", false), // the error's zero value is false, NOT of an error too
+            ("1 / 0 = 0", false),     // math error
+            ("'abc'", false),         // not a Boolean
+            ("LENGTH(region) = 7", true),
+        ];
+        for (expression, expected) in cases {
+            let filter = Filter::compile(&Egress {
+                dialected_filter: vec![cesql(expression)],
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(filter.matches(&e), expected, "{expression}");
+        }
+        let nested = any(vec![
+            cesql("region = 'us'"),
+            exact(&[("region", "eu-west")]),
+        ]);
+        assert!(Filter::compile(&Egress {
+            dialected_filter: vec![nested],
+            ..Default::default()
+        })
+        .unwrap()
+        .matches(&e));
+    }
+
     #[test]
     fn unusable_filters_are_reported() {
-        let cesql = DialectedFilter {
-            filter: Some(Dialect::Cesql(Cesql {
-                expression: "a = 1".into(),
-            })),
-        };
         let egress = |f| Egress {
             dialected_filter: vec![f],
             ..Default::default()
         };
-        assert_eq!(
-            Filter::compile(&egress(cesql.clone())),
-            Err(FilterError::Cesql("a = 1".into()))
-        );
-        assert_eq!(
-            Filter::compile(&egress(any(vec![cesql]))),
-            Err(FilterError::Cesql("a = 1".into()))
+        let err = Filter::compile(&egress(any(vec![cesql("a = ")]))).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid CESQL expression 'a = ': CESQL parse error"),
+            "{err}"
         );
         assert_eq!(
             Filter::compile(&egress(DialectedFilter { filter: None })),
