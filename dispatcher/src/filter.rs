@@ -129,7 +129,16 @@ fn attribute_matches(kind: Match, event: &Event, name: &str, want: &str) -> Verd
     let Some(value) = event.get(name) else {
         return Verdict::Fail;
     };
-    let value = value.to_string();
+    // Strings (every binary-mode value) are compared in place; only JSON
+    // integers and booleans need formatting.
+    let formatted;
+    let value: &str = match value {
+        ferry_common::cloudevent::Value::String(s) => s,
+        other => {
+            formatted = other.to_string();
+            &formatted
+        }
+    };
     let pass = match kind {
         Match::Legacy => want.is_empty() || value == want,
         Match::Exact => value == want,
