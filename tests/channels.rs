@@ -3,27 +3,19 @@
 //! holding the others back; replies chain channels; deleting a
 //! subscription stops it and removes its group; bad specs are reported.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use ferry_harness::{
-    bootstrap, eventually,
-    http::{self, HttpClient},
+    bootstrap, eventually, http,
     kafka::group_offsets,
-    process::Standalone,
+    process::{write_resource, Standalone},
     send_event,
     subscriber::{Answer, Subscriber},
     unique,
 };
-use serde_json::Value;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const WAIT: Duration = Duration::from_secs(45);
-
-fn write(dir: &Path, file: &str, yaml: &str) {
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(tmp, dir.join(file)).unwrap();
-}
 
 fn channel(ns: &str, name: &str, extra: &str) -> String {
     format!("apiVersion: messaging.knative.dev/v1beta1\nkind: KafkaChannel\nmetadata: {{ name: {name}, namespace: {ns} }}\nspec:\n  numPartitions: 2\n{extra}")
@@ -34,35 +26,6 @@ fn subscription(ns: &str, name: &str, channel: &str, subscriber: &str, extra: &s
         "apiVersion: messaging.knative.dev/v1\nkind: Subscription\nmetadata: {{ name: {name}, namespace: {ns}, uid: uid-{name} }}\nspec:\n  \
          channel: {{ apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: {channel} }}\n  subscriber: {{ uri: '{subscriber}' }}\n{extra}"
     )
-}
-
-async fn resources(client: &HttpClient, admin: &str) -> Vec<Value> {
-    let body = http::request(
-        client,
-        ::http::Method::GET,
-        &format!("{admin}/resources"),
-        &[],
-        "",
-    )
-    .await
-    .body;
-    serde_json::from_str(&body).unwrap_or_default()
-}
-
-async fn wait_for_status(
-    client: &HttpClient,
-    admin: &str,
-    kind: &str,
-    name: &str,
-    ready: &str,
-) -> Value {
-    eventually(&format!("{kind} {name} {ready}"), WAIT, || async move {
-        resources(client, admin)
-            .await
-            .into_iter()
-            .find(|r| r["kind"] == kind && r["name"] == name && r["ready"] == ready)
-    })
-    .await
 }
 
 #[tokio::test]
@@ -87,9 +50,9 @@ async fn channels_fan_out_chain_and_clean_up() {
     .await;
     let final_sink = Subscriber::accepting().await;
 
-    write(dir.path(), "ch.yaml", &channel(&ns, "ch", ""));
+    write_resource(dir.path(), "ch.yaml", &channel(&ns, "ch", ""));
     for (i, sub) in subs.iter().enumerate() {
-        write(
+        write_resource(
             dir.path(),
             &format!("s{i}.yaml"),
             &subscription(&ns, &format!("s{i}"), "ch", &sub.url(), ""),
@@ -99,25 +62,25 @@ async fn channels_fan_out_chain_and_clean_up() {
         "  delivery: {{ retry: 2, backoffPolicy: linear, backoffDelay: PT0.05S, deadLetterSink: {{ uri: '{}' }} }}\n",
         dls.url()
     );
-    write(
+    write_resource(
         dir.path(),
         "failing.yaml",
         &subscription(&ns, "failing", "ch", &failing.url(), &failing_delivery),
     );
     // The chain: ch → replier → (reply) → second → final sink.
-    write(dir.path(), "second.yaml", &channel(&ns, "second", ""));
+    write_resource(dir.path(), "second.yaml", &channel(&ns, "second", ""));
     let reply_to_second = "  reply: { ref: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: second } }\n";
-    write(
+    write_resource(
         dir.path(),
         "replier.yaml",
         &subscription(&ns, "replier", "ch", &replier.url(), reply_to_second),
     );
-    write(
+    write_resource(
         dir.path(),
         "final.yaml",
         &subscription(&ns, "final", "second", &final_sink.url(), ""),
     );
-    write(
+    write_resource(
         dir.path(),
         "bad.yaml",
         &channel(&ns, "bad", "  retentionDuration: forever\n"),
@@ -129,28 +92,18 @@ async fn channels_fan_out_chain_and_clean_up() {
          spec:\n  broker: b\n  filter: {{ attributes: {{ type: via-broker }} }}\n  \
          subscriber: {{ ref: {{ apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: ch }} }}\n"
     );
-    write(dir.path(), "broker.yaml", &broker_yaml);
+    write_resource(dir.path(), "broker.yaml", &broker_yaml);
 
     let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
     let client = http::client();
-    let ch = wait_for_status(&client, &ferry.admin, "KafkaChannel", "ch", "True").await;
+    let ch = ferry.wait_for_status("KafkaChannel", "ch", "True").await;
     let address = ch["address"].as_str().unwrap().to_owned();
     assert_eq!(address, format!("{}/channels/{ns}/ch", ferry.ingress));
-    let bad = wait_for_status(&client, &ferry.admin, "KafkaChannel", "bad", "False").await;
+    let bad = ferry.wait_for_status("KafkaChannel", "bad", "False").await;
     assert_eq!(bad["reason"], "InvalidSpec");
-    wait_for_status(&client, &ferry.admin, "Subscription", "final", "True").await;
-    eventually("readiness", WAIT, || {
-        let (client, url) = (client.clone(), format!("{}/readyz", ferry.admin));
-        async move {
-            (http::request(&client, ::http::Method::GET, &url, &[], "")
-                .await
-                .status
-                == 200)
-                .then_some(())
-        }
-    })
-    .await;
-    let ch_status = wait_for_status(&client, &ferry.admin, "KafkaChannel", "ch", "True").await;
+    ferry.wait_for_status("Subscription", "final", "True").await;
+    ferry.ready().await;
+    let ch_status = ferry.wait_for_status("KafkaChannel", "ch", "True").await;
     assert_eq!(
         ch_status["subscribers"].as_array().unwrap().len(),
         5,
@@ -181,8 +134,10 @@ async fn channels_fan_out_chain_and_clean_up() {
     final_sink.wait_for_ids(&replies, WAIT).await;
 
     // Broker → trigger → channel → every subscription.
-    let broker = wait_for_status(&client, &ferry.admin, "Broker", "b", "True").await;
-    let trigger = wait_for_status(&client, &ferry.admin, "Trigger", "into-channel", "True").await;
+    let broker = ferry.wait_for_status("Broker", "b", "True").await;
+    let trigger = ferry
+        .wait_for_status("Trigger", "into-channel", "True")
+        .await;
     assert_eq!(trigger["subscriberUri"], address.as_str());
     send_event(
         &client,

@@ -2,27 +2,19 @@
 //! resources become topics, triggers and statuses; edits and deletions take
 //! effect without a restart; a broken file is reported and the rest runs.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use ferry_harness::{
-    bootstrap, eventually,
-    http::{self, HttpClient},
+    bootstrap, eventually, http,
     kafka::{group_offsets, topic_exists},
-    process::Standalone,
+    process::{write_resource, Standalone},
     send_event,
     subscriber::Subscriber,
     unique,
 };
-use serde_json::Value;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const WAIT: Duration = Duration::from_secs(45);
-
-fn write(dir: &Path, file: &str, yaml: &str) {
-    let tmp = dir.join(format!(".{file}.tmp"));
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(tmp, dir.join(file)).unwrap();
-}
 
 fn broker_yaml(ns: &str) -> String {
     format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n")
@@ -35,50 +27,6 @@ fn trigger_yaml(ns: &str, name: &str, ty: &str, url: &str) -> String {
     )
 }
 
-async fn resources(client: &HttpClient, admin: &str) -> Vec<Value> {
-    let body = http::request(
-        client,
-        ::http::Method::GET,
-        &format!("{admin}/resources"),
-        &[],
-        "",
-    )
-    .await
-    .body;
-    serde_json::from_str(&body).unwrap_or_default()
-}
-
-async fn wait_for_status(
-    client: &HttpClient,
-    admin: &str,
-    kind: &str,
-    name: &str,
-    ready: &str,
-) -> Value {
-    eventually(&format!("{kind} {name} {ready}"), WAIT, || async move {
-        resources(client, admin)
-            .await
-            .into_iter()
-            .find(|r| r["kind"] == kind && r["name"] == name && r["ready"] == ready)
-    })
-    .await
-}
-
-async fn wait_ready(client: &HttpClient, admin: &str) {
-    eventually("standalone readiness", WAIT, || async move {
-        let answer = http::request(
-            client,
-            ::http::Method::GET,
-            &format!("{admin}/readyz"),
-            &[],
-            "",
-        )
-        .await;
-        (answer.status == 200).then_some(())
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_folder_of_resources_runs_and_follows_edits() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,13 +34,13 @@ async fn a_folder_of_resources_runs_and_follows_edits() {
     let ns = unique("ns");
     let first = Subscriber::accepting().await;
     let second = Subscriber::accepting().await;
-    write(dir.path(), "broker.yaml", &broker_yaml(&ns));
-    write(
+    write_resource(dir.path(), "broker.yaml", &broker_yaml(&ns));
+    write_resource(
         dir.path(),
         "first.yaml",
         &trigger_yaml(&ns, "first", "a", &first.url()),
     );
-    write(
+    write_resource(
         dir.path(),
         "second.yaml",
         &trigger_yaml(&ns, "second", "b", &second.url()),
@@ -100,12 +48,12 @@ async fn a_folder_of_resources_runs_and_follows_edits() {
     let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
     let client = http::client();
 
-    let broker = wait_for_status(&client, &ferry.admin, "Broker", "b", "True").await;
+    let broker = ferry.wait_for_status("Broker", "b", "True").await;
     let address = broker["address"].as_str().unwrap().to_owned();
     assert_eq!(address, format!("{}/{ns}/b", ferry.ingress));
-    let t = wait_for_status(&client, &ferry.admin, "Trigger", "first", "True").await;
+    let t = ferry.wait_for_status("Trigger", "first", "True").await;
     assert_eq!(t["subscriberUri"], first.url());
-    wait_ready(&client, &ferry.admin).await;
+    ferry.ready().await;
     let topic = format!("knative-broker-{ns}-b");
     assert!(
         topic_exists(&bootstrap(), &topic),
@@ -127,7 +75,7 @@ async fn a_folder_of_resources_runs_and_follows_edits() {
     second.wait_for_ids(&["e-b".into()], WAIT).await;
 
     // Edit the first trigger's filter: it now takes b; no restart.
-    write(
+    write_resource(
         dir.path(),
         "first.yaml",
         &trigger_yaml(&ns, "first", "b", &first.url()),
@@ -148,19 +96,14 @@ async fn a_folder_of_resources_runs_and_follows_edits() {
     .await;
 
     // A broken file next to the good ones is reported; the rest keeps working.
-    write(
+    write_resource(
         dir.path(),
         "broken.yaml",
         "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: [oops\n",
     );
-    let broken = wait_for_status(
-        &client,
-        &ferry.admin,
-        "File",
-        "broken.yaml (document 1)",
-        "False",
-    )
-    .await;
+    let broken = ferry
+        .wait_for_status("File", "broken.yaml (document 1)", "False")
+        .await;
     assert!(
         broken["message"]
             .as_str()
@@ -174,14 +117,8 @@ async fn a_folder_of_resources_runs_and_follows_edits() {
     // Delete the first trigger: its status, deliveries and consumer group go.
     std::fs::remove_file(dir.path().join("first.yaml")).unwrap();
     eventually("the first trigger gone", WAIT, || {
-        let (client, admin) = (client.clone(), ferry.admin.clone());
-        async move {
-            (!resources(&client, &admin)
-                .await
-                .iter()
-                .any(|r| r["name"] == "first"))
-            .then_some(())
-        }
+        let ferry = &ferry;
+        async move { (!ferry.resources().await.iter().any(|r| r["name"] == "first")).then_some(()) }
     })
     .await;
     let group = format!("knative-trigger-{ns}-first");
@@ -220,7 +157,7 @@ async fn a_folder_of_resources_runs_and_follows_edits() {
         async move { gone.then_some(()) }
     })
     .await;
-    let second_trigger = wait_for_status(&client, &ferry.admin, "Trigger", "second", "False").await;
+    let second_trigger = ferry.wait_for_status("Trigger", "second", "False").await;
     assert_eq!(second_trigger["reason"], "BrokerDoesNotExist");
     drop(ferry);
 }

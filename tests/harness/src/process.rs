@@ -243,3 +243,59 @@ impl Drop for KubeEmulator {
         let _ = self.child.wait();
     }
 }
+
+impl Standalone {
+    /// `GET /resources`: every resource's status.
+    pub async fn resources(&self) -> Vec<serde_json::Value> {
+        let client = crate::http::client();
+        let body = crate::http::request(
+            &client,
+            ::http::Method::GET,
+            &format!("{}/resources", self.admin),
+            &[],
+            "",
+        )
+        .await
+        .body;
+        serde_json::from_str(&body).unwrap_or_default()
+    }
+
+    /// Waits until a resource of that kind and name has that readiness.
+    pub async fn wait_for_status(&self, kind: &str, name: &str, ready: &str) -> serde_json::Value {
+        crate::eventually(
+            &format!("{kind} {name} {ready}"),
+            Duration::from_secs(45),
+            || async move {
+                self.resources()
+                    .await
+                    .into_iter()
+                    .find(|r| r["kind"] == kind && r["name"] == name && r["ready"] == ready)
+            },
+        )
+        .await
+    }
+
+    /// Waits for `/readyz`.
+    pub async fn ready(&self) {
+        let client = crate::http::client();
+        let url = format!("{}/readyz", self.admin);
+        crate::eventually("standalone readiness", Duration::from_secs(45), || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                (crate::http::request(&client, ::http::Method::GET, &url, &[], "")
+                    .await
+                    .status
+                    == 200)
+                    .then_some(())
+            }
+        })
+        .await
+    }
+}
+
+/// Writes a resource file as an editor would: a temporary file renamed over.
+pub fn write_resource(dir: &Path, file: &str, yaml: &str) {
+    let tmp = dir.join(format!(".{file}.tmp"));
+    std::fs::write(&tmp, yaml).expect("write");
+    std::fs::rename(tmp, dir.join(file)).expect("rename");
+}
