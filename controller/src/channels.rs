@@ -8,10 +8,10 @@ use ferry_proto::{egress::ReplyStrategy, DeliveryOrder, Egress, Empty, Ingress, 
 use crate::{
     duration,
     plan::{
-        egress_config, resolve, ChannelAddresses, Observed, Plan, Ready, Settings, Status,
-        SubscriberStatus, TopicSpec,
+        egress_config, egress_delivery, resolve, ChannelAddresses, Observed, Plan, Ready, Settings,
+        Status, SubscriberStatus, TopicSpec,
     },
-    resources::{Channel, Resources, Subscription, DELIVERY_ORDER_ANNOTATION},
+    resources::{Channel, Resources, Subscription},
 };
 
 pub fn topic_name(namespace: &str, name: &str) -> String {
@@ -258,32 +258,14 @@ fn plan_subscription(
         ),
         None => ReplyStrategy::DiscardReply(Empty {}),
     };
-    let egress_config = subscription
-        .spec
-        .delivery
-        .as_ref()
-        .map(|d| egress_config(d, ns, settings))
-        .transpose()
-        .map_err(|m| ("DeliveryInvalid", m))?;
-    if let Some(c) = &egress_config {
-        status.dead_letter_sink_uri = Some(c.dead_letter.clone()).filter(|d| !d.is_empty());
-    }
     // Channels deliver in order unless asked not to.
-    let order = match subscription
-        .metadata
-        .annotations
-        .get(DELIVERY_ORDER_ANNOTATION)
-        .map(String::as_str)
-    {
-        None | Some("ordered") => DeliveryOrder::Ordered,
-        Some("unordered") => DeliveryOrder::Unordered,
-        Some(other) => {
-            return Err((
-                "DeliveryOrderInvalid",
-                format!("delivery order '{other}' is neither ordered nor unordered"),
-            ))
-        }
-    };
+    let (egress_config, order) = egress_delivery(
+        subscription.spec.delivery.as_ref(),
+        &subscription.metadata,
+        DeliveryOrder::Ordered,
+        settings,
+        status,
+    )?;
     Ok(Egress {
         consumer_group: group.to_owned(),
         destination,

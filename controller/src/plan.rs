@@ -383,7 +383,7 @@ fn kafka_config(
 }
 
 /// Why a trigger is not ready: Knative's reason, and a message.
-type NotReady = (&'static str, String);
+pub(crate) type NotReady = (&'static str, String);
 
 fn plan_trigger(
     trigger: &Trigger,
@@ -419,31 +419,13 @@ fn plan_trigger(
             format!("'{bad}' is not a CloudEvents attribute name"),
         ));
     }
-    let egress_config = trigger
-        .spec
-        .delivery
-        .as_ref()
-        .map(|d| egress_config(d, ns, settings))
-        .transpose()
-        .map_err(|m| ("DeliveryInvalid", m))?;
-    if let Some(c) = &egress_config {
-        status.dead_letter_sink_uri = Some(c.dead_letter.clone()).filter(|d| !d.is_empty());
-    }
-    let order = match trigger
-        .metadata
-        .annotations
-        .get(DELIVERY_ORDER_ANNOTATION)
-        .map(String::as_str)
-    {
-        None | Some("unordered") => DeliveryOrder::Unordered,
-        Some("ordered") => DeliveryOrder::Ordered,
-        Some(other) => {
-            return Err((
-                "DeliveryOrderInvalid",
-                format!("delivery order '{other}' is neither ordered nor unordered"),
-            ))
-        }
-    };
+    let (egress_config, order) = egress_delivery(
+        trigger.spec.delivery.as_ref(),
+        &trigger.metadata,
+        DeliveryOrder::Unordered,
+        settings,
+        status,
+    )?;
     let egress = Egress {
         consumer_group: consumer_group(ns, &trigger.metadata.name),
         destination,
@@ -457,6 +439,41 @@ fn plan_trigger(
         ..Default::default()
     };
     Ok(egress)
+}
+
+/// An egress's own delivery settings (which replace its resource's) and
+/// its delivery order (annotation `kafka.eventing.knative.dev/delivery.order`,
+/// else `default`); the status shows the dead-letter sink.
+pub(crate) fn egress_delivery(
+    delivery: Option<&DeliverySpec>,
+    metadata: &crate::resources::Metadata,
+    default: DeliveryOrder,
+    settings: &Settings,
+    status: &mut Status,
+) -> Result<(Option<EgressConfig>, DeliveryOrder), NotReady> {
+    let config = delivery
+        .map(|d| egress_config(d, metadata.namespace(), settings))
+        .transpose()
+        .map_err(|m| ("DeliveryInvalid", m))?;
+    if let Some(c) = &config {
+        status.dead_letter_sink_uri = Some(c.dead_letter.clone()).filter(|d| !d.is_empty());
+    }
+    let order = match metadata
+        .annotations
+        .get(DELIVERY_ORDER_ANNOTATION)
+        .map(String::as_str)
+    {
+        None => default,
+        Some("unordered") => DeliveryOrder::Unordered,
+        Some("ordered") => DeliveryOrder::Ordered,
+        Some(other) => {
+            return Err((
+                "DeliveryOrderInvalid",
+                format!("delivery order '{other}' is neither ordered nor unordered"),
+            ))
+        }
+    };
+    Ok((config, order))
 }
 
 pub(crate) fn reference(metadata: &crate::resources::Metadata, kind: &str) -> Reference {
