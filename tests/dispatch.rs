@@ -779,3 +779,47 @@ async fn cesql_triggers_receive_exactly_what_their_expressions_select() {
         assert_eq!(ids(&sub.received()), want, "{}", expressions[i]);
     }
 }
+
+#[tokio::test]
+async fn the_producers_trace_context_reaches_the_subscriber() {
+    let sub = Subscriber::accepting().await;
+    let mesh = Mesh::start(1, vec![trigger("ns", "traced", &sub.url())]).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    mesh.send_with(
+        "tr-1",
+        "t",
+        &[
+            ("traceparent", traceparent),
+            ("tracestate", "vendor=opaque"),
+        ],
+    )
+    .await;
+    mesh.send_with("tr-2", "t", &[("traceparent", "not-a-trace-context")])
+        .await;
+
+    let got = sub
+        .wait_for_ids(&["tr-1".into(), "tr-2".into()], WAIT)
+        .await;
+    let traced = got.iter().find(|r| r.id() == "tr-1").unwrap();
+    assert_eq!(traced.header("traceparent"), Some(traceparent));
+    assert_eq!(traced.header("tracestate"), Some("vendor=opaque"));
+    let untraced = got.iter().find(|r| r.id() == "tr-2").unwrap();
+    assert_eq!(
+        untraced.header("traceparent"),
+        None,
+        "a malformed traceparent is not passed on"
+    );
+
+    // In Kafka, the context is a record header beside the ce_ attributes.
+    let records = ferry_harness::kafka::TopicReader::new(&bootstrap(), &mesh.broker.topics[0], 1)
+        .read(2, WAIT)
+        .await;
+    let first = records
+        .iter()
+        .find(|r| ferry_harness::kafka::header(r, "ce_id").as_deref() == Some("tr-1"))
+        .unwrap();
+    assert_eq!(
+        ferry_harness::kafka::header(first, "traceparent").as_deref(),
+        Some(traceparent)
+    );
+}

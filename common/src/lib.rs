@@ -6,6 +6,7 @@
 //! - [`producer`]: writing records, one idempotent producer per cluster.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
 //! - [`server`]: the HTTP serve loop with graceful drain.
+//! - [`trace`]: W3C trace context carried with events.
 //! - [`shutdown`]: one signal for every task of a process.
 
 pub mod admin;
@@ -15,3 +16,4 @@ pub mod kafka;
 pub mod producer;
 pub mod server;
 pub mod shutdown;
+pub mod trace;

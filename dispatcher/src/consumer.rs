@@ -18,6 +18,7 @@ use std::{
 use ferry_common::{
     cloudevent::{kafka, Event},
     kafka::ConsumerSettings,
+    trace::{self, TraceContext},
 };
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -75,7 +76,7 @@ struct Lane {
     /// Which assignment this lane belongs to: completions of a revoked
     /// lane's deliveries are ignored.
     epoch: u64,
-    queue: VecDeque<(i64, Event)>,
+    queue: VecDeque<(i64, Event, Option<TraceContext>)>,
     running: usize,
     tracker: OffsetTracker,
 }
@@ -181,7 +182,7 @@ async fn run_consumer(
                 if !allowed {
                     break;
                 }
-                let (offset, event) = lane.queue.pop_front().expect("not empty");
+                let (offset, event, trace) = lane.queue.pop_front().expect("not empty");
                 lane.running += 1;
                 running += 1;
                 *outstanding += 1;
@@ -193,7 +194,7 @@ async fn run_consumer(
                 );
                 let epoch = lane.epoch;
                 tokio::spawn(async move {
-                    let report = deliverer.deliver(&spec, event, &stop).await;
+                    let report = deliverer.deliver(&spec, event, trace.as_ref(), &stop).await;
                     let _ = done_tx.send(Done {
                         partition,
                         epoch,
@@ -239,7 +240,7 @@ async fn run_consumer(
                 });
                 lane.tracker.start(offset);
                 match event {
-                    Ok(event) => lane.queue.push_back((offset, event)),
+                    Ok((event, trace)) => lane.queue.push_back((offset, event, trace)),
                     Err(error) => {
                         tracing::warn!(egress = %spec.name, partition, offset, %error, "skipping a record that is not a CloudEvent");
                         deliverer.metrics.invalid(spec);
@@ -288,12 +289,24 @@ fn finish(lanes: &mut HashMap<i32, Lane>, done: &Done, spec: &EgressSpec, delive
     }
 }
 
-fn decode(message: &BorrowedMessage<'_>) -> Result<Event, ferry_common::cloudevent::InvalidEvent> {
+/// The record's event, and the trace context that travelled with it.
+fn decode(
+    message: &BorrowedMessage<'_>,
+) -> Result<(Event, Option<TraceContext>), ferry_common::cloudevent::InvalidEvent> {
     let headers = message
         .headers()
         .map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>())
         .unwrap_or_default();
-    kafka::decode(headers, message.payload())
+    let text = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| std::str::from_utf8((*v)?).ok())
+    };
+    let trace =
+        text(trace::TRACEPARENT).and_then(|tp| TraceContext::parse(tp, text(trace::TRACESTATE)));
+    let event = kafka::decode(headers.iter().copied(), message.payload())?;
+    Ok((event, trace))
 }
 
 /// Commits each lane's position: only what moved, or (`all`) everything.

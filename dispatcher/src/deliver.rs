@@ -7,6 +7,7 @@ use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use ferry_common::{
     cloudevent::{kafka, Event, Value},
     producer::ProducerPool,
+    trace::TraceContext,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -66,18 +67,19 @@ impl Deliverer {
         &self,
         spec: &EgressSpec,
         event: Event,
+        trace: Option<&TraceContext>,
         stop: &CancellationToken,
     ) -> Option<Report> {
         if !spec.filter.matches(&event) {
             return Some(Report::Filtered);
         }
         let failure = match self
-            .send(spec, &spec.destination, &event, &spec.delivery, stop)
+            .send(spec, &spec.destination, &event, &spec.delivery, trace, stop)
             .await?
         {
             Ok(answer) => match answer.reply() {
                 Ok(None) => return Some(Report::Delivered),
-                Ok(Some(reply)) => match self.reply(spec, reply, stop).await? {
+                Ok(Some(reply)) => match self.reply(spec, reply, trace, stop).await? {
                     Ok(()) => return Some(Report::Delivered),
                     Err(failure) => failure,
                 },
@@ -90,7 +92,7 @@ impl Deliverer {
             },
             Err(failure) => failure,
         };
-        self.dead_letter(spec, event, failure, stop).await
+        self.dead_letter(spec, event, failure, trace, stop).await
     }
 
     /// Sends with retries. The outer `Option` is `None` on shutdown.
@@ -100,6 +102,7 @@ impl Deliverer {
         url: &http::Uri,
         event: &Event,
         delivery: &Delivery,
+        trace: Option<&TraceContext>,
         stop: &CancellationToken,
     ) -> Option<Result<Answer, Failure>> {
         let mut attempt = 1;
@@ -111,6 +114,7 @@ impl Deliverer {
                 event,
                 delivery.structured,
                 delivery.timeout,
+                trace,
             )
             .await;
             self.metrics.attempt(
@@ -141,6 +145,7 @@ impl Deliverer {
         &self,
         spec: &EgressSpec,
         reply: Event,
+        trace: Option<&TraceContext>,
         stop: &CancellationToken,
     ) -> Option<Result<(), Failure>> {
         match &spec.reply {
@@ -151,13 +156,17 @@ impl Deliverer {
                     ..spec.delivery.clone()
                 };
                 Some(
-                    self.send(spec, url, &reply, &delivery, stop)
+                    self.send(spec, url, &reply, &delivery, trace, stop)
                         .await?
                         .map(drop),
                 )
             }
             Reply::ToTopic => {
-                let record = kafka::encode(&reply, kafka::ContentMode::Binary);
+                let mut record = kafka::encode(&reply, kafka::ContentMode::Binary);
+                // The reply continues the trace of the event it answers.
+                for (name, value) in trace.iter().flat_map(|t| t.headers()) {
+                    record.headers.push((name.to_owned(), value.into()));
+                }
                 let written = match self.producers.get(&spec.bootstrap) {
                     Ok(producer) => producer
                         .send(&spec.topic, &record)
@@ -180,6 +189,7 @@ impl Deliverer {
         spec: &EgressSpec,
         mut event: Event,
         failure: Failure,
+        trace: Option<&TraceContext>,
         stop: &CancellationToken,
     ) -> Option<Report> {
         let Some(sink) = &spec.delivery.dead_letter else {
@@ -201,7 +211,10 @@ impl Deliverer {
             let data = &failure.body[..failure.body.len().min(ERROR_DATA_LIMIT)];
             event.set("knativeerrordata", Value::String(BASE64.encode(data)));
         }
-        match self.send(spec, sink, &event, &spec.delivery, stop).await? {
+        match self
+            .send(spec, sink, &event, &spec.delivery, trace, stop)
+            .await?
+        {
             Ok(_) => {
                 tracing::info!(egress = %spec.name, id = event.id(), reason = %failure.reason, "event dead-lettered");
                 Some(Report::DeadLettered)

@@ -5,7 +5,10 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use ferry_common::cloudevent::{self, Event, InvalidEvent};
+use ferry_common::{
+    cloudevent::{self, Event, InvalidEvent},
+    trace::TraceContext,
+};
 use http::{header, HeaderMap, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::{
@@ -86,8 +89,9 @@ pub async fn attempt(
     event: &Event,
     structured: bool,
     timeout: Duration,
+    trace: Option<&TraceContext>,
 ) -> Result<Answer, NoAnswer> {
-    let request = request(url, event, structured);
+    let request = request(url, event, structured, trace);
     let exchange = async {
         let response = client
             .request(request)
@@ -110,7 +114,12 @@ pub async fn attempt(
         .map_err(|_| NoAnswer::Timeout(timeout))?
 }
 
-fn request(url: &http::Uri, event: &Event, structured: bool) -> Request<Full<Bytes>> {
+fn request(
+    url: &http::Uri,
+    event: &Event,
+    structured: bool,
+    trace: Option<&TraceContext>,
+) -> Request<Full<Bytes>> {
     let (mut headers, body) = if structured {
         let mut h = HeaderMap::new();
         h.insert(
@@ -125,6 +134,11 @@ fn request(url: &http::Uri, event: &Event, structured: bool) -> Request<Full<Byt
         )
     };
     headers.insert("prefer", HeaderValue::from_static("reply"));
+    for (name, value) in trace.iter().flat_map(|t| t.headers()) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
     let mut request = Request::post(url.clone())
         .body(Full::new(body))
         .expect("a valid URI makes a valid request");
@@ -249,11 +263,11 @@ mod tests {
         let mut e = Event::new("1", "/s", "t");
         e.set_data(Some("text/plain"), Some(Bytes::from_static(b"hi")));
         let url: http::Uri = "http://sub.ns/x".parse().unwrap();
-        let binary = request(&url, &e, false);
+        let binary = request(&url, &e, false, None);
         assert_eq!(binary.headers()["prefer"], "reply");
         assert_eq!(binary.headers()["ce-id"], "1");
         assert_eq!(binary.headers()["content-type"], "text/plain");
-        let structured = request(&url, &e, true);
+        let structured = request(&url, &e, true, None);
         assert_eq!(
             structured.headers()["content-type"],
             "application/cloudevents+json; charset=utf-8"

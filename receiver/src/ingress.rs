@@ -11,6 +11,7 @@ use ferry_common::{
     cloudevent::{self, kafka},
     producer::ProducerPool,
     server::{self, Body, Handler},
+    trace::{self, TraceContext},
 };
 use futures::future::try_join_all;
 use http::{header, Method, Request, Response, StatusCode};
@@ -78,11 +79,26 @@ impl Ingress {
         let mut events = cloudevent::http::decode(&parts.headers, body)?;
 
         let producer = self.producers.get(&route.bootstrap)?;
+        // The producer's trace context travels with the events.
+        let text = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+        };
+        let trace = text(trace::TRACEPARENT)
+            .and_then(|tp| TraceContext::parse(tp, text(trace::TRACESTATE)));
         let records: Vec<kafka::Record> = events
             .iter_mut()
             .map(|event| {
                 route.apply_overrides(event);
-                kafka::encode(event, route.mode)
+                let mut record = kafka::encode(event, route.mode);
+                if let Some(trace) = &trace {
+                    for (name, value) in trace.headers() {
+                        record.headers.push((name.to_owned(), value.into()));
+                    }
+                }
+                record
             })
             .collect();
         // Every event of a batch is written before the request succeeds;
