@@ -216,6 +216,9 @@ async fn run_consumer(
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
+            // Before the work below: under a steady stream there is always
+            // a completion or a record ready, and commits must not starve.
+            _ = commit_tick.tick() => commit(&consumer, spec, &lanes, CommitMode::Async, false),
             Some(done) = done_rx.recv() => {
                 outstanding -= 1;
                 let mut lanes = lanes.lock().expect("lanes lock");
@@ -249,7 +252,6 @@ async fn run_consumer(
                 }
                 dispatch(&mut lanes, &mut outstanding);
             }
-            _ = commit_tick.tick() => commit(&consumer, spec, &lanes, CommitMode::Async, false),
         }
     }
 
