@@ -823,3 +823,30 @@ async fn the_producers_trace_context_reaches_the_subscriber() {
         Some(traceparent)
     );
 }
+
+#[tokio::test]
+async fn positions_are_committed_while_running() {
+    let sub = Subscriber::accepting().await;
+    let t = trigger("ns", "committing", &sub.url());
+    let group = t.consumer_group.clone();
+    let mesh = Mesh::start(2, vec![t]).await;
+    let ids: Vec<String> = (0..40).map(|i| format!("p-{i}")).collect();
+    for id in &ids {
+        mesh.send(id, "t").await;
+    }
+    sub.wait_for_ids(&ids, WAIT).await;
+    // Every delivered record is committed by the periodic commit, without a
+    // shutdown or rebalance: the positions reach the end of each partition.
+    let topic = mesh.broker.topics[0].clone();
+    let ends = ferry_harness::kafka::high_watermarks(&bootstrap(), &topic, 2).await;
+    assert_eq!(ends.iter().sum::<i64>(), 40);
+    ferry_harness::eventually("committed positions at the end", WAIT, || {
+        let (group, topic, ends) = (group.clone(), topic.clone(), ends.clone());
+        async move {
+            let committed =
+                ferry_harness::kafka::group_offsets(&bootstrap(), &group, &topic, 2).await;
+            (committed.iter().zip(&ends).all(|(c, e)| *c == Some(*e))).then_some(())
+        }
+    })
+    .await;
+}

@@ -183,3 +183,24 @@ pub fn topic_exists(bootstrap: &str, topic: &str) -> bool {
         .iter()
         .any(|t| t.name() == topic && t.error().is_none())
 }
+
+/// The end (high watermark) of each partition of a topic.
+pub async fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks")
+                    .1
+            })
+            .collect()
+    })
+    .await
+    .expect("blocking task")
+}
