@@ -1,7 +1,7 @@
 //! The reconciler's effects on Kafka: topics and consumer groups, through
 //! the admin API. One admin client per cluster.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -16,7 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct KafkaAdmin {
-    clients: HashMap<String, AdminClient<DefaultClientContext>>,
+    clients: HashMap<String, Arc<AdminClient<DefaultClientContext>>>,
     overrides: ferry_common::kafka::Overrides,
 }
 
@@ -28,7 +28,10 @@ impl KafkaAdmin {
         }
     }
 
-    fn client(&mut self, bootstrap: &str) -> Result<&AdminClient<DefaultClientContext>, String> {
+    fn client(
+        &mut self,
+        bootstrap: &str,
+    ) -> Result<Arc<AdminClient<DefaultClientContext>>, String> {
         if !self.clients.contains_key(bootstrap) {
             let mut config = ClientConfig::new();
             config
@@ -38,22 +41,31 @@ impl KafkaAdmin {
             let client = config
                 .create()
                 .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
-            self.clients.insert(bootstrap.to_owned(), client);
+            self.clients.insert(bootstrap.to_owned(), Arc::new(client));
         }
-        Ok(&self.clients[bootstrap])
+        Ok(self.clients[bootstrap].clone())
     }
 
     /// Creates the topic unless it exists; an external topic must exist.
     pub async fn ensure_topic(&mut self, topic: &TopicSpec) -> Result<(), String> {
         let client = self.client(&topic.bootstrap)?;
         if topic.external {
-            let metadata = client
-                .inner()
-                .fetch_metadata(Some(&topic.name), TIMEOUT)
-                .map_err(|e| format!("cannot read metadata of topic {}: {e}", topic.name))?;
-            let exists = metadata.topics().iter().any(|t| {
-                t.name() == topic.name && t.error().is_none() && !t.partitions().is_empty()
-            });
+            let (client, name) = (client.clone(), topic.name.clone());
+            // librdkafka's metadata call blocks; keep it off the async workers
+            // the receiver and dispatcher share in standalone.
+            let exists = tokio::task::spawn_blocking(move || {
+                client
+                    .inner()
+                    .fetch_metadata(Some(&name), TIMEOUT)
+                    .map(|metadata| {
+                        metadata.topics().iter().any(|t| {
+                            t.name() == name && t.error().is_none() && !t.partitions().is_empty()
+                        })
+                    })
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read metadata of topic {}: {e}", topic.name))?;
             return if exists {
                 Ok(())
             } else {
@@ -116,15 +128,23 @@ impl KafkaAdmin {
     pub async fn delete_group(&mut self, bootstrap: &str, group: &str) -> Result<(), String> {
         let client = self.client(bootstrap)?;
         let members = {
-            let inner = client.inner();
-            let list = inner
-                .fetch_group_list(Some(group), TIMEOUT)
-                .map_err(|e| format!("cannot describe group {group}: {e}"))?;
-            list.groups()
-                .iter()
-                .filter(|g| g.name() == group)
-                .map(|g| g.members().len())
-                .sum::<usize>()
+            let (client, name) = (client.clone(), group.to_owned());
+            // A blocking call: off the async workers.
+            tokio::task::spawn_blocking(move || {
+                client
+                    .inner()
+                    .fetch_group_list(Some(&name), TIMEOUT)
+                    .map(|list| {
+                        list.groups()
+                            .iter()
+                            .filter(|g| g.name() == name)
+                            .map(|g| g.members().len())
+                            .sum::<usize>()
+                    })
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot describe group {group}: {e}"))?
         };
         if members > 0 {
             return Err(format!(
