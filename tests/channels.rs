@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use ferry_harness::{
-    bootstrap, eventually, http,
-    kafka::group_offsets,
+    bootstrap, http,
+    kafka::wait_for_group_deleted,
     process::{write_resource, Standalone},
     send_event,
     subscriber::{Answer, Subscriber},
@@ -155,17 +155,7 @@ async fn channels_fan_out_chain_and_clean_up() {
     std::fs::remove_file(dir.path().join("s0.yaml")).unwrap();
     let group = format!("kafka.{ns}.ch.uid-s0");
     let topic = format!("knative-messaging-kafka.{ns}.ch");
-    eventually("the deleted subscription's group removed", WAIT, || {
-        let (group, topic) = (group.clone(), topic.clone());
-        async move {
-            group_offsets(&bootstrap(), &group, &topic, 2)
-                .await
-                .iter()
-                .all(Option::is_none)
-                .then_some(())
-        }
-    })
-    .await;
+    wait_for_group_deleted(&bootstrap(), &group, &topic, 2).await;
     let before = subs[0].received().len();
     send_event(&client, &address, "after", "t", &[]).await;
     subs[1].wait_for_ids(&["after".into()], WAIT).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferry_harness::{
     bootstrap, eventually, http,
-    kafka::{group_offsets, topic_exists},
+    kafka::{topic_exists, wait_for_group_deleted},
     process::{write_resource, Standalone},
     send_event,
     subscriber::Subscriber,
@@ -122,17 +122,7 @@ async fn a_folder_of_resources_runs_and_follows_edits() {
     })
     .await;
     let group = format!("knative-trigger-{ns}-first");
-    eventually("the first trigger's group deleted", WAIT, || {
-        let (topic, group) = (topic.clone(), group.clone());
-        async move {
-            group_offsets(&bootstrap(), &group, &topic, 2)
-                .await
-                .iter()
-                .all(Option::is_none)
-                .then_some(())
-        }
-    })
-    .await;
+    wait_for_group_deleted(&bootstrap(), &group, &topic, 2).await;
     let before = first.received().len();
     send_event(&client, &address, "after-delete", "b", &[]).await;
     second.wait_for_ids(&["after-delete".into()], WAIT).await;

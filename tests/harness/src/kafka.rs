@@ -204,3 +204,20 @@ pub async fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> V
     .await
     .expect("blocking task")
 }
+
+/// Waits until a consumer group has no position on any partition of the
+/// topic: the controller deleted it.
+pub async fn wait_for_group_deleted(bootstrap: &str, group: &str, topic: &str, partitions: i32) {
+    crate::eventually(
+        &format!("group {group} deleted"),
+        Duration::from_secs(45),
+        || async move {
+            group_offsets(bootstrap, group, topic, partitions)
+                .await
+                .iter()
+                .all(Option::is_none)
+                .then_some(())
+        },
+    )
+    .await
+}
