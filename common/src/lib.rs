@@ -17,3 +17,14 @@ pub mod producer;
 pub mod server;
 pub mod shutdown;
 pub mod trace;
+
+/// Why a data-plane component (receiver, dispatcher) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listening socket could not be bound.
+    #[error(transparent)]
+    Bind(#[from] server::BindError),
+    /// The contract file cannot be followed.
+    #[error(transparent)]
+    Contract(#[from] contract::ContractError),
+}

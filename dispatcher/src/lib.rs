@@ -29,11 +29,12 @@ use std::{
 
 use ferry_common::{
     admin::Admin,
-    contract::{self, ContractError, ContractRx},
+    contract::{self, ContractRx},
     kafka::ProducerSettings,
     producer::ProducerPool,
     server,
     shutdown::Shutdown,
+    StartError,
 };
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
@@ -53,17 +54,6 @@ pub struct Config {
     pub producer: ProducerSettings,
 }
 
-/// Why the dispatcher could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum DispatcherError {
-    /// The admin socket could not be bound.
-    #[error(transparent)]
-    Bind(#[from] ferry_common::server::BindError),
-    /// The contract file cannot be followed.
-    #[error(transparent)]
-    Contract(#[from] ContractError),
-}
-
 /// A started dispatcher.
 pub struct Running {
     pub admin: SocketAddr,
@@ -76,12 +66,12 @@ impl Running {
     }
 }
 
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DispatcherError> {
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     start(config, shutdown).await?.join().await;
     Ok(())
 }
 
-pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, DispatcherError> {
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartError> {
     let admin_listener = server::bind(config.admin).await?;
     let admin_addr = admin_listener.local_addr().expect("bound");
     let mut registry = Registry::default();
@@ -109,7 +99,7 @@ pub fn start_embedded(
     config: Config,
     shutdown: Shutdown,
     registry: &mut Registry,
-) -> Result<Embedded, DispatcherError> {
+) -> Result<Embedded, StartError> {
     let deliverer = Arc::new(Deliverer {
         client: send::client(),
         producers: Arc::new(ProducerPool::new(config.producer.clone())),

@@ -26,11 +26,12 @@ use std::{
 use arc_swap::ArcSwap;
 use ferry_common::{
     admin::Admin,
-    contract::{self, ContractError, ContractRx},
+    contract::{self, ContractRx},
     kafka::ProducerSettings,
     producer::ProducerPool,
     server,
     shutdown::Shutdown,
+    StartError,
 };
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
@@ -51,17 +52,6 @@ pub struct Config {
     pub producer: ProducerSettings,
 }
 
-/// Why the receiver could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ReceiverError {
-    /// A listening socket could not be bound.
-    #[error(transparent)]
-    Bind(#[from] ferry_common::server::BindError),
-    /// The contract file cannot be followed.
-    #[error(transparent)]
-    Contract(#[from] ContractError),
-}
-
 /// A started receiver.
 pub struct Running {
     pub ingress: SocketAddr,
@@ -77,13 +67,13 @@ impl Running {
 }
 
 /// Runs the receiver until shutdown.
-pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), ReceiverError> {
+pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     start(config, shutdown).await?.join().await;
     Ok(())
 }
 
 /// Binds the sockets and starts serving; returns the bound addresses.
-pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, ReceiverError> {
+pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartError> {
     let admin_listener = server::bind(config.admin).await?;
     let admin_addr = admin_listener.local_addr().expect("bound");
     let mut registry = Registry::default();
@@ -114,7 +104,7 @@ pub async fn start_embedded(
     config: Config,
     shutdown: Shutdown,
     registry: &mut Registry,
-) -> Result<Embedded, ReceiverError> {
+) -> Result<Embedded, StartError> {
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr().expect("bound");
     let metrics = Metrics::new(registry);
