@@ -850,3 +850,52 @@ async fn positions_are_committed_while_running() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_subscriber_that_closes_connections_is_retried_then_dead_lettered() {
+    // Accepts, reads the request, closes without a word; counts requests.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 4096];
+                if let Ok(n) = stream.read(&mut buf).await {
+                    if n > 0 {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    let dls = Subscriber::accepting().await;
+    let config = EgressConfig {
+        retry: 2,
+        backoff_policy: BackoffPolicy::Linear as i32,
+        backoff_delay: 20,
+        dead_letter: dls.url(),
+        ..Default::default()
+    };
+    let mesh = Mesh::start(1, vec![with_config(trigger("ns", "closer", &url), config)]).await;
+    mesh.send("hang-up", "t").await;
+    let dead = &dls.wait_for(1, WAIT).await[0];
+    assert_eq!(dead.id(), "hang-up");
+    assert_eq!(dead.header("ce-knativeerrordest"), Some(url.as_str()));
+    assert_eq!(
+        dead.header("ce-knativeerrorcode"),
+        None,
+        "no answer, no code"
+    );
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "1 + retry attempts"
+    );
+}
