@@ -49,10 +49,6 @@ impl TraceContext {
             state: tracestate.map(str::to_owned).filter(|s| !s.is_empty()),
         })
     }
-
-    pub fn trace_id_hex(&self) -> String {
-        to_hex(&self.trace_id)
-    }
 }
 
 impl fmt::Display for TraceContext {
@@ -105,7 +101,7 @@ mod tests {
     fn parses_and_formats() {
         let t = TraceContext::parse(VALID, Some("congo=t61rcWkgMzE")).unwrap();
         assert_eq!(t.to_string(), VALID);
-        assert_eq!(t.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.trace_id[0], 0x4b);
         assert_eq!(t.state.as_deref(), Some("congo=t61rcWkgMzE"));
     }
 

@@ -148,9 +148,4 @@ impl Reconciler {
             changed
         });
     }
-
-    /// Deletions still waiting for Kafka.
-    pub fn pending_deletions(&self) -> usize {
-        self.pending.len()
-    }
 }

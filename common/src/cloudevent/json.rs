@@ -144,19 +144,6 @@ pub fn encode(event: &Event) -> Bytes {
     Bytes::from(encode_object(event))
 }
 
-/// Encodes a list of events as a batch.
-pub fn encode_batch(events: &[Event]) -> Bytes {
-    let mut out = Vec::from(&b"["[..]);
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&encode(event));
-    }
-    out.push(b']');
-    Bytes::from(out)
-}
-
 fn encode_object(event: &Event) -> Vec<u8> {
     let mut out = Vec::with_capacity(256 + event.data.as_ref().map_or(0, |d| d.len() * 4 / 3));
     out.push(b'{');

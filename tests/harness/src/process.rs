@@ -40,10 +40,6 @@ impl FerryProcess {
         )
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGKILL: no chance to drain or commit.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -81,7 +77,8 @@ impl Drop for FerryProcess {
 
 /// `ferry standalone` as a process, with what it prints collected.
 pub struct Standalone {
-    process: FerryProcess,
+    /// Held so the process lives as long as this guard (dropping kills it).
+    _process: FerryProcess,
     pub ingress: String,
     pub admin: String,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -157,7 +154,7 @@ impl Standalone {
         Standalone {
             ingress: url("ingress"),
             admin: url("admin"),
-            process,
+            _process: process,
             lines,
         }
     }
@@ -165,10 +162,6 @@ impl Standalone {
     /// Everything it printed so far.
     pub fn printed(&self) -> Vec<String> {
         self.lines.lock().expect("lock").clone()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
     }
 }
 
