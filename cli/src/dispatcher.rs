@@ -1,15 +1,15 @@
 //! `ferry dispatcher`
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use ferry_common::{
-    kafka::{ConsumerSettings, Overrides, ProducerSettings},
+    kafka::{ConsumerSettings, ProducerSettings},
     shutdown::Shutdown,
 };
 use ferry_dispatcher::{consumer, egress};
 
-use crate::shared::{ContractArgs, KafkaArgs};
+use crate::shared::{ContractArgs, DataPlane, KafkaArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,20 +61,13 @@ pub struct DispatcherTuning {
 }
 
 impl DispatcherTuning {
-    pub fn config(
-        &self,
-        contract: PathBuf,
-        contract_poll: Duration,
-        admin: SocketAddr,
-        bootstrap: &str,
-        overrides: Overrides,
-    ) -> ferry_dispatcher::Config {
+    pub fn config(&self, plane: &DataPlane) -> ferry_dispatcher::Config {
         ferry_dispatcher::Config {
-            admin,
-            contract,
-            contract_poll,
+            admin: plane.admin,
+            contract: plane.contract.clone(),
+            contract_poll: plane.contract_poll,
             defaults: egress::Defaults {
-                bootstrap: bootstrap.to_owned(),
+                bootstrap: plane.bootstrap.clone(),
                 timeout: Duration::from_millis(self.delivery_timeout_ms),
                 retry_after_max: Duration::from_millis(self.retry_after_max_ms),
             },
@@ -82,7 +75,7 @@ impl DispatcherTuning {
                 consumer: ConsumerSettings {
                     session_timeout: Duration::from_millis(self.session_timeout_ms),
                     heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
-                    overrides: overrides.clone(),
+                    overrides: plane.overrides.clone(),
                 },
                 max_in_flight: self.max_in_flight,
                 commit_interval: Duration::from_millis(self.commit_interval_ms),
@@ -91,20 +84,16 @@ impl DispatcherTuning {
             producer: ProducerSettings {
                 timeout: Duration::from_secs(5),
                 max_message_bytes: 1024 * 1024,
-                overrides,
+                overrides: plane.overrides.clone(),
             },
         }
     }
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args.tuning.config(
-        args.contract.contract.clone(),
-        args.contract.poll(),
-        args.admin,
-        &args.kafka.bootstrap_servers,
-        args.kafka.overrides()?,
-    );
+    let config = args
+        .tuning
+        .config(&DataPlane::new(&args.contract, args.admin, &args.kafka)?);
     ferry_dispatcher::run(config, shutdown)
         .await
         .context("dispatcher failed")

@@ -1,14 +1,11 @@
 //! `ferry receiver`
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
-use ferry_common::{
-    kafka::{Overrides, ProducerSettings},
-    shutdown::Shutdown,
-};
+use ferry_common::{kafka::ProducerSettings, shutdown::Shutdown};
 
-use crate::shared::{ContractArgs, KafkaArgs};
+use crate::shared::{ContractArgs, DataPlane, KafkaArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,38 +40,27 @@ pub struct ReceiverTuning {
 }
 
 impl ReceiverTuning {
-    pub fn config(
-        &self,
-        contract: PathBuf,
-        contract_poll: Duration,
-        admin: SocketAddr,
-        bootstrap: &str,
-        overrides: Overrides,
-    ) -> ferry_receiver::Config {
+    pub fn config(&self, plane: &DataPlane) -> ferry_receiver::Config {
         ferry_receiver::Config {
             listen: self.listen,
-            admin,
-            contract,
-            contract_poll,
-            default_bootstrap: bootstrap.to_owned(),
+            admin: plane.admin,
+            contract: plane.contract.clone(),
+            contract_poll: plane.contract_poll,
+            default_bootstrap: plane.bootstrap.clone(),
             max_body_bytes: self.max_body_bytes,
             producer: ProducerSettings {
                 timeout: Duration::from_millis(self.produce_timeout_ms),
                 max_message_bytes: self.max_body_bytes,
-                overrides,
+                overrides: plane.overrides.clone(),
             },
         }
     }
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args.tuning.config(
-        args.contract.contract.clone(),
-        args.contract.poll(),
-        args.admin,
-        &args.kafka.bootstrap_servers,
-        args.kafka.overrides()?,
-    );
+    let config = args
+        .tuning
+        .config(&DataPlane::new(&args.contract, args.admin, &args.kafka)?);
     ferry_receiver::run(config, shutdown)
         .await
         .context("receiver failed")

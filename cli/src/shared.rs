@@ -1,6 +1,6 @@
 //! Flag groups more than one subcommand takes.
 
-use std::{path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use ferry_common::kafka::{KafkaConfigError, Overrides};
 
@@ -38,5 +38,31 @@ pub struct ContractArgs {
 impl ContractArgs {
     pub fn poll(&self) -> Duration {
         Duration::from_millis(self.contract_poll_ms)
+    }
+}
+
+/// What every data-plane component is configured from, whichever command
+/// runs it.
+pub struct DataPlane {
+    pub contract: PathBuf,
+    pub contract_poll: Duration,
+    pub admin: SocketAddr,
+    pub bootstrap: String,
+    pub overrides: Overrides,
+}
+
+impl DataPlane {
+    pub fn new(
+        contract: &ContractArgs,
+        admin: SocketAddr,
+        kafka: &KafkaArgs,
+    ) -> Result<Self, KafkaConfigError> {
+        Ok(DataPlane {
+            contract: contract.contract.clone(),
+            contract_poll: contract.poll(),
+            admin,
+            bootstrap: kafka.bootstrap_servers.clone(),
+            overrides: kafka.overrides()?,
+        })
     }
 }

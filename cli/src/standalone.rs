@@ -14,7 +14,10 @@ use ferry_common::{admin::Admin, server, shutdown::Shutdown};
 use ferry_controller::{plan::Status, StatusRx};
 use prometheus_client::registry::Registry;
 
-use crate::{controller, dispatcher, receiver, shared::KafkaArgs};
+use crate::{
+    controller, dispatcher, receiver,
+    shared::{DataPlane, KafkaArgs},
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,18 +47,17 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
     let contract = args.state_dir.join("contract.json");
-    let overrides = args.kafka.overrides()?;
     let mut registry = Registry::default();
-    let poll = std::time::Duration::from_secs(5);
-    let unused: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    // One admin port serves all three, so the components' own go unused.
+    let plane = DataPlane {
+        contract: contract.clone(),
+        contract_poll: std::time::Duration::from_secs(5),
+        admin: "127.0.0.1:0".parse().expect("addr"),
+        bootstrap: args.kafka.bootstrap_servers.clone(),
+        overrides: args.kafka.overrides()?,
+    };
     let receiver = ferry_receiver::start_embedded(
-        args.receiver.config(
-            contract.clone(),
-            poll,
-            unused,
-            &args.kafka.bootstrap_servers,
-            overrides.clone(),
-        ),
+        args.receiver.config(&plane),
         shutdown.clone(),
         &mut registry,
     )
@@ -71,13 +73,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     let (statuses, controller_task) =
         ferry_controller::start_folder(controller_config, shutdown.clone());
     let dispatcher = ferry_dispatcher::start_embedded(
-        args.dispatcher.config(
-            contract,
-            poll,
-            unused,
-            &args.kafka.bootstrap_servers,
-            overrides,
-        ),
+        args.dispatcher.config(&plane),
         shutdown.clone(),
         &mut registry,
     )?;
