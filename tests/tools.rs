@@ -155,3 +155,81 @@ async fn event_display_prints_what_it_receives() {
         assert!(printed.contains(line), "'{line}' not in:\n{printed}");
     }
 }
+
+#[tokio::test]
+async fn topic_create_and_tail() {
+    let bootstrap = ferry_harness::bootstrap();
+    let topic = ferry_harness::unique("ferry-topic-tool");
+    let ferry = |args: Vec<String>| {
+        let bootstrap = bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(FERRY)
+                .arg("topic")
+                .args(args)
+                .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
+            )
+        })
+    };
+    let (ok, out) = ferry(vec![
+        "create".into(),
+        topic.clone(),
+        "--partitions".into(),
+        "2".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(ok && out.contains("created topic"), "{out}");
+    assert!(ferry_harness::kafka::topic_exists(&bootstrap, &topic));
+    let (ok, out) = ferry(vec!["create".into(), topic.clone()]).await.unwrap();
+    assert!(
+        ok && out.contains("exists"),
+        "creating again is fine: {out}"
+    );
+
+    // Write one event with the Kafka binding, then tail until it shows.
+    let producer = ferry_common::producer::ClusterProducer::new(
+        &bootstrap,
+        &ferry_common::kafka::ProducerSettings {
+            timeout: Duration::from_secs(5),
+            max_message_bytes: 1 << 20,
+            overrides: Default::default(),
+        },
+    )
+    .unwrap();
+    let mut event = ferry_common::cloudevent::Event::new("tail-1", "/tools", "t.tail");
+    event.set("region", "eu".into());
+    let record = ferry_common::cloudevent::kafka::encode(
+        &event,
+        ferry_common::cloudevent::kafka::ContentMode::Binary,
+    );
+    producer.send(&topic, &record).await.unwrap();
+    let (ok, out) = ferry(vec![
+        "tail".into(),
+        topic.clone(),
+        "--until-id".into(),
+        "tail-1".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("  id: tail-1") && out.contains("  region: eu"),
+        "{out}"
+    );
+
+    let (ok, out) = ferry(vec![
+        "tail".into(),
+        "no-such-topic-here".into(),
+        "--count".into(),
+        "1".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(!ok && out.contains("does not exist"), "{out}");
+}
