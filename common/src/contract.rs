@@ -13,8 +13,7 @@ use std::{
 };
 
 use ferry_proto::{Contract, Message};
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::shutdown::Shutdown;
 
@@ -72,7 +71,6 @@ pub fn follow(
     shutdown: Shutdown,
 ) -> Result<ContractRx, ContractError> {
     let (tx, rx) = watch::channel(None);
-    let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
     // Watch the directory, not the file: a ConfigMap update replaces the
     // symlink the file path goes through, which a file watch would miss.
     let dir = path
@@ -80,20 +78,8 @@ pub fn follow(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_owned();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reading the file is an event too; reacting to it would loop. A
-        // full channel already holds a wake-up.
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = changed_tx.try_send(());
-        }
-    })
-    .map_err(|source| ContractError::Watch {
-        path: dir.clone(),
-        source,
-    })?;
-    watcher
-        .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| ContractError::Watch {
+    let (watcher, mut changed_rx) =
+        crate::fswatch::watch_dir(&dir).map_err(|source| ContractError::Watch {
             path: dir.clone(),
             source,
         })?;

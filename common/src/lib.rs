@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod cloudevent;
 pub mod contract;
+pub mod fswatch;
 pub mod kafka;
 pub mod producer;
 pub mod server;

@@ -4,8 +4,6 @@
 
 use std::{path::Path, time::Duration};
 
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{reconciler::Reconciler, resources::Resources};
@@ -54,14 +52,7 @@ pub async fn run(
     resync: Duration,
     shutdown: CancellationToken,
 ) -> notify::Result<()> {
-    let (tx, mut changed) = mpsc::channel::<()>(1);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Reading the files is an event too; reacting to it would loop.
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.try_send(());
-        }
-    })?;
-    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    let (_watcher, mut changed) = ferry_common::fswatch::watch_dir(dir)?;
     let mut ticker = tokio::time::interval(resync);
     loop {
         tokio::select! {
