@@ -1,6 +1,7 @@
 //! `ferry`: one binary, a subcommand per component. It parses flags, sets up
 //! logging and hands over to the component's library.
 
+mod bench;
 mod controller;
 mod dispatcher;
 mod event_display;
@@ -49,6 +50,8 @@ enum Command {
     Send(send::Args),
     /// Create a topic, or print its events.
     Topic(topic::Args),
+    /// Measure: load, sink, baselines and the benchmark suite.
+    Bench(bench::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             Command::EventDisplay(args) => event_display::run(args, shutdown).await,
             Command::Send(args) => send::run(args).await,
             Command::Topic(args) => topic::run(args, shutdown).await,
+            Command::Bench(args) => bench::run(args, shutdown).await,
         }
     })
 }

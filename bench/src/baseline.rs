@@ -1,0 +1,172 @@
+//! The ceilings Ferry is measured against, on the same machine in the same
+//! run: an HTTP server that does nothing, a raw rdkafka producer writing the
+//! same records, and a raw consumer posting them to the same sink.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use ferry_common::{
+    cloudevent::kafka::Record,
+    server::{self, Body, Handler},
+    shutdown::Shutdown,
+};
+use futures::{stream::FuturesUnordered, StreamExt};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use rdkafka::{
+    consumer::{Consumer, StreamConsumer},
+    message::{Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+    ClientConfig, Message,
+};
+
+use crate::event::{self, RunId};
+
+/// Answers 202 to every request, after reading its body.
+struct Noop;
+
+impl Handler for Noop {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let _ = request.into_body().collect().await;
+        server::text(StatusCode::ACCEPTED, "")
+    }
+}
+
+/// Serves [`Noop`] on `listener` until `stop`.
+pub async fn noop_server(listener: tokio::net::TcpListener, stop: Shutdown) {
+    server::serve(listener, Arc::new(Noop), stop).await;
+}
+
+/// Producer settings as the receiver's: idempotent, acks=all, linger 1 ms.
+pub fn producer_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1");
+    config
+}
+
+/// Writes `count` bench records into `topic` with up to `in_flight`
+/// unacknowledged at once; returns acknowledged records per second.
+pub async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    run: RunId,
+    count: u64,
+    size: usize,
+    in_flight: usize,
+) -> anyhow::Result<f64> {
+    let producer: FutureProducer = producer_config(bootstrap).create()?;
+    let data = event::data(size);
+    let started = Instant::now();
+    let mut pending = FuturesUnordered::new();
+    let mut acked = 0u64;
+    for seq in 0..count {
+        if pending.len() >= in_flight {
+            if let Some(result) = pending.next().await {
+                acked += u64::from(result?);
+            }
+        }
+        let record = event::record(run, seq, &data);
+        let producer = producer.clone();
+        let topic = topic.to_owned();
+        pending.push(async move { send(&producer, &topic, &record).await });
+    }
+    while let Some(result) = pending.next().await {
+        acked += u64::from(result?);
+    }
+    Ok(acked as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn send(producer: &FutureProducer, topic: &str, record: &Record) -> anyhow::Result<bool> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_ref()),
+        });
+    }
+    let mut future = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
+    if let Some(value) = &record.value {
+        future = future.payload(value.as_ref());
+    }
+    if let Some(key) = &record.key {
+        future = future.key(key.as_ref());
+    }
+    match producer.send(future, Duration::from_secs(30)).await {
+        Ok(_) => Ok(true),
+        Err((error, _)) => Err(error.into()),
+    }
+}
+
+/// Reads `topic` from the beginning in a fresh group and posts each record
+/// (binary mode, headers as they are) to `url` with up to `in_flight`
+/// requests at once, until `count` records were posted; returns posts per
+/// second from the first record read.
+pub async fn relay(
+    bootstrap: &str,
+    topic: &str,
+    url: &str,
+    count: u64,
+    in_flight: usize,
+) -> anyhow::Result<f64> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set(
+            "group.id",
+            format!("ferry-bench-relay-{}", rand::random::<u32>()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut pending = FuturesUnordered::new();
+    let mut started = None;
+    let mut posted = 0u64;
+    let mut read = 0u64;
+    while read < count {
+        if pending.len() >= in_flight {
+            if let Some(result) = pending.next().await {
+                posted += u64::from(result?);
+            }
+        }
+        let message = consumer.recv().await?;
+        started.get_or_insert_with(Instant::now);
+        read += 1;
+        let mut request = Request::post(url);
+        if let Some(headers) = message.headers() {
+            for header in headers.iter() {
+                // The Kafka binding's ce_ prefix is the HTTP binding's ce-.
+                if let Some(value) = header.value {
+                    match header.key.strip_prefix("ce_") {
+                        Some(name) => request = request.header(format!("ce-{name}"), value),
+                        None => request = request.header(header.key, value),
+                    }
+                }
+            }
+        }
+        let request = request.body(Full::new(Bytes::copy_from_slice(
+            message.payload().unwrap_or_default(),
+        )))?;
+        let client = client.clone();
+        pending.push(async move {
+            let response = client.request(request).await?;
+            let ok = response.status().is_success();
+            response.into_body().collect().await?;
+            Ok::<_, anyhow::Error>(ok)
+        });
+    }
+    while let Some(result) = pending.next().await {
+        posted += u64::from(result?);
+    }
+    let elapsed = started.map_or(Duration::ZERO, |s| s.elapsed());
+    Ok(posted as f64 / elapsed.as_secs_f64().max(1e-9))
+}

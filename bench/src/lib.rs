@@ -1,0 +1,18 @@
+//! `ferry bench`: Ferry's measuring instrument.
+//!
+//! - [`load`]: the load generator (keep-alive connections, fixed rate or
+//!   as fast as possible).
+//! - [`sink`]: the HTTP sink triggers deliver to; counts arrivals per path.
+//! - [`report`]: sent, accepted, received, lost, duplicates, latencies.
+//! - [`baseline`]: the ceilings: a no-op HTTP server, a raw producer and a
+//!   raw consume-and-post relay.
+//! - [`suite`]: the scenarios of BENCHMARKS.md against separate processes.
+//! - [`procstat`]: a process's memory, threads and Kafka connections.
+
+pub mod baseline;
+pub mod event;
+pub mod load;
+pub mod procstat;
+pub mod report;
+pub mod sink;
+pub mod suite;

@@ -1,0 +1,201 @@
+//! `ferry bench`: load, sink, baselines and the benchmark suite.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{bail, Context};
+use ferry_bench::{
+    baseline,
+    event::RunId,
+    load::{self, Load},
+    report::Report,
+    sink::{Behaviour, SinkHandle},
+    suite,
+};
+use ferry_common::{server, shutdown::Shutdown};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Send events to an ingress; with --sink, count what triggers deliver.
+    Load(LoadArgs),
+    /// An HTTP server that answers 202 to everything: the HTTP ceiling.
+    Noop {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+    },
+    /// A raw rdkafka producer writing bench records: the Kafka ceiling.
+    Produce {
+        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+        bootstrap_servers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 1000)]
+        in_flight: usize,
+    },
+    /// Run the scenarios of BENCHMARKS.md and print their tables.
+    Suite(SuiteArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The ingress URL, e.g. http://127.0.0.1:8080/default/example.
+    url: http::Uri,
+    /// Events per second [default: as fast as the connections go].
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Stop after this many events...
+    #[arg(long, default_value_t = u64::MAX)]
+    count: u64,
+    /// ...or after this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    /// Bytes of data per event.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Run the sink here; triggers deliver to http://<sink>/<any path>,
+    /// a path per trigger.
+    #[arg(long)]
+    sink: Option<SocketAddr>,
+    /// How many triggers (sink paths) each event must reach.
+    #[arg(long, default_value_t = 1)]
+    copies: usize,
+    /// The sink's answer time (milliseconds): a slow subscriber.
+    #[arg(long, default_value_t = 0)]
+    sink_delay_ms: u64,
+    /// How long to wait for deliveries after the last send (seconds).
+    #[arg(long, default_value_t = 30.0)]
+    drain_secs: f64,
+    /// Exit non-zero when an accepted event was not delivered.
+    #[arg(long)]
+    fail_on_loss: bool,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct SuiteArgs {
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: String,
+    /// Which scenarios, e.g. 1,2,5.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 3, 4, 5])]
+    scenarios: Vec<u8>,
+    /// Seconds of sending per measurement.
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    #[arg(long, default_value_t = 10)]
+    partitions: usize,
+    /// Trigger counts of the fan-out scenario.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100, 1000])]
+    fanout: Vec<usize>,
+    /// Events in the dispatch scenario's backlog.
+    #[arg(long, default_value_t = 50_000)]
+    backlog: u64,
+    /// Logs, resources and the contract [default: a fresh temporary folder].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+}
+
+pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+    match args.command {
+        Command::Load(args) => load(args).await,
+        Command::Noop { listen } => {
+            let listener = server::bind(listen).await?;
+            baseline::noop_server(listener, shutdown).await;
+            Ok(())
+        }
+        Command::Produce {
+            bootstrap_servers,
+            topic,
+            count,
+            size,
+            in_flight,
+        } => {
+            let rate = baseline::produce(
+                &bootstrap_servers,
+                &topic,
+                RunId::fresh(),
+                count,
+                size,
+                in_flight,
+            )
+            .await?;
+            println!("raw producer: {count} records of {size} bytes, {rate:.0} records/s");
+            Ok(())
+        }
+        Command::Suite(args) => {
+            let work_dir = match args.work_dir {
+                Some(dir) => dir,
+                None => std::env::temp_dir().join(format!("ferry-bench-{}", std::process::id())),
+            };
+            let options = suite::Options {
+                ferry: std::env::current_exe().context("where is ferry?")?,
+                bootstrap: args.bootstrap_servers,
+                work_dir,
+                scenarios: args.scenarios,
+                duration: Duration::from_secs(args.duration_secs),
+                connections: args.connections,
+                partitions: args.partitions,
+                fanout: args.fanout,
+                backlog: args.backlog,
+            };
+            let tables = suite::run(options).await?;
+            println!("{tables}");
+            Ok(())
+        }
+    }
+}
+
+async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    let run = RunId::fresh();
+    let behaviour = Behaviour {
+        delay: Duration::from_millis(args.sink_delay_ms),
+    };
+    let sink = match args.sink {
+        Some(addr) => Some(SinkHandle::start(addr, run, behaviour).await?),
+        None => None,
+    };
+    let load = Load {
+        url: args.url,
+        connections: args.connections,
+        rate: args.rate,
+        count: args.count,
+        duration: Duration::from_secs_f64(args.duration_secs),
+        size: args.size,
+    };
+    let sent = load::run(&load, run).await?;
+    let received = match &sink {
+        Some(sink) => {
+            let expected = sent.accepted_count() * args.copies as u64;
+            let drain = Duration::from_secs_f64(args.drain_secs);
+            sink.wait_for(expected, std::time::Instant::now() + drain, drain)
+                .await;
+            sink.received()
+        }
+        None => ferry_bench::sink::Received::empty(),
+    };
+    let copies = if sink.is_some() { args.copies } else { 0 };
+    let report = Report::new(&sent, &received, copies);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("{report}");
+    }
+    if args.fail_on_loss && report.lost > 0 {
+        bail!("{} accepted events were not delivered", report.lost);
+    }
+    Ok(())
+}
