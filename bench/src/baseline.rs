@@ -10,10 +10,12 @@ use std::{
 use bytes::Bytes;
 use ferry_common::{
     cloudevent::kafka::Record,
+    kafka::Overrides,
     server::{self, Body, Handler},
     shutdown::Shutdown,
 };
 use futures::{stream::FuturesUnordered, StreamExt};
+use hdrhistogram::Histogram;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -25,7 +27,10 @@ use rdkafka::{
     ClientConfig, Message,
 };
 
-use crate::event::{self, RunId};
+use crate::{
+    event::{self, RunId},
+    sink::new_histogram,
+};
 
 /// Answers 202 to every request, after reading its body.
 struct Noop;
@@ -42,15 +47,29 @@ pub async fn noop_server(listener: tokio::net::TcpListener, stop: Shutdown) {
     server::serve(listener, Arc::new(Noop), stop).await;
 }
 
-/// Producer settings as the receiver's: idempotent, acks=all, linger 1 ms.
-pub fn producer_config(bootstrap: &str) -> ClientConfig {
+/// Producer settings as the receiver's: idempotent, acks=all, linger 1 ms,
+/// and the same `FERRY_RDKAFKA_*` overrides Ferry's processes get.
+pub fn producer_config(bootstrap: &str) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "1");
+    Overrides::load(None, std::env::vars())?.apply_to(&mut config);
+    Ok(config)
+}
+
+/// A consumer in a fresh group, with the overrides Ferry's processes get.
+fn consumer(bootstrap: &str, reset: &str) -> anyhow::Result<StreamConsumer> {
+    let mut config = ClientConfig::new();
     config
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("ferry-bench-{}", rand::random::<u32>()))
+        .set("auto.offset.reset", reset)
+        .set("enable.auto.commit", "false");
+    Overrides::load(None, std::env::vars())?.apply_to(&mut config);
+    Ok(config.create()?)
 }
 
 /// Writes `count` bench records into `topic` with up to `in_flight`
@@ -63,7 +82,7 @@ pub async fn produce(
     size: usize,
     in_flight: usize,
 ) -> anyhow::Result<f64> {
-    let producer: FutureProducer = producer_config(bootstrap).create()?;
+    let producer: FutureProducer = producer_config(bootstrap)?.create()?;
     let data = event::data(size);
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();
@@ -117,15 +136,7 @@ pub async fn relay(
     count: u64,
     in_flight: usize,
 ) -> anyhow::Result<f64> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set(
-            "group.id",
-            format!("ferry-bench-relay-{}", rand::random::<u32>()),
-        )
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer = consumer(bootstrap, "earliest")?;
     consumer.subscribe(&[topic])?;
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut pending = FuturesUnordered::new();
@@ -169,4 +180,73 @@ pub async fn relay(
     }
     let elapsed = started.map_or(Duration::ZERO, |s| s.elapsed());
     Ok(posted as f64 / elapsed.as_secs_f64().max(1e-9))
+}
+
+/// The broker's own latency floor: a raw producer writes bench records at
+/// `rate` for `duration` and a raw consumer measures send → read.
+pub async fn kafka_latency(
+    bootstrap: &str,
+    topic: &str,
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<Histogram<u64>> {
+    let run = RunId::fresh();
+    let consumer = consumer(bootstrap, "latest")?;
+    consumer.subscribe(&[topic])?;
+    // Only records written after the assignment are read ("latest").
+    let assigned = Instant::now() + Duration::from_secs(60);
+    while consumer.assignment()?.count() == 0 {
+        if Instant::now() >= assigned {
+            anyhow::bail!("the raw consumer got no partitions of {topic}");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+    let count = (rate * duration.as_secs_f64()) as u64;
+    let producer: FutureProducer = producer_config(bootstrap)?.create()?;
+    // Connected, with its idempotent producer id, before the clock starts:
+    // the receiver's producer is warm too.
+    send(
+        &producer,
+        topic,
+        &event::record(RunId::fresh(), 0, &event::data(1)),
+    )
+    .await?;
+    let writer = {
+        let topic = topic.to_owned();
+        tokio::spawn(async move {
+            let data = event::data(1024);
+            let started = Instant::now();
+            for seq in 0..count {
+                let due = started + Duration::from_secs_f64(seq as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let (producer, topic) = (producer.clone(), topic.clone());
+                let record = event::record(run, seq, &data);
+                tokio::spawn(async move { send(&producer, &topic, &record).await });
+            }
+        })
+    };
+    let mut latency = new_histogram();
+    let deadline = Instant::now() + duration + Duration::from_secs(30);
+    while latency.len() < count && Instant::now() < deadline {
+        let Ok(message) = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await
+        else {
+            continue;
+        };
+        let message = message?;
+        let header = |name: &str| {
+            message
+                .headers()?
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| std::str::from_utf8(h.value?).ok())
+        };
+        if header("ce_id").and_then(|id| run.seq(id)).is_none() {
+            continue;
+        }
+        if let Some(sent) = header("ce_benchsent").and_then(|v| v.parse::<u64>().ok()) {
+            latency.record(event::now_micros().saturating_sub(sent).max(1))?;
+        }
+    }
+    writer.await?;
+    Ok(latency)
 }

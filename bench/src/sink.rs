@@ -155,6 +155,15 @@ impl SinkHandle {
         }
     }
 
+    pub fn run(&self) -> RunId {
+        self.sink.run
+    }
+
+    /// Arrivals that were not this run's events.
+    pub fn foreign(&self) -> u64 {
+        self.sink.received.lock().expect("sink lock").foreign
+    }
+
     pub fn reset(&self) {
         *self.sink.received.lock().expect("sink lock") = Received::empty();
     }

@@ -197,10 +197,13 @@ impl Bench {
     fn spawn(&self, component: &str, args: &[String]) -> anyhow::Result<Process> {
         let admin = free_addr()?;
         let log = std::fs::File::create(self.options.work_dir.join(format!("{component}.log")))?;
-        let child = Command::new(&self.options.ferry)
-            .args(args)
-            .arg("--admin")
-            .arg(admin.to_string())
+        let mut command = Command::new(&self.options.ferry);
+        command.args(args);
+        // The controller has no admin port.
+        if component != "controller" {
+            command.arg("--admin").arg(admin.to_string());
+        }
+        let child = command
             .env("KAFKA_BOOTSTRAP_SERVERS", &self.options.bootstrap)
             .env(
                 "RUST_LOG",
@@ -265,14 +268,43 @@ impl Bench {
         loop {
             let contract = std::fs::read_to_string(self.contract()).unwrap_or_default();
             let egresses = contract.matches("\"consumerGroup\"").count();
-            if contract.contains(&format!("{NAMESPACE}.{broker}\"")) && egresses == triggers {
+            if contract.contains(&format!("\"/{NAMESPACE}/{broker}\"")) && egresses == triggers {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!("the controller did not publish {broker} with {triggers} triggers");
+                bail!(
+                    "the controller did not publish {broker} with {triggers} triggers (see {})",
+                    self.options.work_dir.join("controller.log").display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends single events until one arrives, so measurements start in the
+    /// steady state (the dispatcher's groups have joined, connections are
+    /// open). Warm-up events belong to another run: the sink ignores them.
+    async fn warm_up(&self, broker: &str, sink: &SinkHandle) -> anyhow::Result<()> {
+        let sink_run = sink.run();
+        let warm_up = loop {
+            let run = RunId::fresh();
+            if run != sink_run {
+                break run;
+            }
+        };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut load = self.load(self.broker_url(broker), None);
+        load.count = 1;
+        load.connections = 1;
+        while sink.foreign() == 0 {
+            if Instant::now() >= deadline {
+                bail!("no event reached the sink through {broker}");
+            }
+            load::run(&load, warm_up).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        sink.reset();
+        Ok(())
     }
 
     fn broker_url(&self, broker: &str) -> http::Uri {
@@ -414,12 +446,23 @@ impl Bench {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
         self.apply("e2e", 1, false, &sink).await?;
+        // Before the dispatcher starts: its new group begins after these.
+        let floor = Percentiles::of(
+            &baseline::kafka_latency(
+                &self.options.bootstrap,
+                &Self::topic("e2e"),
+                1000.0,
+                self.options.duration,
+            )
+            .await?,
+        );
         let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
         receiver.ready(READY_TIMEOUT).await?;
         dispatcher.ready(READY_TIMEOUT).await?;
         self.section(
             "2. End to end at 1,000 events/s: broker → one trigger → sink",
             &[
+                "path",
                 "sent",
                 "lost",
                 "dup",
@@ -432,6 +475,20 @@ impl Bench {
                 "dispatcher MiB",
             ],
         );
+        self.row(&[
+            "raw producer → raw consumer (Kafka floor)".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            format!("{:.2}", floor.p50),
+            format!("{:.2}", floor.p90),
+            format!("{:.2}", floor.p99),
+            format!("{:.2}", floor.max),
+            "".into(),
+            "".into(),
+        ]);
+        self.warm_up("e2e", &sink).await?;
         let receiver_sampler = Sampler::start(receiver.pid(), self.kafka_port);
         let dispatcher_sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
         let sent = load::run(&self.load(self.broker_url("e2e"), Some(1000.0)), run).await?;
@@ -444,6 +501,7 @@ impl Bench {
         let (rf, df) = (receiver_sampler.finish(), dispatcher_sampler.finish());
         let report = Report::new(&sent, &sink.received(), 1);
         self.row(&[
+            "HTTP → receiver → Kafka → dispatcher → HTTP".into(),
             report.sent.to_string(),
             report.lost.to_string(),
             report.duplicates.to_string(),
@@ -636,6 +694,7 @@ impl Bench {
             let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
             receiver.ready(READY_TIMEOUT).await?;
             dispatcher.ready(READY_TIMEOUT).await?;
+            self.warm_up(broker, &sink).await?;
             let sent = load::run(&self.load(self.broker_url(broker), Some(500.0)), run).await?;
             sink.wait_for(
                 sent.accepted_count(),
