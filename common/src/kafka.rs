@@ -172,11 +172,21 @@ impl ConsumerSettings {
                 "heartbeat.interval.ms",
                 self.heartbeat_interval.as_millis().to_string(),
             )
-            .set("socket.keepalive.enable", "true");
+            .set("socket.keepalive.enable", "true")
+            // librdkafka prefetches up to 64 MiB per consumer by default; an
+            // egress holds at most its in-flight window, so a couple of MiB
+            // keeps it busy (measured in BENCHMARKS.md, scenarios 3 and 4).
+            .set("queued.max.messages.kbytes", QUEUED_KBYTES)
+            .set("queued.min.messages", "1000")
+            // ...and fetches again soon once it drained (default: 1 s).
+            .set("fetch.queue.backoff.ms", "5");
         self.overrides.apply_to(&mut config);
         config
     }
 }
+
+/// The prefetch bound of each consumer (KiB).
+const QUEUED_KBYTES: &str = "2048";
 
 #[cfg(test)]
 mod tests {
