@@ -141,10 +141,13 @@ impl Process {
 struct Sampler {
     peak: Arc<Mutex<Footprint>>,
     task: tokio::task::JoinHandle<()>,
+    pid: u32,
+    cpu_at_start: f64,
 }
 
 impl Sampler {
     fn start(pid: u32, kafka_port: u16) -> Self {
+        let cpu_at_start = procstat::footprint(pid, kafka_port).cpu_seconds;
         let peak = Arc::new(Mutex::new(Footprint::default()));
         let task = {
             let peak = peak.clone();
@@ -161,12 +164,20 @@ impl Sampler {
                 }
             })
         };
-        Sampler { peak, task }
+        Sampler {
+            peak,
+            task,
+            pid,
+            cpu_at_start,
+        }
     }
 
+    /// The peaks, and the CPU time used while sampling.
     fn finish(self) -> Footprint {
         self.task.abort();
-        *self.peak.lock().expect("peak lock")
+        let mut footprint = *self.peak.lock().expect("peak lock");
+        footprint.cpu_seconds = procstat::footprint(self.pid, 0).cpu_seconds - self.cpu_at_start;
+        footprint
     }
 }
 
@@ -354,6 +365,7 @@ impl Bench {
             "p99 ms",
             "non-202",
             "RSS MiB (peak)",
+            "CPU µs/event",
             "ratio",
         ];
         self.section(
@@ -411,6 +423,7 @@ impl Bench {
             "".into(),
             "".into(),
             "".into(),
+            "".into(),
             format!("receiver/raw {:.2}", sent.rate() / raw),
         ]);
         Ok(())
@@ -437,6 +450,7 @@ impl Bench {
             format!("{:.2}", latency.p99),
             non_202.to_string(),
             format!("{:.1}", footprint.rss_mib),
+            per_event_micros(footprint, sent.accepted_count()),
             ratio.map_or("1.00".into(), |r| format!("{r:.2}")),
         ]);
     }
@@ -601,12 +615,14 @@ impl Bench {
                 "lost",
                 "dup",
                 "RSS MiB (peak)",
+                "CPU µs/event",
                 "ratio",
             ],
         );
         self.row(&[
             "raw consumer posting 100 at once (ceiling)".into(),
             format!("{raw:.0}"),
+            "".into(),
             "".into(),
             "".into(),
             "".into(),
@@ -618,6 +634,7 @@ impl Bench {
             report.lost.to_string(),
             report.duplicates.to_string(),
             format!("{:.1}", busy.rss_mib),
+            per_event_micros(busy, events),
             format!("{:.2}", report.delivered_rate / raw),
         ]);
         Ok(())
@@ -717,6 +734,11 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// CPU time per event, in microseconds.
+fn per_event_micros(footprint: Footprint, events: u64) -> String {
+    format!("{:.1}", footprint.cpu_seconds * 1e6 / events.max(1) as f64)
 }
 
 fn loopback() -> SocketAddr {
