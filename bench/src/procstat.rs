@@ -16,7 +16,8 @@ pub struct Footprint {
 /// architecture it runs on.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-fn cpu_seconds(pid: u32) -> f64 {
+/// `pid`'s user and system CPU time so far.
+pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name (field 2) may hold spaces; fields after its ')' are
     // numbered from 3, so utime (14) and stime (15) are the 12th and 13th.

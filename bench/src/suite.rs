@@ -13,6 +13,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
+use ferry_common::contract;
 use fixedbitset::FixedBitSet;
 use http_body_util::Empty;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -66,7 +67,7 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
         options,
         out: String::new(),
     };
-    bench.controller = Some(bench.spawn("controller", &bench.controller_args())?);
+    bench.controller = Some(bench.spawn("controller", &bench.controller_args(), None)?);
     for scenario in bench.options.scenarios.clone() {
         match scenario {
             1 => bench.ingress().await?,
@@ -90,20 +91,12 @@ struct Bench {
     out: String,
 }
 
-/// A Ferry process, stopped with SIGTERM when dropped.
+/// A child process: `stop` ends it with SIGTERM; one left behind by an
+/// error is killed when dropped.
 struct Process {
     child: Child,
-    admin: SocketAddr,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg(pid.to_string())
-                .status();
-        }
-    }
+    /// Where /readyz is served (receiver, dispatcher).
+    admin: Option<SocketAddr>,
 }
 
 impl Process {
@@ -112,8 +105,9 @@ impl Process {
     }
 
     async fn ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let admin = self.admin.context("this process serves no /readyz")?;
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-        let url: http::Uri = format!("http://{}/readyz", self.admin).parse()?;
+        let url: http::Uri = format!("http://{admin}/readyz").parse()?;
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(response) = client.get(url.clone()).await {
@@ -123,7 +117,7 @@ impl Process {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        bail!("{} not ready after {timeout:?}", self.admin)
+        bail!("{admin} not ready after {timeout:?}")
     }
 
     /// SIGTERM, then wait for the exit (deliveries drain, offsets commit).
@@ -147,7 +141,7 @@ struct Sampler {
 
 impl Sampler {
     fn start(pid: u32, kafka_port: u16) -> Self {
-        let cpu_at_start = procstat::footprint(pid, kafka_port).cpu_seconds;
+        let cpu_at_start = procstat::cpu_seconds(pid);
         let peak = Arc::new(Mutex::new(Footprint::default()));
         let task = {
             let peak = peak.clone();
@@ -176,7 +170,7 @@ impl Sampler {
     fn finish(self) -> Footprint {
         self.task.abort();
         let mut footprint = *self.peak.lock().expect("peak lock");
-        footprint.cpu_seconds = procstat::footprint(self.pid, 0).cpu_seconds - self.cpu_at_start;
+        footprint.cpu_seconds = procstat::cpu_seconds(self.pid) - self.cpu_at_start;
         footprint
     }
 }
@@ -205,13 +199,17 @@ impl Bench {
         self.options.work_dir.join("contract.json")
     }
 
-    fn spawn(&self, component: &str, args: &[String]) -> anyhow::Result<Process> {
-        let admin = free_addr()?;
-        let log = std::fs::File::create(self.options.work_dir.join(format!("{component}.log")))?;
+    /// Starts `ferry ARGS`, logging to `<name>.log` in the work folder.
+    fn spawn(
+        &self,
+        name: &str,
+        args: &[String],
+        admin: Option<SocketAddr>,
+    ) -> anyhow::Result<Process> {
+        let log = std::fs::File::create(self.options.work_dir.join(format!("{name}.log")))?;
         let mut command = Command::new(&self.options.ferry);
         command.args(args);
-        // The controller has no admin port.
-        if component != "controller" {
+        if let Some(admin) = admin {
             command.arg("--admin").arg(admin.to_string());
         }
         let child = command
@@ -240,6 +238,7 @@ impl Bench {
                 "--listen".into(),
                 listen,
             ],
+            Some(free_addr()?),
         )
     }
 
@@ -248,6 +247,7 @@ impl Bench {
         self.spawn(
             "dispatcher",
             &["dispatcher".into(), "--contract".into(), contract],
+            Some(free_addr()?),
         )
     }
 
@@ -277,9 +277,14 @@ impl Bench {
         std::fs::rename(&staged, dir.join("bench.yaml"))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let contract = std::fs::read_to_string(self.contract()).unwrap_or_default();
-            let egresses = contract.matches("\"consumerGroup\"").count();
-            if contract.contains(&format!("\"/{NAMESPACE}/{broker}\"")) && egresses == triggers {
+            let path = format!("/{NAMESPACE}/{broker}");
+            let published = contract::read(&self.contract()).is_ok_and(|c| {
+                c.resources.iter().any(|r| {
+                    r.ingress.as_ref().is_some_and(|i| i.path == path)
+                        && r.egresses.len() == triggers
+                })
+            });
+            if published {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -377,7 +382,16 @@ impl Bench {
         );
 
         let noop_addr = free_addr()?;
-        let noop = self.spawn_noop(noop_addr)?;
+        let noop = self.spawn(
+            "noop",
+            &[
+                "bench".into(),
+                "noop".into(),
+                "--listen".into(),
+                noop_addr.to_string(),
+            ],
+            None,
+        )?;
         wait_listening(noop_addr).await?;
         let sampler = Sampler::start(noop.pid(), self.kafka_port);
         let ceiling = load::run(
@@ -427,17 +441,6 @@ impl Bench {
             format!("receiver/raw {:.2}", sent.rate() / raw),
         ]);
         Ok(())
-    }
-
-    fn spawn_noop(&self, addr: SocketAddr) -> anyhow::Result<Process> {
-        let log = std::fs::File::create(self.options.work_dir.join("noop.log"))?;
-        let child = Command::new(&self.options.ferry)
-            .args(["bench", "noop", "--listen", &addr.to_string()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()?;
-        Ok(Process { child, admin: addr })
     }
 
     fn ingress_row(&mut self, target: &str, sent: &Sent, footprint: Footprint, ratio: Option<f64>) {

@@ -72,20 +72,7 @@ impl ClusterProducer {
     /// Writes one record and waits for Kafka's acknowledgement (acks=all).
     pub async fn send(&self, topic: &str, record: &Record) -> Result<(), ProduceError> {
         let producer = self.current.load_full();
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (name, value) in &record.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value.as_ref()),
-            });
-        }
-        let mut future = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
-        if let Some(key) = &record.key {
-            future = future.key(key.as_ref());
-        }
-        if let Some(value) = &record.value {
-            future = future.payload(value.as_ref());
-        }
+        let future = future_record(topic, record);
         let bound = self.settings.timeout;
         // message.timeout.ms bounds delivery; the outer timeout also bounds
         // waiting for room in a full queue.
@@ -165,6 +152,25 @@ fn create(bootstrap: &str, settings: &ProducerSettings) -> Result<FutureProducer
             bootstrap: bootstrap.to_owned(),
             source,
         })
+}
+
+/// A record as rdkafka sends it.
+pub fn future_record<'a>(topic: &'a str, record: &'a Record) -> FutureRecord<'a, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (name, value) in &record.headers {
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(value.as_ref()),
+        });
+    }
+    let mut future = FutureRecord::to(topic).headers(headers);
+    if let Some(key) = &record.key {
+        future = future.key(key.as_ref());
+    }
+    if let Some(value) = &record.value {
+        future = future.payload(value.as_ref());
+    }
+    future
 }
 
 /// Producers by bootstrap address, so every resource on a cluster shares one.
