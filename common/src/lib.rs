@@ -13,6 +13,7 @@ pub mod admin;
 pub mod cloudevent;
 pub mod contract;
 pub mod fswatch;
+pub mod group_offsets;
 pub mod kafka;
 pub mod producer;
 pub mod server;
