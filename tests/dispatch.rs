@@ -899,3 +899,96 @@ async fn a_subscriber_that_closes_connections_is_retried_then_dead_lettered() {
         "1 + retry attempts"
     );
 }
+
+/// A trigger whose subscriber stops answering does not hold back the
+/// broker's other triggers: once its window is full it is read for
+/// separately, and when it answers again it gets every event.
+#[tokio::test]
+async fn a_stuck_trigger_does_not_hold_back_the_others() {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let stuck = Subscriber::scripted(move |_, _| Answer::status(202).until(gate.clone())).await;
+    let fast = Subscriber::accepting().await;
+    let stuck_trigger = trigger("ns", "stuck", &stuck.url());
+    let mesh = Mesh::start(
+        2,
+        vec![stuck_trigger.clone(), trigger("ns", "fast", &fast.url())],
+    )
+    .await;
+    // More than the stuck trigger's window (100 in the harness): kept with
+    // the reader, it would stop the reader, and the fast trigger with it.
+    let ids: Vec<String> = (0..250).map(|i| format!("stuck-{i}")).collect();
+    for id in &ids {
+        mesh.send(id, "t").await;
+    }
+    fast.wait_for_ids(&ids, WAIT).await;
+    let held = stuck.received().len();
+    assert!(
+        held <= 100,
+        "the stuck trigger holds at most its window, got {held}"
+    );
+    let catching_up =
+        |n: usize| format!("ferry_dispatch_kafka_consumers{{kind=\"catch_up\"}} {n}\n");
+    let metrics = mesh.metrics().await;
+    assert!(
+        metrics.contains(&catching_up(1)),
+        "a consumer of its own:\n{metrics}"
+    );
+
+    open.send_replace(true);
+    stuck.wait_for_ids(&ids, WAIT).await;
+    let topic = mesh.broker.topics[0].clone();
+    let ends = ferry_harness::kafka::high_watermarks(&bootstrap(), &topic, 2).await;
+    let group = stuck_trigger.consumer_group.clone();
+    ferry_harness::eventually("the stuck trigger's position at the end", WAIT, || {
+        let (topic, group, ends) = (topic.clone(), group.clone(), ends.clone());
+        async move {
+            let at = ferry_harness::kafka::group_offsets(&bootstrap(), &group, &topic, 2).await;
+            (at == ends.iter().map(|&e| Some(e)).collect::<Vec<_>>()).then_some(())
+        }
+    })
+    .await;
+    ferry_harness::eventually("back with the reader", WAIT, || async {
+        mesh.metrics().await.contains(&catching_up(0)).then_some(())
+    })
+    .await;
+}
+
+/// All triggers of a broker share one consumer, and each trigger's
+/// position is committed in its own group.
+#[tokio::test]
+async fn a_brokers_triggers_share_one_consumer_and_keep_their_own_positions() {
+    let subscribers = futures::future::join_all((0..20).map(|_| Subscriber::accepting())).await;
+    let triggers: Vec<Egress> = subscribers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| trigger("ns", &format!("t{i}"), &s.url()))
+        .collect();
+    let mesh = Mesh::start(2, triggers.clone()).await;
+    let ids: Vec<String> = (0..10).map(|i| format!("shared-{i}")).collect();
+    for id in &ids {
+        mesh.send(id, "t").await;
+    }
+    for subscriber in &subscribers {
+        let got = subscriber.wait_for_ids(&ids, WAIT).await;
+        assert_eq!(got.len(), ids.len(), "each trigger gets each event once");
+    }
+    let metrics = mesh.metrics().await;
+    assert!(
+        metrics.contains("ferry_dispatch_kafka_consumers{kind=\"reader\"} 1\n"),
+        "one consumer for the broker's 20 triggers:\n{metrics}"
+    );
+    let topic = &mesh.broker.topics[0];
+    let ends = ferry_harness::kafka::high_watermarks(&bootstrap(), topic, 2).await;
+    let ends: Vec<Option<i64>> = ends.into_iter().map(Some).collect();
+    for t in &triggers {
+        let group = t.consumer_group.clone();
+        ferry_harness::eventually(&format!("{group} committed"), WAIT, || {
+            let (topic, group, ends) = (topic.clone(), group.clone(), ends.clone());
+            async move {
+                let at = ferry_harness::kafka::group_offsets(&bootstrap(), &group, &topic, 2).await;
+                (at == ends).then_some(())
+            }
+        })
+        .await;
+    }
+}

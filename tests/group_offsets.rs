@@ -16,15 +16,24 @@ async fn altered_offsets_are_what_the_group_commits_and_lists() {
     kafka::create_topic(&bootstrap(), &topic, 3).await;
     let offsets = client();
 
-    let before = offsets.list(&group, &topic, &[0, 1, 2]).await.expect("list");
+    let before = offsets
+        .list(&group, &topic, &[0, 1, 2])
+        .await
+        .expect("list");
     assert_eq!(before.len(), 3);
-    assert!(before.values().all(Option::is_none), "a new group has no position: {before:?}");
+    assert!(
+        before.values().all(Option::is_none),
+        "a new group has no position: {before:?}"
+    );
 
     offsets
         .alter(&group, &topic, &[(0, 0), (2, 7)])
         .await
         .expect("alter");
-    let listed = offsets.list(&group, &topic, &[0, 1, 2]).await.expect("list");
+    let listed = offsets
+        .list(&group, &topic, &[0, 1, 2])
+        .await
+        .expect("list");
     assert_eq!(listed[&0], Some(0));
     assert_eq!(listed[&1], None);
     assert_eq!(listed[&2], Some(7));
@@ -35,8 +44,14 @@ async fn altered_offsets_are_what_the_group_commits_and_lists() {
     assert_eq!(seen, vec![Some(0), None, Some(7)]);
 
     // Moving back is allowed: the position is the group's, not a high mark.
-    offsets.alter(&group, &topic, &[(2, 3)]).await.expect("alter");
-    assert_eq!(offsets.list(&group, &topic, &[2]).await.expect("list")[&2], Some(3));
+    offsets
+        .alter(&group, &topic, &[(2, 3)])
+        .await
+        .expect("alter");
+    assert_eq!(
+        offsets.list(&group, &topic, &[2]).await.expect("list")[&2],
+        Some(3)
+    );
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use ferry_common::{
     kafka::{ConsumerSettings, ProducerSettings},
     shutdown::Shutdown,
 };
-use ferry_dispatcher::{consumer, egress};
+use ferry_dispatcher::{egress, reader};
 
 use crate::shared::{ContractArgs, DataPlane, KafkaArgs};
 
@@ -50,6 +50,12 @@ pub struct DispatcherTuning {
     #[arg(long, env = "FERRY_RETRY_AFTER_MAX_MS", default_value_t = 60_000)]
     retry_after_max_ms: u64,
 
+    /// How long a trigger whose deliveries fill its in-flight window may
+    /// hold back the other triggers of its broker before it gets a Kafka
+    /// consumer of its own until it catches up (milliseconds).
+    #[arg(long, env = "FERRY_DETACH_AFTER_MS", default_value_t = 1000)]
+    detach_after_ms: u64,
+
     /// Kafka consumer session timeout (milliseconds). Shorter means faster
     /// failover and faster first joins on some brokers.
     #[arg(long, env = "FERRY_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
@@ -71,7 +77,7 @@ impl DispatcherTuning {
                 timeout: Duration::from_millis(self.delivery_timeout_ms),
                 retry_after_max: Duration::from_millis(self.retry_after_max_ms),
             },
-            consumers: consumer::Settings {
+            consumers: reader::Settings {
                 consumer: ConsumerSettings {
                     session_timeout: Duration::from_millis(self.session_timeout_ms),
                     heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
@@ -80,6 +86,7 @@ impl DispatcherTuning {
                 max_in_flight: self.max_in_flight,
                 commit_interval: Duration::from_millis(self.commit_interval_ms),
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
+                detach_after: Duration::from_millis(self.detach_after_ms),
             },
             producer: ProducerSettings {
                 timeout: Duration::from_secs(5),

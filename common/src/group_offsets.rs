@@ -116,7 +116,12 @@ impl GroupOffsets {
     }
 
     /// The committed offsets of `group` on `partitions` of `topic`.
-    pub async fn list(&self, group: &str, topic: &str, partitions: &[i32]) -> KafkaResult<Committed> {
+    pub async fn list(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[i32],
+    ) -> KafkaResult<Committed> {
         let tpl = partition_list(topic, partitions.iter().map(|&p| (p, Offset::Invalid)))?;
         let group = c_string(group)?;
         let (tx, rx) = oneshot::channel();
@@ -124,7 +129,10 @@ impl GroupOffsets {
         // is consumed by the call and destroyed after it.
         unsafe {
             let mut request = rd::rd_kafka_ListConsumerGroupOffsets_new(group.as_ptr(), tpl.ptr());
-            let options = self.options(rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, tx);
+            let options = self.options(
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
+                tx,
+            );
             rd::rd_kafka_ListConsumerGroupOffsets(
                 self.handle.0.admin.inner().native_ptr(),
                 &mut request,
@@ -151,7 +159,10 @@ impl GroupOffsets {
         // SAFETY: as in `list`.
         unsafe {
             let mut request = rd::rd_kafka_AlterConsumerGroupOffsets_new(group.as_ptr(), tpl.ptr());
-            let options = self.options(rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, tx);
+            let options = self.options(
+                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS,
+                tx,
+            );
             rd::rd_kafka_AlterConsumerGroupOffsets(
                 self.handle.0.admin.inner().native_ptr(),
                 &mut request,
@@ -174,7 +185,11 @@ impl GroupOffsets {
 
     /// Options carrying `reply` as the request's opaque; the polling thread
     /// takes the box back.
-    unsafe fn options(&self, op: rd::rd_kafka_admin_op_t, reply: Reply) -> *mut rd::rd_kafka_AdminOptions_t {
+    unsafe fn options(
+        &self,
+        op: rd::rd_kafka_admin_op_t,
+        reply: Reply,
+    ) -> *mut rd::rd_kafka_AdminOptions_t {
         let rk = self.handle.0.admin.inner().native_ptr();
         let options = rd::rd_kafka_AdminOptions_new(rk, op);
         let mut errstr = [0 as std::ffi::c_char; 256];
@@ -185,7 +200,10 @@ impl GroupOffsets {
             errstr.len(),
         );
         self.handle.0.pending.fetch_add(1, Ordering::AcqRel);
-        rd::rd_kafka_AdminOptions_set_opaque(options, Box::into_raw(Box::new(reply)) as *mut c_void);
+        rd::rd_kafka_AdminOptions_set_opaque(
+            options,
+            Box::into_raw(Box::new(reply)) as *mut c_void,
+        );
         options
     }
 }
@@ -193,15 +211,17 @@ impl GroupOffsets {
 async fn wait(
     rx: oneshot::Receiver<KafkaResult<Vec<PartitionResult>>>,
 ) -> KafkaResult<Vec<PartitionResult>> {
-    rx.await
-        .unwrap_or_else(|_| Err(KafkaError::Canceled))
+    rx.await.unwrap_or_else(|_| Err(KafkaError::Canceled))
 }
 
 fn c_string(s: &str) -> KafkaResult<CString> {
     CString::new(s).map_err(|_| KafkaError::ClientCreation(format!("{s:?} contains a NUL byte")))
 }
 
-fn partition_list(topic: &str, entries: impl Iterator<Item = (i32, Offset)>) -> KafkaResult<TopicPartitionList> {
+fn partition_list(
+    topic: &str,
+    entries: impl Iterator<Item = (i32, Offset)>,
+) -> KafkaResult<TopicPartitionList> {
     let mut tpl = TopicPartitionList::new();
     for (partition, offset) in entries {
         tpl.add_partition_offset(topic, partition, offset)?;
@@ -220,7 +240,8 @@ fn poll(inner: &Inner) {
             }
         }
         // SAFETY: the queue lives as long as `inner`.
-        let event = unsafe { rd::rd_kafka_queue_poll(inner.queue.0, POLL_INTERVAL.as_millis() as i32) };
+        let event =
+            unsafe { rd::rd_kafka_queue_poll(inner.queue.0, POLL_INTERVAL.as_millis() as i32) };
         if event.is_null() {
             continue;
         }
@@ -258,7 +279,9 @@ unsafe fn event_result(event: *mut rd::rd_kafka_event_t) -> KafkaResult<Vec<Part
         _ => return Err(KafkaError::AdminOpCreation("unexpected admin event".into())),
     };
     if groups.is_null() || count == 0 {
-        return Err(KafkaError::AdminOpCreation("no group in the admin result".into()));
+        return Err(KafkaError::AdminOpCreation(
+            "no group in the admin result".into(),
+        ));
     }
     let group = *groups;
     let error = rd::rd_kafka_group_result_error(group);

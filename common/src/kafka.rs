@@ -185,6 +185,18 @@ impl ConsumerSettings {
     }
 }
 
+impl ConsumerSettings {
+    /// For requests about many groups' offsets (see `group_offsets`).
+    pub fn admin_config(&self, bootstrap_servers: &str) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", bootstrap_servers)
+            .set("client.id", "ferry-dispatcher");
+        self.overrides.apply_to(&mut config);
+        config
+    }
+}
+
 /// The prefetch bound of each consumer (KiB).
 const QUEUED_KBYTES: &str = "2048";
 

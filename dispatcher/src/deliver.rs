@@ -60,21 +60,19 @@ pub struct Deliverer {
 // === impl Deliverer ===
 
 impl Deliverer {
-    /// Runs the whole pipeline; `None` when `stop` interrupted a retry
-    /// wait: the event is then not committed and is delivered again by
-    /// whoever consumes the partition next.
+    /// Runs the whole pipeline for an event that passed the egress's
+    /// filter; `None` when `stop` interrupted a retry wait: the event is
+    /// then not committed and is delivered again by whoever reads the
+    /// partition next.
     pub async fn deliver(
         &self,
         spec: &EgressSpec,
-        event: Event,
+        event: &Event,
         trace: Option<&TraceContext>,
         stop: &CancellationToken,
     ) -> Option<Report> {
-        if !spec.filter.matches(&event) {
-            return Some(Report::Filtered);
-        }
         let failure = match self
-            .send(spec, &spec.destination, &event, &spec.delivery, trace, stop)
+            .send(spec, &spec.destination, event, &spec.delivery, trace, stop)
             .await?
         {
             Ok(answer) => match answer.reply() {
@@ -92,7 +90,8 @@ impl Deliverer {
             },
             Err(failure) => failure,
         };
-        self.dead_letter(spec, event, failure, trace, stop).await
+        self.dead_letter(spec, event.clone(), failure, trace, stop)
+            .await
     }
 
     /// Sends with retries. The outer `Option` is `None` on shutdown.

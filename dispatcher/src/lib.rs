@@ -3,16 +3,22 @@
 //! with Knative's delivery semantics.
 //!
 //! - [`egress`]: the contract → what each egress does (pure).
-//! - [`consumer`]: one consumer group per egress: fetch → deliver → commit.
-//! - [`deliver`]: one event: filter → send with retries → reply → dead letter.
-//! - [`filter`], [`retry`], [`offsets`]: the pure decisions underneath.
+//! - [`reader`]: one consumer per topic for all of its egresses: fetch →
+//!   filter → deliver → commit each egress's position to its own group;
+//!   [`catch_up`] reads for an egress that fell behind.
+//! - [`deliver`]: one event: send with retries → reply → dead letter.
+//! - [`lanes`], [`filter`], [`retry`], [`offsets`]: the pure decisions
+//!   underneath.
 
-pub mod consumer;
+pub mod catch_up;
 pub mod deliver;
 pub mod egress;
 pub mod filter;
+pub mod lanes;
 mod metrics;
 pub mod offsets;
+pub mod reader;
+mod record;
 pub mod retry;
 pub mod send;
 
@@ -30,6 +36,7 @@ use std::{
 use ferry_common::{
     admin::Admin,
     contract::{self, ContractRx},
+    group_offsets::GroupOffsets,
     kafka::ProducerSettings,
     producer::ProducerPool,
     server,
@@ -37,10 +44,10 @@ use ferry_common::{
     StartError,
 };
 use prometheus_client::registry::Registry;
-use tokio::task::JoinHandle;
+use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::{deliver::Deliverer, egress::EgressSpec, metrics::Metrics};
+use crate::{deliver::Deliverer, egress::EgressSpec, metrics::Metrics, reader::Wanted};
 
 /// Everything the dispatcher needs to run.
 #[derive(Clone, Debug)]
@@ -49,7 +56,7 @@ pub struct Config {
     pub contract: PathBuf,
     pub contract_poll: Duration,
     pub defaults: egress::Defaults,
-    pub consumers: consumer::Settings,
+    pub consumers: reader::Settings,
     /// For replies written back to a broker's topic.
     pub producer: ProducerSettings,
 }
@@ -115,7 +122,9 @@ pub fn start_embedded(
         defaults: config.defaults.clone(),
         settings: Arc::new(config.consumers.clone()),
         deliverer,
-        running: HashMap::new(),
+        offsets: HashMap::new(),
+        readers: HashMap::new(),
+        started: HashMap::new(),
     };
     tracing::info!(contract = %config.contract.display(), "dispatcher started");
     let task = {
@@ -128,19 +137,22 @@ pub fn start_embedded(
     Ok(Embedded { ready, task })
 }
 
-/// Keeps one running consumer per egress of the contract in force.
+/// Keeps one reader per topic of the contract in force, each running
+/// that topic's egresses.
 struct Supervisor {
     defaults: egress::Defaults,
-    settings: Arc<consumer::Settings>,
+    settings: Arc<reader::Settings>,
     deliverer: Arc<Deliverer>,
-    running: HashMap<String, RunningEgress>,
+    /// One offsets client per cluster, shared by its readers.
+    offsets: HashMap<String, GroupOffsets>,
+    readers: HashMap<(String, String), RunningReader>,
+    /// Each egress's readiness flag, kept while its spec is unchanged.
+    started: HashMap<String, (Arc<EgressSpec>, Arc<AtomicBool>)>,
 }
 
-struct RunningEgress {
-    spec: Arc<EgressSpec>,
+struct RunningReader {
+    wanted: watch::Sender<Vec<Wanted>>,
     stop: CancellationToken,
-    /// Set once its start positions are pinned and it subscribed.
-    started: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -171,7 +183,7 @@ impl Supervisor {
             if let Some(contract) = contract {
                 self.apply(&contract).await;
                 *ready.started.lock().expect("readiness lock") =
-                    self.running.values().map(|r| r.started.clone()).collect();
+                    self.started.values().map(|(_, s)| s.clone()).collect();
                 ready.loaded.store(true, Ordering::Release);
             }
             tokio::select! {
@@ -179,59 +191,98 @@ impl Supervisor {
                 changed = contracts.changed() => if changed.is_err() { break },
             }
         }
-        let all: Vec<String> = self.running.keys().cloned().collect();
+        let all: Vec<_> = self.readers.keys().cloned().collect();
         self.stop(all).await;
     }
 
-    /// Stops removed and changed egresses (waiting for them to commit), then
-    /// starts new and changed ones; the others are not touched.
+    /// Hands each topic's reader its egresses (starting readers for new
+    /// topics), and stops the readers of topics no egress reads any more.
     async fn apply(&mut self, contract: &ferry_proto::Contract) {
         let (specs, rejected) = egress::resolve(contract, &self.defaults);
         for r in rejected {
             tracing::error!(egress = %r.key, reason = %r.reason, "egress not dispatched");
         }
-        let wanted: HashMap<String, EgressSpec> =
-            specs.into_iter().map(|s| (s.key.clone(), s)).collect();
-        let outdated: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(key, r)| wanted.get(*key).is_none_or(|spec| *spec != *r.spec))
-            .map(|(key, _)| key.clone())
+        let mut by_topic: HashMap<(String, String), Vec<Wanted>> = HashMap::new();
+        let mut started = HashMap::new();
+        for spec in specs {
+            let flag = match self.started.remove(&spec.key) {
+                Some((old, flag)) if *old == spec => flag,
+                _ => Arc::new(AtomicBool::new(false)),
+            };
+            let spec = Arc::new(spec);
+            started.insert(spec.key.clone(), (spec.clone(), flag.clone()));
+            by_topic
+                .entry((spec.bootstrap.clone(), spec.topic.clone()))
+                .or_default()
+                .push(Wanted {
+                    spec,
+                    started: flag,
+                });
+        }
+        self.started = started;
+        let gone: Vec<_> = self
+            .readers
+            .keys()
+            .filter(|t| !by_topic.contains_key(*t))
+            .cloned()
             .collect();
-        self.stop(outdated).await;
-        for (key, spec) in wanted {
-            if self.running.contains_key(&key) {
+        self.stop(gone).await;
+        for ((bootstrap, topic), wanted) in by_topic {
+            if let Some(reader) = self.readers.get(&(bootstrap.clone(), topic.clone())) {
+                reader.wanted.send_replace(wanted);
                 continue;
             }
-            let spec = Arc::new(spec);
+            let offsets = match self.offsets_for(&bootstrap) {
+                Ok(offsets) => offsets,
+                Err(error) => {
+                    tracing::error!(%bootstrap, %topic, %error, "cannot reach the cluster; the topic's egresses are not dispatched");
+                    continue;
+                }
+            };
+            let reader_topic = reader::Topic {
+                name: topic.clone(),
+                bootstrap: bootstrap.clone(),
+                offsets,
+            };
+            let (tx, rx) = watch::channel(wanted);
             let stop = CancellationToken::new();
-            let started = Arc::new(AtomicBool::new(false));
-            let task = tokio::spawn(consumer::run(
-                spec.clone(),
+            let task = tokio::spawn(reader::run(
+                reader_topic,
                 self.deliverer.clone(),
                 self.settings.clone(),
+                rx,
                 stop.clone(),
-                started.clone(),
             ));
-            self.running.insert(
-                key,
-                RunningEgress {
-                    spec,
+            self.readers.insert(
+                (bootstrap, topic),
+                RunningReader {
+                    wanted: tx,
                     stop,
-                    started,
                     task,
                 },
             );
         }
     }
 
-    async fn stop(&mut self, keys: Vec<String>) {
-        let stopping: Vec<_> = keys.iter().filter_map(|k| self.running.remove(k)).collect();
-        for egress in &stopping {
-            egress.stop.cancel();
+    fn offsets_for(&mut self, bootstrap: &str) -> Result<GroupOffsets, rdkafka::error::KafkaError> {
+        if let Some(offsets) = self.offsets.get(bootstrap) {
+            return Ok(offsets.clone());
         }
-        for egress in stopping {
-            let _ = egress.task.await;
+        let offsets = GroupOffsets::new(&self.settings.consumer.admin_config(bootstrap))?;
+        self.offsets.insert(bootstrap.to_owned(), offsets.clone());
+        Ok(offsets)
+    }
+
+    async fn stop(&mut self, topics: Vec<(String, String)>) {
+        let stopping: Vec<_> = topics
+            .iter()
+            .filter_map(|t| self.readers.remove(t))
+            .collect();
+        for reader in &stopping {
+            reader.stop.cancel();
+        }
+        for reader in stopping {
+            let _ = reader.task.await;
         }
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -28,8 +28,15 @@ struct CodeLabels {
     code: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabels {
+    /// `reader` (one per topic) or `catch_up` (one per egress behind).
+    kind: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
+    consumers: Family<ConsumerLabels, Gauge>,
     events: Family<OutcomeLabels, Counter>,
     attempts: Family<CodeLabels, Counter>,
     retries: Family<EgressLabels, Counter>,
@@ -37,9 +44,28 @@ pub struct Metrics {
     invalid: Family<EgressLabels, Counter>,
 }
 
+/// Counts a Kafka consumer while it lives.
+pub struct ConsumerGauge(Gauge);
+
+impl Drop for ConsumerGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
+    pub fn consumer_opened(&self, kind: &'static str) -> ConsumerGauge {
+        let gauge = self
+            .consumers
+            .get_or_create(&ConsumerLabels { kind })
+            .clone();
+        gauge.inc();
+        ConsumerGauge(gauge)
+    }
+
     pub fn new(registry: &mut Registry) -> Self {
         let m = Metrics {
+            consumers: Family::default(),
             events: Family::default(),
             attempts: Family::default(),
             retries: Family::default(),
@@ -50,6 +76,11 @@ impl Metrics {
             }),
             invalid: Family::default(),
         };
+        registry.register(
+            "ferry_dispatch_kafka_consumers",
+            "Kafka consumers open: one reader per topic, and one per egress catching up",
+            m.consumers.clone(),
+        );
         registry.register(
             "ferry_dispatch_events",
             "Events by what became of them",

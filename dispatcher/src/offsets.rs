@@ -17,6 +17,11 @@ pub struct OffsetTracker {
 impl OffsetTracker {
     pub fn start(&mut self, offset: i64) {
         self.in_flight.insert(offset);
+        self.pass(offset);
+    }
+
+    /// An offset that needs no delivery (filtered out, not an event).
+    pub fn pass(&mut self, offset: i64) {
         self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
     }
 
@@ -84,6 +89,18 @@ mod tests {
         t.finish(1);
         assert_eq!(t.take_commit(), Some(2));
         assert_eq!(t.take_commit(), None);
+    }
+
+    #[test]
+    fn passed_offsets_move_the_position_unless_something_is_in_flight() {
+        let mut t = OffsetTracker::default();
+        t.pass(3);
+        assert_eq!(t.committable(), Some(4));
+        t.start(4);
+        t.pass(5);
+        assert_eq!(t.committable(), Some(4), "4 is still in flight");
+        t.finish(4);
+        assert_eq!(t.committable(), Some(6));
     }
 
     #[test]

@@ -193,7 +193,7 @@ pub fn dispatcher_config(contract: &ContractFile, bootstrap: &str) -> ferry_disp
             timeout: Duration::from_secs(10),
             retry_after_max: Duration::from_secs(5),
         },
-        consumers: ferry_dispatcher::consumer::Settings {
+        consumers: ferry_dispatcher::reader::Settings {
             consumer: ferry_common::kafka::ConsumerSettings {
                 session_timeout: Duration::from_millis(6000),
                 heartbeat_interval: Duration::from_millis(500),
@@ -202,6 +202,7 @@ pub fn dispatcher_config(contract: &ContractFile, bootstrap: &str) -> ferry_disp
             max_in_flight: 100,
             commit_interval: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(5),
+            detach_after: Duration::from_millis(500),
         },
         producer: ferry_common::kafka::ProducerSettings {
             timeout: Duration::from_secs(5),

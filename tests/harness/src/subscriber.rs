@@ -43,6 +43,8 @@ pub struct Answer {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub delay: Duration,
+    /// Answers only once this is true.
+    pub gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl Answer {
@@ -52,6 +54,7 @@ impl Answer {
             headers: vec![],
             body: Bytes::new(),
             delay: Duration::ZERO,
+            gate: None,
         }
     }
 
@@ -67,6 +70,12 @@ impl Answer {
 
     pub fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
+        self
+    }
+
+    /// Holds the answer until `gate` is true.
+    pub fn until(mut self, gate: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
         self
     }
 }
@@ -133,6 +142,9 @@ impl Subscriber {
                                 all.push(request);
                                 answer
                             };
+                            if let Some(mut gate) = answer.gate {
+                                let _ = gate.wait_for(|open| *open).await;
+                            }
                             tokio::time::sleep(answer.delay).await;
                             in_flight.fetch_sub(1, Ordering::SeqCst);
                             let mut response = Response::new(Full::new(answer.body));

@@ -1,0 +1,155 @@
+//! A consumer of its own for an egress that fell behind its topic's reader
+//! (a slow or failing subscriber): it reads the egress's partitions from
+//! where the egress is, at the egress's pace, until the egress is back with
+//! the reader. It joins no group: the reader owns the partitions, and says
+//! which ones to read from where.
+
+use std::sync::Arc;
+
+use ferry_common::kafka::ConsumerSettings;
+use rdkafka::{
+    consumer::{Consumer, StreamConsumer},
+    error::KafkaResult,
+    Message, Offset, TopicPartitionList,
+};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::{egress::EgressSpec, metrics::ConsumerGauge, record::Record};
+
+/// A record read for a behind egress.
+pub struct Fetched {
+    pub key: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub record: Arc<Record>,
+}
+
+/// A running catch-up consumer; stops when dropped.
+pub struct CatchUp {
+    positions: watch::Sender<Vec<(i32, i64)>>,
+    /// Records it may still hand over; the reader gives one back for each
+    /// of them that it is done with.
+    permits: Arc<Semaphore>,
+    stop: CancellationToken,
+}
+
+impl CatchUp {
+    pub fn start(
+        spec: &EgressSpec,
+        key: Arc<str>,
+        settings: &ConsumerSettings,
+        positions: Vec<(i32, i64)>,
+        window: usize,
+        out: mpsc::UnboundedSender<Fetched>,
+        gauge: ConsumerGauge,
+    ) -> KafkaResult<Self> {
+        // The group id is never joined or committed to (`assign` only).
+        let consumer: StreamConsumer = settings
+            .client_config(&spec.bootstrap, &spec.consumer_group)
+            .create()?;
+        let (tx, rx) = watch::channel(positions);
+        let permits = Arc::new(Semaphore::new(window));
+        let stop = CancellationToken::new();
+        tracing::info!(egress = %spec.name, "egress fell behind its topic's reader; reading for it separately");
+        let feed = Feed {
+            consumer,
+            topic: spec.topic.clone(),
+            key,
+            permits: permits.clone(),
+            out,
+            _gauge: gauge,
+        };
+        tokio::spawn(feed.run(rx, stop.clone()));
+        Ok(CatchUp {
+            positions: tx,
+            permits,
+            stop,
+        })
+    }
+
+    /// Reads these partitions from these offsets instead.
+    pub fn reposition(&self, positions: Vec<(i32, i64)>) {
+        self.positions.send_replace(positions);
+    }
+
+    pub fn give_back(&self, records: usize) {
+        self.permits.add_permits(records);
+    }
+}
+
+impl Drop for CatchUp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The catch-up consumer's task.
+struct Feed {
+    consumer: StreamConsumer,
+    topic: String,
+    key: Arc<str>,
+    permits: Arc<Semaphore>,
+    out: mpsc::UnboundedSender<Fetched>,
+    _gauge: ConsumerGauge,
+}
+
+impl Feed {
+    async fn run(self, mut positions: watch::Receiver<Vec<(i32, i64)>>, stop: CancellationToken) {
+        self.assign(&positions.borrow_and_update());
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                changed = positions.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.assign(&positions.borrow_and_update());
+                }
+                permit = self.permits.clone().acquire_owned() => {
+                    let Ok(permit) = permit else { return };
+                    let message = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        // The permit goes back.
+                        changed = positions.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            self.assign(&positions.borrow_and_update());
+                            continue;
+                        }
+                        message = self.consumer.recv() => message,
+                    };
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(error) => {
+                            tracing::warn!(key = %self.key, %error, "catch-up consumer error");
+                            continue;
+                        }
+                    };
+                    permit.forget();
+                    let fetched = Fetched {
+                        key: self.key.clone(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        record: Arc::new(Record::decode(&message)),
+                    };
+                    if self.out.send(fetched).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn assign(&self, positions: &[(i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for &(partition, offset) in positions {
+            let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+        }
+        if let Err(error) = self.consumer.assign(&tpl) {
+            tracing::warn!(topic = %self.topic, %error, "catch-up consumer cannot assign");
+        }
+    }
+}
