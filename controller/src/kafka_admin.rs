@@ -120,9 +120,10 @@ impl KafkaAdmin {
         }
     }
 
-    /// Deletes a consumer group's offsets once it has no members (the
-    /// dispatcher leaves after the contract drops the egress, committing as
-    /// it goes). Kafka refuses to delete a group with members; not every
+    /// Deletes a consumer group's offsets once it has no members. Ferry's
+    /// dispatcher never joins a trigger's group (it commits from outside),
+    /// but another consumer of it may (the reference's dispatcher during a
+    /// migration). Kafka refuses to delete a group with members; not every
     /// Kafka-API broker does, so Ferry checks first, or the leaving member's
     /// last commit would bring the offsets back.
     pub async fn delete_group(&mut self, bootstrap: &str, group: &str) -> Result<(), String> {

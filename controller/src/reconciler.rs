@@ -3,7 +3,12 @@
 //! takes them: a group cannot be deleted while the dispatcher is still
 //! leaving it).
 
-use std::{collections::BTreeSet, path::Path, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::watch;
 
@@ -20,6 +25,11 @@ enum Deletion {
     Group { bootstrap: String, name: String },
 }
 
+/// How long a consumer group outlives its trigger: the dispatcher sees
+/// the contract within its poll interval, and a commit of the trigger's
+/// position may be in flight.
+const GROUP_GRACE: Duration = Duration::from_secs(5);
+
 pub type StatusRx = watch::Receiver<Arc<Vec<Status>>>;
 
 pub struct Reconciler {
@@ -30,7 +40,8 @@ pub struct Reconciler {
     /// once they are no longer wanted.
     owned_topics: BTreeSet<(String, String)>,
     groups: BTreeSet<(String, String)>,
-    pending: BTreeSet<Deletion>,
+    /// Deletions still to do, and when each was decided.
+    pending: BTreeMap<Deletion, Instant>,
     statuses: watch::Sender<Arc<Vec<Status>>>,
 }
 
@@ -46,7 +57,7 @@ impl Reconciler {
             admin,
             owned_topics: BTreeSet::new(),
             groups: BTreeSet::new(),
-            pending: BTreeSet::new(),
+            pending: BTreeMap::new(),
             statuses,
         };
         if let Ok(previous) = ferry_common::contract::read(contract_path) {
@@ -101,20 +112,25 @@ impl Reconciler {
             .iter()
             .map(|t| (t.bootstrap.clone(), t.name.clone()))
             .collect();
+        let now = Instant::now();
         for (bootstrap, name) in self.owned_topics.difference(&wanted_topics) {
-            self.pending.insert(Deletion::Topic {
-                bootstrap: bootstrap.clone(),
-                name: name.clone(),
-            });
+            self.pending
+                .entry(Deletion::Topic {
+                    bootstrap: bootstrap.clone(),
+                    name: name.clone(),
+                })
+                .or_insert(now);
         }
         for (bootstrap, name) in self.groups.difference(&plan.groups) {
-            self.pending.insert(Deletion::Group {
-                bootstrap: bootstrap.clone(),
-                name: name.clone(),
-            });
+            self.pending
+                .entry(Deletion::Group {
+                    bootstrap: bootstrap.clone(),
+                    name: name.clone(),
+                })
+                .or_insert(now);
         }
         // Something deleted and then declared again is wanted after all.
-        self.pending.retain(|d| match d {
+        self.pending.retain(|d, _| match d {
             Deletion::Topic { bootstrap, name } => {
                 !wanted_topics.contains(&(bootstrap.clone(), name.clone()))
             }
@@ -122,10 +138,16 @@ impl Reconciler {
                 !plan.groups.contains(&(bootstrap.clone(), name.clone()))
             }
         });
-        for deletion in self.pending.clone() {
+        for (deletion, decided) in self.pending.clone() {
             let done = match &deletion {
                 Deletion::Topic { bootstrap, name } => {
                     self.admin.delete_topic(bootstrap, name).await
+                }
+                // The dispatcher commits a trigger's position from outside
+                // its group, so no membership says when it let go: give it
+                // time to see the contract and finish a commit in flight.
+                Deletion::Group { .. } if decided.elapsed() < GROUP_GRACE => {
+                    Err("waiting for the dispatcher to let go".to_owned())
                 }
                 Deletion::Group { bootstrap, name } => {
                     self.admin.delete_group(bootstrap, name).await
