@@ -705,12 +705,15 @@ impl Rebalancer {
             let state = self.state.lock().expect("reader state lock");
             state.egresses.values().map(|e| e.spec.clone()).collect()
         };
+        let listed = join_all(
+            specs
+                .iter()
+                .map(|spec| positions(&self.topic, consumer, spec, &partitions)),
+        )
+        .await;
         let mut all = Vec::new();
-        for spec in &specs {
-            all.push((
-                spec.key.clone(),
-                positions(&self.topic, consumer, spec, &partitions).await?,
-            ));
+        for (spec, positions) in specs.iter().zip(listed) {
+            all.push((spec.key.clone(), positions?));
         }
         let mut state = self.state.lock().expect("reader state lock");
         let State {
