@@ -50,6 +50,12 @@ pub struct DispatcherTuning {
     #[arg(long, env = "FERRY_RETRY_AFTER_MAX_MS", default_value_t = 60_000)]
     retry_after_max_ms: u64,
 
+    /// Deliveries in flight for all triggers of one broker (or
+    /// subscriptions of one channel) together; bounds memory when a broker
+    /// has many triggers.
+    #[arg(long, env = "FERRY_MAX_DELIVERIES_PER_TOPIC", default_value_t = 1000)]
+    max_deliveries_per_topic: usize,
+
     /// How long a trigger whose deliveries fill its in-flight window may
     /// hold back the other triggers of its broker before it gets a Kafka
     /// consumer of its own until it catches up (milliseconds).
@@ -87,6 +93,7 @@ impl DispatcherTuning {
                 commit_interval: Duration::from_millis(self.commit_interval_ms),
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                 detach_after: Duration::from_millis(self.detach_after_ms),
+                max_deliveries: self.max_deliveries_per_topic,
             },
             producer: ProducerSettings {
                 timeout: Duration::from_secs(5),

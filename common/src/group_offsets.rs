@@ -183,6 +183,16 @@ impl GroupOffsets {
         }
     }
 
+    /// The end (high watermark) of a partition. Blocking. Asked through
+    /// this client because a consumer cannot be asked from inside its own
+    /// rebalance callback.
+    pub fn end(&self, topic: &str, partition: i32) -> KafkaResult<i64> {
+        let client = self.handle.0.admin.inner();
+        Ok(client
+            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?
+            .1)
+    }
+
     /// Options carrying `reply` as the request's opaque; the polling thread
     /// takes the box back.
     unsafe fn options(

@@ -7,6 +7,7 @@ use std::{
     sync::{atomic::AtomicBool, Arc},
 };
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -24,6 +25,8 @@ pub struct Egress {
     pub lanes: HashMap<i32, Lane>,
     /// Reads for it while it is behind the reader on some partition.
     pub catch_up: Option<CatchUp>,
+    /// Waiting for the reader's delivery budget (see `ready`).
+    pub starved: bool,
 }
 
 pub struct Lane {
@@ -57,11 +60,12 @@ pub enum Offer {
     Skipped,
 }
 
-/// A delivery to start.
+/// A delivery to start, holding its share of the reader's budget.
 pub struct Start {
     pub partition: i32,
     pub epoch: u64,
     pub queued: Queued,
+    pub permit: OwnedSemaphorePermit,
 }
 
 // === impl Egress ===
@@ -75,6 +79,7 @@ impl Egress {
             stop: CancellationToken::new(),
             lanes: HashMap::new(),
             catch_up: None,
+            starved: false,
         }
     }
 
@@ -90,8 +95,10 @@ impl Egress {
     }
 
     /// Takes the deliveries that may start now: one per partition at a
-    /// time when ordered, else up to `window` running in all.
-    pub fn ready(&mut self, window: usize) -> Vec<Start> {
+    /// time when ordered, else up to `window` running in all, and each
+    /// with a permit of `budget`. The flag says it stopped for want of
+    /// one.
+    pub fn ready(&mut self, window: usize, budget: &Arc<Semaphore>) -> (Vec<Start>, bool) {
         let ordered = self.spec.ordered;
         let mut running: usize = self.lanes.values().map(|l| l.running).sum();
         let mut starts = Vec::new();
@@ -105,6 +112,9 @@ impl Egress {
                 if !allowed {
                     break;
                 }
+                let Ok(permit) = budget.clone().try_acquire_owned() else {
+                    return (starts, true);
+                };
                 let queued = lane.queue.pop_front().expect("not empty");
                 lane.running += 1;
                 running += 1;
@@ -112,10 +122,11 @@ impl Egress {
                     partition,
                     epoch: lane.epoch,
                     queued,
+                    permit,
                 });
             }
         }
-        starts
+        (starts, false)
     }
 
     /// A delivery finished (`report`), or was interrupted (`None`: it stays
@@ -222,5 +233,204 @@ impl Lane {
                 Offer::Passed
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_common::cloudevent::Event;
+    use ferry_proto::{
+        Contract, DeliveryOrder, Egress as ProtoEgress, Filter as LegacyFilter, Resource,
+    };
+    use prometheus_client::registry::Registry;
+
+    /// An egress taking events of type `t` from a broker's topic.
+    fn egress(ordered: bool) -> Egress {
+        let contract = Contract {
+            resources: vec![Resource {
+                uid: "b".into(),
+                topics: vec!["topic".into()],
+                egresses: vec![ProtoEgress {
+                    uid: "t1".into(),
+                    consumer_group: "knative-trigger-ns-t1".into(),
+                    destination: "http://sub.ns/".into(),
+                    filter: Some(LegacyFilter {
+                        attributes: [("type".to_owned(), "t".to_owned())].into(),
+                    }),
+                    delivery_order: if ordered {
+                        DeliveryOrder::Ordered as i32
+                    } else {
+                        DeliveryOrder::Unordered as i32
+                    },
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let defaults = crate::egress::Defaults {
+            bootstrap: "k:9092".into(),
+            timeout: std::time::Duration::from_secs(1),
+            retry_after_max: std::time::Duration::from_secs(1),
+        };
+        let (mut specs, rejected) = crate::egress::resolve(&contract, &defaults);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        let spec = specs.pop().expect("one egress");
+        assert_eq!(spec.ordered, ordered);
+        Egress::new(Arc::new(spec), Arc::default())
+    }
+
+    fn record(ty: &str) -> Arc<Record> {
+        Arc::new(Record {
+            event: Ok(Event::new("1", "/s", ty)),
+            trace: None,
+        })
+    }
+
+    fn budget(n: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(n))
+    }
+
+    fn metrics() -> Metrics {
+        Metrics::new(&mut Registry::default())
+    }
+
+    #[test]
+    fn a_lane_queues_matches_passes_the_rest_and_skips_what_it_took() {
+        let (e, m) = (egress(false), metrics());
+        let mut lane = Lane::new(1, 10, false);
+        assert_eq!(
+            lane.offer(&e.spec, &m, 9, &record("t"), false),
+            Offer::Skipped
+        );
+        assert_eq!(
+            lane.offer(&e.spec, &m, 10, &record("t"), false),
+            Offer::Queued
+        );
+        assert_eq!(
+            lane.offer(&e.spec, &m, 11, &record("other"), false),
+            Offer::Passed
+        );
+        assert_eq!(
+            lane.offer(&e.spec, &m, 11, &record("t"), false),
+            Offer::Skipped,
+            "read twice"
+        );
+        assert_eq!(lane.from, 12);
+        assert_eq!(
+            lane.tracker.committable(),
+            Some(10),
+            "10 is not delivered yet"
+        );
+    }
+
+    #[test]
+    fn unordered_runs_up_to_the_window_ordered_one_per_partition() {
+        for (ordered, expected) in [(false, 3), (true, 2)] {
+            let (mut e, m) = (egress(ordered), metrics());
+            for partition in [0, 1] {
+                let mut lane = Lane::new(1, 0, false);
+                for offset in 0..3 {
+                    lane.offer(&e.spec, &m, offset, &record("t"), false);
+                }
+                e.lanes.insert(partition, lane);
+            }
+            let budget = budget(100);
+            let (starts, starved) = e.ready(3, &budget);
+            assert_eq!(starts.len(), expected, "ordered: {ordered}");
+            assert!(!starved);
+            assert!(
+                e.ready(3, &budget).0.is_empty(),
+                "nothing more until one finishes"
+            );
+            let first = &starts[0];
+            e.finish(
+                first.partition,
+                first.epoch,
+                first.queued.offset,
+                Some(Report::Delivered),
+            );
+            assert_eq!(e.ready(3, &budget).0.len(), 1);
+        }
+    }
+
+    #[test]
+    fn deliveries_wait_for_the_readers_budget() {
+        let (mut e, m) = (egress(false), metrics());
+        let mut lane = Lane::new(1, 0, false);
+        for offset in 0..5 {
+            lane.offer(&e.spec, &m, offset, &record("t"), false);
+        }
+        e.lanes.insert(0, lane);
+        let budget = budget(2);
+        let (starts, starved) = e.ready(10, &budget);
+        assert_eq!((starts.len(), starved), (2, true));
+        drop(starts);
+        let (starts, starved) = e.ready(10, &budget);
+        assert_eq!(
+            (starts.len(), starved),
+            (2, true),
+            "permits come back when deliveries end"
+        );
+    }
+
+    #[test]
+    fn a_full_egress_holds_the_reader_until_it_is_behind() {
+        let (mut e, m) = (egress(false), metrics());
+        let mut lane = Lane::new(1, 0, false);
+        for offset in 0..4 {
+            lane.offer(&e.spec, &m, offset, &record("t"), false);
+        }
+        e.lanes.insert(0, lane);
+        assert!(e.holds_reader(4));
+        assert!(!e.holds_reader(5));
+        e.lanes.get_mut(&0).unwrap().behind = true;
+        assert!(!e.holds_reader(4), "a lane behind reads for itself");
+    }
+
+    #[test]
+    fn a_lane_behind_rejoins_at_the_readers_position_with_room_to_spare() {
+        let (mut e, m) = (egress(false), metrics());
+        let mut lane = Lane::new(1, 0, true);
+        for offset in 0..3 {
+            lane.offer(&e.spec, &m, offset, &record("t"), true);
+        }
+        e.lanes.insert(0, lane);
+        let next: HashMap<i32, i64> = [(0, 5)].into();
+        assert!(!e.rejoin(&next, 100), "at 3, the reader is at 5");
+        let mut lane = e.lanes.remove(&0).unwrap();
+        lane.offer(&e.spec, &m, 3, &record("t"), true);
+        lane.offer(&e.spec, &m, 4, &record("t"), true);
+        e.lanes.insert(0, lane);
+        assert!(
+            !e.rejoin(&next, 8),
+            "caught up, but 5 buffered of a window of 8"
+        );
+        assert!(e.rejoin(&next, 10));
+        assert!(e.behind().is_empty());
+        assert!(!e.lanes[&0].behind);
+    }
+
+    #[test]
+    fn only_finished_deliveries_of_the_current_lane_move_the_position() {
+        let (mut e, m) = (egress(false), metrics());
+        let mut lane = Lane::new(7, 0, false);
+        lane.offer(&e.spec, &m, 0, &record("t"), false);
+        e.lanes.insert(0, lane);
+        let start = e.ready(10, &budget(1)).0.pop().unwrap();
+        e.finish(0, 6, 0, Some(Report::Delivered));
+        assert_eq!(
+            e.positions(true),
+            vec![(0, 0)],
+            "a revoked lane's completion"
+        );
+        e.finish(0, start.epoch, 0, None);
+        assert_eq!(
+            e.positions(true),
+            vec![(0, 0)],
+            "interrupted: delivered again later"
+        );
+        assert_eq!(e.lanes[&0].running, 0);
     }
 }

@@ -16,7 +16,7 @@
 //!   stop, never past a delivery still running.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -25,7 +25,7 @@ use std::{
 };
 
 use ferry_common::{group_offsets::GroupOffsets, kafka::ConsumerSettings};
-use futures::future::join_all;
+use futures::{stream, StreamExt};
 use rdkafka::{
     bindings::rd_kafka_resp_err_t as RespErr,
     consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer},
@@ -33,7 +33,7 @@ use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
 };
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{mpsc, watch, Semaphore},
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -60,6 +60,9 @@ pub struct Settings {
     /// How long a full egress may hold its topic's other egresses back
     /// before it is read for separately.
     pub detach_after: Duration,
+    /// Deliveries in flight for all of a topic's egresses together: what
+    /// bounds memory when a broker has many triggers.
+    pub max_deliveries: usize,
 }
 
 /// An egress the reader should run, and its readiness flag.
@@ -77,6 +80,9 @@ pub fn reader_group(topic: &str) -> String {
 }
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Offset requests in flight at once, so that a topic with a thousand
+/// egresses does not queue a thousand requests at the group coordinators.
+const OFFSET_REQUESTS: usize = 32;
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// Runs a topic's reader until `stop`, restarting it after errors.
@@ -122,6 +128,8 @@ struct State {
     /// When the reader last paused because an egress was full.
     paused_since: Option<Instant>,
     failed: Option<KafkaError>,
+    /// Egresses with deliveries waiting for the budget, in turn.
+    starved: VecDeque<Arc<str>>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -141,6 +149,8 @@ struct Reader {
     ),
     /// Deliveries spawned and not yet reported.
     outstanding: usize,
+    /// Shared by the topic's deliveries in flight.
+    budget: Arc<Semaphore>,
 }
 
 /// A finished (or interrupted) delivery.
@@ -168,7 +178,9 @@ impl Reader {
                 epoch: 0,
                 paused_since: None,
                 failed: None,
+                starved: VecDeque::new(),
             })),
+            budget: Arc::new(Semaphore::new(settings.max_deliveries)),
             done: mpsc::unbounded_channel(),
             fetched: mpsc::unbounded_channel(),
             outstanding: 0,
@@ -267,7 +279,12 @@ impl Reader {
         let mut starts = Vec::new();
         {
             let mut state = self.lock();
-            let State { next, egresses, .. } = &mut *state;
+            let State {
+                next,
+                egresses,
+                starved,
+                ..
+            } = &mut *state;
             let Some(next) = next.get_mut(&partition) else {
                 return; // from before a revocation
             };
@@ -289,7 +306,7 @@ impl Reader {
                     &record,
                     false,
                 );
-                let ready = egress.ready(self.settings.max_in_flight);
+                let ready = self.ready(egress, starved);
                 if !ready.is_empty() {
                     starts.push((egress.key.clone(), ready));
                 }
@@ -305,7 +322,12 @@ impl Reader {
     fn caught_up(&mut self, fetched: Fetched) {
         let starts = {
             let mut state = self.lock();
-            let State { next, egresses, .. } = &mut *state;
+            let State {
+                next,
+                egresses,
+                starved,
+                ..
+            } = &mut *state;
             let Some(egress) = egresses.get_mut(&fetched.key) else {
                 return;
             };
@@ -325,7 +347,7 @@ impl Reader {
                 }
             }
             rejoin(egress, next, self.settings.max_in_flight);
-            egress.ready(self.settings.max_in_flight)
+            self.ready(egress, starved)
         };
         self.spawn(&fetched.key, starts);
     }
@@ -334,7 +356,12 @@ impl Reader {
         self.outstanding -= 1;
         let starts = {
             let mut state = self.lock();
-            let State { next, egresses, .. } = &mut *state;
+            let State {
+                next,
+                egresses,
+                starved,
+                ..
+            } = &mut *state;
             let Some(egress) = egresses.get_mut(&done.key) else {
                 return;
             };
@@ -345,9 +372,44 @@ impl Reader {
                 }
             }
             rejoin(egress, next, self.settings.max_in_flight);
-            egress.ready(self.settings.max_in_flight)
+            self.ready(egress, starved)
         };
         self.spawn(&done.key, starts);
+        self.feed_starved();
+    }
+
+    /// The deliveries of `egress` that may start now; if the budget ran
+    /// out, it waits its turn.
+    fn ready(&self, egress: &mut Egress, starved: &mut VecDeque<Arc<str>>) -> Vec<Start> {
+        let (starts, out_of_budget) = egress.ready(self.settings.max_in_flight, &self.budget);
+        if out_of_budget && !egress.starved {
+            egress.starved = true;
+            starved.push_back(egress.key.clone());
+        }
+        starts
+    }
+
+    /// Budget freed by finished deliveries goes to the egresses that
+    /// waited for it, in turn.
+    fn feed_starved(&mut self) {
+        while self.budget.available_permits() > 0 {
+            let (key, starts) = {
+                let mut state = self.lock();
+                let State {
+                    egresses, starved, ..
+                } = &mut *state;
+                let Some(key) = starved.pop_front() else {
+                    return;
+                };
+                let Some(egress) = egresses.get_mut(&key) else {
+                    continue;
+                };
+                egress.starved = false;
+                let starts = self.ready(egress, starved);
+                (key, starts)
+            };
+            self.spawn(&key, starts);
+        }
     }
 
     fn spawn(&mut self, key: &Arc<str>, starts: Vec<Start>) {
@@ -376,6 +438,7 @@ impl Reader {
                 let report = deliverer
                     .deliver(&spec, event, record.trace.as_ref(), &stop)
                     .await;
+                drop(start.permit);
                 if let Some(report) = report {
                     deliverer.metrics.report(&spec, report);
                 }
@@ -417,16 +480,17 @@ impl Reader {
     }
 
     /// Egresses that held the reader back for `detach_after` while others
-    /// could go on get a catch-up consumer of their own.
+    /// could have gone on get a catch-up consumer of their own.
     fn detach_laggards(&mut self) {
         let mut state = self.lock();
         state.paused_since = Some(Instant::now());
-        if state.egresses.len() < 2 {
-            return; // holding back nobody else
-        }
         let window = self.settings.max_in_flight;
+        if state.egresses.values().all(|e| e.holds_reader(window)) {
+            return; // holding back nobody: they are all as full
+        }
         for egress in state.egresses.values_mut() {
-            if !egress.holds_reader(window) {
+            // One waiting for the budget is not slow; the topic is busy.
+            if !egress.holds_reader(window) || egress.starved {
                 continue;
             }
             for lane in egress.lanes.values_mut() {
@@ -502,7 +566,7 @@ impl Reader {
         // Every partition, not only those this replica holds: the others'
         // owners may not have seen the egress yet.
         let all = partitions(consumer, &self.topic.name)?;
-        let positions = positions(&self.topic, consumer, &egress.spec, &all).await?;
+        let positions = positions(&self.topic, &egress.spec, &all).await?;
         let mut state = self.lock();
         if state.assigned {
             let State { next, epoch, .. } = &mut *state;
@@ -538,16 +602,19 @@ impl Reader {
 }
 
 async fn commit(topic: Topic, batch: Commits) {
-    let commits = batch.iter().map(|(spec, positions)| async {
-        if let Err(error) = topic
-            .offsets
-            .alter(&spec.consumer_group, &topic.name, positions)
-            .await
-        {
-            tracing::warn!(egress = %spec.name, %error, "offset commit failed");
+    let commits = batch.into_iter().map(|(spec, positions)| {
+        let topic = topic.clone();
+        async move {
+            let group = &spec.consumer_group;
+            if let Err(error) = topic.offsets.alter(group, &topic.name, &positions).await {
+                tracing::warn!(egress = %spec.name, %error, "offset commit failed");
+            }
         }
     });
-    join_all(commits).await;
+    stream::iter(commits)
+        .buffer_unordered(OFFSET_REQUESTS)
+        .collect::<()>()
+        .await;
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -631,9 +698,8 @@ fn partitions<C: Consumer<X>, X: ConsumerContext>(
 /// Each partition's committed position of the egress's group; partitions
 /// without one are pinned at their end, as of now, so that a new egress
 /// gets every event accepted from now on and none from before.
-async fn positions<C: Consumer<X>, X: ConsumerContext>(
+async fn positions(
     topic: &Topic,
-    consumer: &C,
     spec: &EgressSpec,
     partitions: &[i32],
 ) -> KafkaResult<HashMap<i32, i64>> {
@@ -645,7 +711,7 @@ async fn positions<C: Consumer<X>, X: ConsumerContext>(
         let from = match committed.get(&partition).copied().flatten() {
             Some(offset) => offset,
             None => {
-                let (_, high) = consumer.fetch_watermarks(&topic.name, partition, KAFKA_TIMEOUT)?;
+                let high = topic.offsets.end(&topic.name, partition)?;
                 pins.push((partition, high));
                 high
             }
@@ -674,7 +740,7 @@ impl ConsumerContext for Rebalancer {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RespErr, tpl: &mut TopicPartitionList) {
         match err {
             RespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(error) = futures::executor::block_on(self.assigned(consumer, tpl)) {
+                if let Err(error) = futures::executor::block_on(self.assigned(tpl)) {
                     tracing::error!(topic = %self.topic.name, %error, "cannot read the egresses' positions");
                     self.state.lock().expect("reader state lock").failed = Some(error);
                 }
@@ -695,22 +761,17 @@ impl ConsumerContext for Rebalancer {
 impl Rebalancer {
     /// Sets every partition's start (the lowest egress position) in `tpl`
     /// and gives each egress a lane on it.
-    async fn assigned(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        tpl: &mut TopicPartitionList,
-    ) -> KafkaResult<()> {
+    async fn assigned(&self, tpl: &mut TopicPartitionList) -> KafkaResult<()> {
         let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
         let specs: Vec<Arc<EgressSpec>> = {
             let state = self.state.lock().expect("reader state lock");
             state.egresses.values().map(|e| e.spec.clone()).collect()
         };
-        let listed = join_all(
-            specs
-                .iter()
-                .map(|spec| positions(&self.topic, consumer, spec, &partitions)),
-        )
-        .await;
+        let listed: Vec<_> = stream::iter(&specs)
+            .map(|spec| positions(&self.topic, spec, &partitions))
+            .buffered(OFFSET_REQUESTS)
+            .collect()
+            .await;
         let mut all = Vec::new();
         for (spec, positions) in specs.iter().zip(listed) {
             all.push((spec.key.clone(), positions?));
@@ -732,11 +793,7 @@ impl Rebalancer {
                 .min();
             let start = match start {
                 Some(start) => start,
-                None => {
-                    consumer
-                        .fetch_watermarks(&self.topic.name, partition, KAFKA_TIMEOUT)?
-                        .1
-                }
+                None => self.topic.offsets.end(&self.topic.name, partition)?,
             };
             next.insert(partition, start);
             tpl.set_partition_offset(&self.topic.name, partition, Offset::Offset(start))?;

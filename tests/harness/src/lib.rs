@@ -203,6 +203,7 @@ pub fn dispatcher_config(contract: &ContractFile, bootstrap: &str) -> ferry_disp
             commit_interval: Duration::from_millis(200),
             drain_timeout: Duration::from_secs(5),
             detach_after: Duration::from_millis(500),
+            max_deliveries: 1000,
         },
         producer: ferry_common::kafka::ProducerSettings {
             timeout: Duration::from_secs(5),
