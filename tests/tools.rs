@@ -233,3 +233,27 @@ async fn topic_create_and_tail() {
     .unwrap();
     assert!(!ok && out.contains("does not exist"), "{out}");
 }
+
+/// A zero window or delivery budget would deliver nothing, ever: refused
+/// at start with the flag's name.
+#[test]
+fn the_dispatcher_refuses_a_zero_window_or_budget() {
+    for flag in ["--max-in-flight", "--max-deliveries-per-topic"] {
+        let out = Command::new(FERRY)
+            .args([
+                "dispatcher",
+                "--contract",
+                "/nonexistent/contract.json",
+                flag,
+                "0",
+            ])
+            .output()
+            .expect("ferry runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '0' for '{flag}")),
+            "{stderr}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! `ferry dispatcher`
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
 
 use anyhow::Context;
 use ferry_common::{
@@ -30,8 +30,8 @@ pub struct Args {
 pub struct DispatcherTuning {
     /// Deliveries in flight per unordered trigger (ordered ones have one per
     /// partition).
-    #[arg(long, env = "FERRY_MAX_IN_FLIGHT", default_value_t = 100)]
-    max_in_flight: usize,
+    #[arg(long, env = "FERRY_MAX_IN_FLIGHT", default_value = "100")]
+    max_in_flight: NonZeroUsize,
 
     /// How often finished offsets are committed (milliseconds).
     #[arg(long, env = "FERRY_COMMIT_INTERVAL_MS", default_value_t = 1000)]
@@ -53,8 +53,8 @@ pub struct DispatcherTuning {
     /// Deliveries in flight for all triggers of one broker (or
     /// subscriptions of one channel) together; bounds memory when a broker
     /// has many triggers.
-    #[arg(long, env = "FERRY_MAX_DELIVERIES_PER_TOPIC", default_value_t = 1000)]
-    max_deliveries_per_topic: usize,
+    #[arg(long, env = "FERRY_MAX_DELIVERIES_PER_TOPIC", default_value = "1000")]
+    max_deliveries_per_topic: NonZeroUsize,
 
     /// How long a trigger whose deliveries fill its in-flight window may
     /// hold back the other triggers of its broker before it gets a Kafka
@@ -89,11 +89,11 @@ impl DispatcherTuning {
                     heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
                     overrides: plane.overrides.clone(),
                 },
-                max_in_flight: self.max_in_flight,
+                max_in_flight: self.max_in_flight.get(),
                 commit_interval: Duration::from_millis(self.commit_interval_ms),
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                 detach_after: Duration::from_millis(self.detach_after_ms),
-                max_deliveries: self.max_deliveries_per_topic,
+                max_deliveries: self.max_deliveries_per_topic.get(),
             },
             producer: ProducerSettings {
                 timeout: Duration::from_secs(5),

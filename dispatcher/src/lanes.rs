@@ -83,6 +83,13 @@ impl Egress {
         }
     }
 
+    /// One record of the catch-up window is free again.
+    pub fn give_back_catch_up(&self) {
+        if let Some(catch_up) = &self.catch_up {
+            catch_up.give_back(1);
+        }
+    }
+
     /// Records queued or running, on every lane.
     pub fn buffered(&self) -> usize {
         self.lanes.values().map(|l| l.queue.len() + l.running).sum()

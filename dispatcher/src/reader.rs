@@ -285,10 +285,10 @@ impl Reader {
                 starved,
                 ..
             } = &mut *state;
-            let Some(next) = next.get_mut(&partition) else {
+            let Some(at) = next.get_mut(&partition) else {
                 return; // from before a revocation
             };
-            *next = offset + 1;
+            *at = offset + 1;
             if let Err(invalid) = &record.event {
                 tracing::warn!(topic = %self.topic.name, partition, offset, %invalid, "skipping a record that is not a CloudEvent");
             }
@@ -297,6 +297,8 @@ impl Reader {
                     continue;
                 };
                 if lane.behind {
+                    // The reader moved on: it may have come back to it.
+                    rejoin(egress, next, self.settings.max_in_flight);
                     continue;
                 }
                 lane.offer(
@@ -312,7 +314,6 @@ impl Reader {
                 }
             }
         }
-        self.rejoin_all();
         for (key, starts) in starts {
             self.spawn(&key, starts);
         }
@@ -320,40 +321,35 @@ impl Reader {
 
     /// A record from an egress's catch-up consumer.
     fn caught_up(&mut self, fetched: Fetched) {
-        let starts = {
-            let mut state = self.lock();
-            let State {
-                next,
-                egresses,
-                starved,
-                ..
-            } = &mut *state;
-            let Some(egress) = egresses.get_mut(&fetched.key) else {
-                return;
-            };
+        self.update(&fetched.key, |egress, metrics| {
             let offer = match egress.lanes.get_mut(&fetched.partition) {
-                Some(lane) if lane.behind => lane.offer(
-                    &egress.spec,
-                    &self.deliverer.metrics,
-                    fetched.offset,
-                    &fetched.record,
-                    true,
-                ),
+                Some(lane) if lane.behind => {
+                    lane.offer(&egress.spec, metrics, fetched.offset, &fetched.record, true)
+                }
                 _ => Offer::Skipped,
             };
+            // A queued record holds its place in the catch-up window
+            // until its delivery ends.
             if offer != Offer::Queued {
-                if let Some(catch_up) = &egress.catch_up {
-                    catch_up.give_back(1);
-                }
+                egress.give_back_catch_up();
             }
-            rejoin(egress, next, self.settings.max_in_flight);
-            self.ready(egress, starved)
-        };
-        self.spawn(&fetched.key, starts);
+        });
     }
 
     fn finish(&mut self, done: Done) {
         self.outstanding -= 1;
+        self.update(&done.key, |egress, _| {
+            egress.finish(done.partition, done.epoch, done.offset, done.report);
+            if done.caught_up {
+                egress.give_back_catch_up();
+            }
+        });
+        self.feed_starved();
+    }
+
+    /// Changes one egress, lets lanes behind rejoin, and starts what is
+    /// ready.
+    fn update(&mut self, key: &Arc<str>, change: impl FnOnce(&mut Egress, &Metrics)) {
         let starts = {
             let mut state = self.lock();
             let State {
@@ -362,20 +358,14 @@ impl Reader {
                 starved,
                 ..
             } = &mut *state;
-            let Some(egress) = egresses.get_mut(&done.key) else {
+            let Some(egress) = egresses.get_mut(key) else {
                 return;
             };
-            egress.finish(done.partition, done.epoch, done.offset, done.report);
-            if done.caught_up {
-                if let Some(catch_up) = &egress.catch_up {
-                    catch_up.give_back(1);
-                }
-            }
+            change(egress, &self.deliverer.metrics);
             rejoin(egress, next, self.settings.max_in_flight);
             self.ready(egress, starved)
         };
-        self.spawn(&done.key, starts);
-        self.feed_starved();
+        self.spawn(key, starts);
     }
 
     /// The deliveries of `egress` that may start now; if the budget ran
@@ -451,15 +441,6 @@ impl Reader {
                     caught_up: start.queued.caught_up,
                 });
             });
-        }
-    }
-
-    /// Lanes behind the reader that caught up take its records again.
-    fn rejoin_all(&self) {
-        let mut state = self.lock();
-        let State { next, egresses, .. } = &mut *state;
-        for egress in egresses.values_mut().filter(|e| e.catch_up.is_some()) {
-            rejoin(egress, next, self.settings.max_in_flight);
         }
     }
 
