@@ -955,6 +955,24 @@ async fn a_stuck_trigger_does_not_hold_back_the_others() {
 
 /// All triggers of a broker share one consumer, and each trigger's
 /// position is committed in its own group.
+/// A rebalance reads every trigger's position; with more triggers than
+/// tokio's cooperative budget (128 awaited replies) the reader once never
+/// got its partitions.
+#[tokio::test]
+async fn a_broker_with_hundreds_of_triggers_gets_its_partitions() {
+    const TRIGGERS: usize = 150;
+    let subscriber = Subscriber::accepting().await;
+    let triggers: Vec<Egress> = (0..TRIGGERS)
+        .map(|i| trigger("ns", &format!("t{i}"), &format!("{}t{i}", subscriber.url())))
+        .collect();
+    let mesh = Mesh::start(2, triggers).await;
+    mesh.send("hundreds", "t").await;
+    let got = subscriber.wait_for(TRIGGERS, WAIT).await;
+    let paths: std::collections::BTreeSet<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths.len(), TRIGGERS, "every trigger delivered the event");
+    assert!(got.iter().all(|r| r.id() == "hundreds"));
+}
+
 #[tokio::test]
 async fn a_brokers_triggers_share_one_consumer_and_keep_their_own_positions() {
     let subscribers = futures::future::join_all((0..20).map(|_| Subscriber::accepting())).await;

@@ -719,9 +719,10 @@ impl ClientContext for Rebalancer {}
 
 impl ConsumerContext for Rebalancer {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RespErr, tpl: &mut TopicPartitionList) {
+        tracing::debug!(topic = %self.topic.name, ?err, partitions = tpl.count(), "rebalance");
         match err {
             RespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(error) = futures::executor::block_on(self.assigned(tpl)) {
+                if let Err(error) = block_on(self.assigned(tpl)) {
                     tracing::error!(topic = %self.topic.name, %error, "cannot read the egresses' positions");
                     self.state.lock().expect("reader state lock").failed = Some(error);
                 }
@@ -730,13 +731,22 @@ impl ConsumerContext for Rebalancer {
                 }
             }
             _ => {
-                futures::executor::block_on(self.revoked(tpl));
+                block_on(self.revoked(tpl));
                 if let Err(error) = consumer.unassign() {
                     tracing::error!(topic = %self.topic.name, %error, "cannot unassign");
                 }
             }
         }
     }
+}
+
+/// Runs a callback's offset requests to the end. The callback runs inside
+/// the reader's task, on a tokio worker: tokio's cooperative budget would
+/// end that task's turn after 128 awaited replies and defer the wake-up
+/// until the task yields, which a blocked callback never does (a broker
+/// with more than 128 triggers never got its partitions).
+fn block_on<F: std::future::Future>(work: F) -> F::Output {
+    futures::executor::block_on(tokio::task::unconstrained(work))
 }
 
 impl Rebalancer {

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 #[derive(Clone, Debug)]
 pub struct Received {
     pub at: Instant,
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -133,6 +134,7 @@ impl Subscriber {
                                 .unwrap_or_default();
                             let request = Received {
                                 at,
+                                path: parts.uri.path().to_owned(),
                                 headers: parts.headers,
                                 body,
                             };
