@@ -4,20 +4,12 @@
 use std::{process::Output, time::Duration};
 
 use ferry_harness::{
-    bootstrap,
+    bootstrap, free_port,
     process::{write_resource, FerryProcess, Standalone},
     unique,
 };
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Runs `ferry bench load` to completion: its exit status and JSON report.
 async fn load(args: &[&str]) -> (Output, serde_json::Value) {

@@ -12,7 +12,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use ferry_common::cloudevent::http::encode_binary_headers;
+use ferry_common::{cloudevent::http::encode_binary_headers, shutdown::Shutdown};
 use fixedbitset::FixedBitSet;
 use hdrhistogram::Histogram;
 use http::{header, Request, Uri};
@@ -65,6 +65,12 @@ impl Sent {
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(load: &Load, run: RunId) -> anyhow::Result<Sent> {
+    run_until(load, run, Shutdown::new()).await
+}
+
+/// [`run`], ending early (with what was sent so far) once `stop` is
+/// cancelled: the fault tests stream until their faults are injected.
+pub async fn run_until(load: &Load, run: RunId, stop: Shutdown) -> anyhow::Result<Sent> {
     let authority = load
         .url
         .authority()
@@ -83,6 +89,7 @@ pub async fn run(load: &Load, run: RunId) -> anyhow::Result<Sent> {
         authority: authority.to_string(),
         path,
         run,
+        stop,
     });
     let workers: Vec<_> = (0..load.connections.max(1))
         .map(|_| tokio::spawn(worker(shared.clone())))
@@ -123,6 +130,7 @@ struct Shared {
     authority: String,
     path: Uri,
     run: RunId,
+    stop: Shutdown,
 }
 
 struct Part {
@@ -145,7 +153,7 @@ async fn worker(shared: Arc<Shared>) -> Part {
     let end = shared.start + shared.load.duration;
     loop {
         let seq = shared.next.fetch_add(1, Ordering::Relaxed);
-        if seq >= shared.load.count || Instant::now() >= end {
+        if seq >= shared.load.count || Instant::now() >= end || shared.stop.is_cancelled() {
             break;
         }
         if let Some(rate) = shared.load.rate {

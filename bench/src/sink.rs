@@ -136,13 +136,22 @@ impl SinkHandle {
         self.sink.received.lock().expect("sink lock").arrivals()
     }
 
-    /// Waits until `arrivals` events arrived, or until `deadline`; returns
-    /// whether they did. Stops early once nothing arrived for `quiet`.
-    pub async fn wait_for(&self, arrivals: u64, deadline: Instant, quiet: Duration) -> bool {
+    /// Waits until each of `copies` paths received every `accepted` event,
+    /// or until `deadline`; returns whether they did. Stops early once
+    /// nothing arrived for `quiet`. (Counting arrivals would not do: a
+    /// duplicate would stand in for an event still missing.)
+    pub async fn wait_for(
+        &self,
+        accepted: &FixedBitSet,
+        copies: usize,
+        deadline: Instant,
+        quiet: Duration,
+    ) -> bool {
+        let expected = accepted.count_ones(..) as u64 * copies as u64;
         let mut last = (self.arrivals(), Instant::now());
         loop {
             let now = self.arrivals();
-            if now >= arrivals {
+            if now >= expected && self.has_all(accepted, copies) {
                 return true;
             }
             if now != last.0 {
@@ -153,6 +162,12 @@ impl SinkHandle {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    fn has_all(&self, accepted: &FixedBitSet, copies: usize) -> bool {
+        let received = self.sink.received.lock().expect("sink lock");
+        received.paths.len() >= copies
+            && received.paths.values().all(|p| accepted.is_subset(&p.seen))
     }
 
     pub fn run(&self) -> RunId {

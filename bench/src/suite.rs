@@ -510,7 +510,8 @@ impl Bench {
         let dispatcher_sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
         let sent = load::run(&self.load(self.broker_url("e2e"), Some(1000.0)), run).await?;
         sink.wait_for(
-            sent.accepted_count(),
+            &sent.accepted,
+            1,
             Instant::now() + Duration::from_secs(30),
             Duration::from_secs(10),
         )
@@ -565,17 +566,17 @@ impl Bench {
         sink.reset();
         let dispatcher = self.dispatcher()?;
         let sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
-        let expected = events * triggers as u64;
+        let mut accepted = FixedBitSet::with_capacity(events as usize);
+        accepted.insert_range(..);
         sink.wait_for(
-            expected,
+            &accepted,
+            triggers,
             Instant::now() + READY_TIMEOUT,
             Duration::from_secs(30),
         )
         .await;
         let busy = sampler.finish();
         dispatcher.stop().await;
-        let mut accepted = FixedBitSet::with_capacity(events as usize);
-        accepted.insert_range(..);
         let sent = Sent {
             sent: events,
             accepted,
@@ -717,7 +718,8 @@ impl Bench {
             self.warm_up(broker, &sink).await?;
             let sent = load::run(&self.load(self.broker_url(broker), Some(500.0)), run).await?;
             sink.wait_for(
-                sent.accepted_count(),
+                &sent.accepted,
+                1,
                 Instant::now() + Duration::from_secs(120),
                 Duration::from_secs(15),
             )

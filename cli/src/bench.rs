@@ -179,10 +179,14 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let sent = load::run(&load, run).await?;
     let received = match &sink {
         Some(sink) => {
-            let expected = sent.accepted_count() * args.copies as u64;
             let drain = Duration::from_secs_f64(args.drain_secs);
-            sink.wait_for(expected, std::time::Instant::now() + drain, drain)
-                .await;
+            sink.wait_for(
+                &sent.accepted,
+                args.copies,
+                std::time::Instant::now() + drain,
+                drain,
+            )
+            .await;
             sink.received()
         }
         None => ferry_bench::sink::Received::empty(),

@@ -27,6 +27,9 @@ pub struct Egress {
     pub catch_up: Option<CatchUp>,
     /// Waiting for the reader's delivery budget (see `ready`).
     pub starved: bool,
+    /// Deliveries finished since its positions were last taken for a
+    /// commit: what a crash now would deliver again.
+    pub uncommitted: usize,
 }
 
 pub struct Lane {
@@ -80,6 +83,7 @@ impl Egress {
             lanes: HashMap::new(),
             catch_up: None,
             starved: false,
+            uncommitted: 0,
         }
     }
 
@@ -145,6 +149,7 @@ impl Egress {
         lane.running -= 1;
         if report.is_some() {
             lane.tracker.finish(offset);
+            self.uncommitted += 1;
         }
     }
 
@@ -178,6 +183,7 @@ impl Egress {
     /// Committable positions: those that moved since the last call, or
     /// (`all`) every one.
     pub fn positions(&mut self, all: bool) -> Vec<(i32, i64)> {
+        self.uncommitted = 0;
         self.lanes
             .iter_mut()
             .filter_map(|(&p, l)| {

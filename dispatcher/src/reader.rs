@@ -12,8 +12,11 @@
 //!   egress's lane (see `lanes`). A full egress pauses the reader; if it
 //!   still holds the others back after `detach_after`, it gets a catch-up
 //!   consumer of its own (see `catch_up`) until it is back with the reader.
-//! - Positions are committed every `commit_interval`, on revocation and at
-//!   stop, never past a delivery still running.
+//! - Positions are committed every `commit_interval`, as soon as an egress
+//!   has finished a window's worth (`max_in_flight`) of deliveries since
+//!   its last commit, on revocation and at stop, never past a delivery
+//!   still running. So a crash delivers again at most what was in flight
+//!   and about one window more, however fast the egress goes.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -151,6 +154,8 @@ struct Reader {
     outstanding: usize,
     /// Shared by the topic's deliveries in flight.
     budget: Arc<Semaphore>,
+    /// An egress has a window of finished deliveries to commit.
+    commit_due: bool,
 }
 
 /// A finished (or interrupted) delivery.
@@ -184,6 +189,7 @@ impl Reader {
             done: mpsc::unbounded_channel(),
             fetched: mpsc::unbounded_channel(),
             outstanding: 0,
+            commit_due: false,
         }
     }
 
@@ -223,11 +229,7 @@ impl Reader {
                 // Before the work below: under a steady stream there is
                 // always a completion or a record ready, and commits must
                 // not starve.
-                _ = commit_tick.tick() => {
-                    if commit_round.as_ref().is_none_or(|r| r.is_finished()) {
-                        commit_round = Some(tokio::spawn(self.commit(false)));
-                    }
-                }
+                _ = commit_tick.tick() => self.commit_due = true,
                 changed = wanted.changed() => {
                     if changed.is_err() {
                         break;
@@ -248,6 +250,10 @@ impl Reader {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
+            }
+            if self.commit_due && commit_round.as_ref().is_none_or(|r| r.is_finished()) {
+                self.commit_due = false;
+                commit_round = Some(tokio::spawn(self.commit(false)));
             }
             if let Some(error) = self.lock().failed.take() {
                 return Err(error);
@@ -338,12 +344,16 @@ impl Reader {
 
     fn finish(&mut self, done: Done) {
         self.outstanding -= 1;
+        let window = self.settings.max_in_flight;
+        let mut due = false;
         self.update(&done.key, |egress, _| {
             egress.finish(done.partition, done.epoch, done.offset, done.report);
+            due = egress.uncommitted >= window;
             if done.caught_up {
                 egress.give_back_catch_up();
             }
         });
+        self.commit_due |= due;
         self.feed_starved();
     }
 

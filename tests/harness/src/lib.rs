@@ -28,6 +28,15 @@ pub fn bootstrap() -> String {
     })
 }
 
+/// A loopback port nothing listens on now (for a process told where to
+/// listen).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 /// A name no other test uses: `prefix-xxxxxxxx`.
 pub fn unique(prefix: &str) -> String {
     format!(
@@ -160,17 +169,24 @@ impl TestReceiver {
 
     /// Waits for `/readyz` to answer 200.
     pub async fn ready(&self) {
-        let client = http::client();
-        let url = self.url("/readyz");
-        eventually("receiver readiness", Duration::from_secs(30), || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                let answer = http::request(&client, ::http::Method::GET, &url, &[], "").await;
-                (answer.status == ::http::StatusCode::OK).then_some(())
-            }
-        })
-        .await
+        wait_ready(&self.url("/readyz")).await;
     }
+}
+
+/// Waits for a readiness URL to answer 200.
+pub async fn wait_ready(url: &str) {
+    let client = http::client();
+    eventually(url, Duration::from_secs(30), || {
+        let (client, url) = (client.clone(), url.to_owned());
+        async move {
+            let answer = http::try_request(&client, ::http::Method::GET, &url, &[], "").await;
+            answer
+                .ok()
+                .filter(|a| a.status == ::http::StatusCode::OK)
+                .map(|_| ())
+        }
+    })
+    .await;
 }
 
 impl Drop for TestReceiver {

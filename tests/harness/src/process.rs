@@ -16,25 +16,51 @@ impl FerryProcess {
     /// `ferry dispatcher` with the test settings (short group timeouts,
     /// frequent commits). `binary` is the test's `CARGO_BIN_EXE_ferry`.
     pub fn dispatcher(binary: &str, contract: &Path, bootstrap: &str) -> Self {
-        let contract = contract.to_str().expect("a UTF-8 path");
+        Self::dispatcher_with(binary, contract, bootstrap, 0, &[])
+    }
+
+    /// `ferry dispatcher` with the test settings, its admin server on
+    /// `admin` (0: any port) and extra arguments.
+    pub fn dispatcher_with(
+        binary: &str,
+        contract: &Path,
+        bootstrap: &str,
+        admin: u16,
+        extra: &[&str],
+    ) -> Self {
+        let admin = format!("127.0.0.1:{admin}");
+        let mut args = dispatcher_args(contract, bootstrap, &admin);
+        args.extend_from_slice(extra);
+        Self::spawn(binary, &args, &[])
+    }
+
+    /// `ferry receiver` listening on 127.0.0.1:`port`, Kafka's
+    /// acknowledgement awaited for `produce_timeout` at most.
+    pub fn receiver(
+        binary: &str,
+        contract: &Path,
+        bootstrap: &str,
+        port: u16,
+        produce_timeout: Duration,
+    ) -> Self {
+        let listen = format!("127.0.0.1:{port}");
+        let timeout = produce_timeout.as_millis().to_string();
         Self::spawn(
             binary,
             &[
-                "dispatcher",
+                "receiver",
+                "--produce-timeout-ms",
+                &timeout,
+                "--listen",
+                &listen,
                 "--admin",
                 "127.0.0.1:0",
                 "--contract",
-                contract,
+                contract.to_str().expect("a UTF-8 path"),
+                "--contract-poll-ms",
+                "200",
                 "--bootstrap-servers",
                 bootstrap,
-                "--session-timeout-ms",
-                "6000",
-                "--heartbeat-interval-ms",
-                "500",
-                "--commit-interval-ms",
-                "100",
-                "--drain-timeout-ms",
-                "5000",
             ],
             &[],
         )
@@ -66,6 +92,26 @@ impl FerryProcess {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+fn dispatcher_args<'a>(contract: &'a Path, bootstrap: &'a str, admin: &'a str) -> Vec<&'a str> {
+    vec![
+        "dispatcher",
+        "--admin",
+        admin,
+        "--contract",
+        contract.to_str().expect("a UTF-8 path"),
+        "--bootstrap-servers",
+        bootstrap,
+        "--session-timeout-ms",
+        "6000",
+        "--heartbeat-interval-ms",
+        "500",
+        "--commit-interval-ms",
+        "100",
+        "--drain-timeout-ms",
+        "5000",
+    ]
 }
 
 impl Drop for FerryProcess {
