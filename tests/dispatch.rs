@@ -9,7 +9,7 @@ use ferry_harness::{
     http::{self, HttpClient},
     kafka::{create_topic, wait_for_group},
     receiver_config, send_event,
-    subscriber::{Answer, Subscriber},
+    subscriber::{Answer, HangUp, Subscriber},
     trigger, unique, ContractFile, TestDispatcher, TestReceiver,
 };
 use ferry_proto::{
@@ -853,28 +853,8 @@ async fn positions_are_committed_while_running() {
 
 #[tokio::test]
 async fn a_subscriber_that_closes_connections_is_retried_then_dead_lettered() {
-    // Accepts, reads the request, closes without a word; counts requests.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = requests.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                use tokio::io::AsyncReadExt;
-                let mut buf = [0u8; 4096];
-                if let Ok(n) = stream.read(&mut buf).await {
-                    if n > 0 {
-                        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                }
-            });
-        }
-    });
+    let closer = HangUp::start().await;
+    let url = closer.url();
     let dls = Subscriber::accepting().await;
     let config = EgressConfig {
         retry: 2,
@@ -893,11 +873,86 @@ async fn a_subscriber_that_closes_connections_is_retried_then_dead_lettered() {
         None,
         "no answer, no code"
     );
-    assert_eq!(
-        requests.load(std::sync::atomic::Ordering::SeqCst),
-        3,
-        "1 + retry attempts"
-    );
+    assert_eq!(closer.requests(), 3, "1 + retry attempts");
+}
+
+/// Three misbehaving subscribers, twenty events each: the attempts,
+/// retries and dead letters are exactly what the delivery spec gives.
+#[tokio::test]
+async fn misbehaving_subscribers_get_exactly_the_attempts_the_spec_gives() {
+    const N: usize = 20;
+    // Every other request fails. Ordered on one partition, so the requests
+    // alternate per event: each event fails once, then is delivered.
+    let half =
+        Subscriber::scripted(|_, n| Answer::status(if n % 2 == 0 { 503 } else { 202 })).await;
+    // Answers after the per-attempt timeout: every attempt times out.
+    let slow = Subscriber::scripted(|_, _| Answer::status(202).after(Duration::from_secs(2))).await;
+    let closer = HangUp::start().await;
+    let dls = Subscriber::accepting().await;
+    let config = |retry, timeout| EgressConfig {
+        retry,
+        timeout,
+        backoff_policy: BackoffPolicy::Linear as i32,
+        backoff_delay: 10,
+        dead_letter: dls.url(),
+        ..Default::default()
+    };
+    let only = |mut egress: Egress, ty: &str| {
+        egress.filter = Some(ferry_proto::Filter {
+            attributes: attributes(&[("type", ty)]),
+        });
+        egress
+    };
+    let mut halves = with_config(trigger("ns", "half", &half.url()), config(3, 0));
+    halves.delivery_order = DeliveryOrder::Ordered as i32;
+    let triggers = vec![
+        only(halves, "half"),
+        only(
+            with_config(trigger("ns", "slow", &slow.url()), config(2, 200)),
+            "slow",
+        ),
+        only(
+            with_config(trigger("ns", "closer", &closer.url()), config(2, 0)),
+            "closer",
+        ),
+    ];
+    let mesh = Mesh::start(1, triggers).await;
+    for ty in ["half", "slow", "closer"] {
+        for i in 0..N {
+            mesh.send(&format!("{ty}-{i}"), ty).await;
+        }
+    }
+
+    let dead = dls.wait_for(2 * N, WAIT).await;
+    let delivered = half.wait_for(2 * N, WAIT).await;
+    for i in 0..N {
+        let id = format!("half-{i}");
+        let attempts = delivered.iter().filter(|r| r.id() == id).count();
+        assert_eq!(attempts, 2, "{id}: a 503, then a 202");
+    }
+    assert_eq!(slow.received().len(), 3 * N, "1 + retry attempts each");
+    assert_eq!(closer.requests(), 3 * N, "1 + retry attempts each");
+    let dead_ids: std::collections::BTreeSet<&str> = dead.iter().map(|r| r.id()).collect();
+    assert_eq!(dead_ids.len(), 2 * N, "every slow and closer event once");
+    assert!(dead_ids.iter().all(|id| !id.starts_with("half")));
+
+    let metrics = mesh.metrics().await;
+    for line in [
+        format!(r#"ferry_dispatch_retries_total{{egress="ns/half"}} {N}"#),
+        format!(
+            r#"ferry_dispatch_retries_total{{egress="ns/slow"}} {}"#,
+            2 * N
+        ),
+        format!(
+            r#"ferry_dispatch_retries_total{{egress="ns/closer"}} {}"#,
+            2 * N
+        ),
+        format!(r#"ferry_dispatch_events_total{{egress="ns/half",outcome="delivered"}} {N}"#),
+        format!(r#"ferry_dispatch_events_total{{egress="ns/slow",outcome="dead_lettered"}} {N}"#),
+        format!(r#"ferry_dispatch_events_total{{egress="ns/closer",outcome="dead_lettered"}} {N}"#),
+    ] {
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
 }
 
 /// A trigger whose subscriber stops answering does not hold back the

@@ -15,8 +15,8 @@ use ferry_common::shutdown::Shutdown;
 use ferry_harness::{
     bootstrap, broker, eventually, free_port,
     http::{self, client},
-    kafka::create_topic,
-    process::FerryProcess,
+    kafka::{create_topic, group_offsets, high_watermarks, topic_exists},
+    process::{write_resource, FerryProcess},
     trigger, unique, wait_ready, ContractFile, Tansu,
 };
 use ferry_proto::Contract;
@@ -304,4 +304,124 @@ async fn delivered(admin: u16) -> f64 {
         .filter(|l| l.starts_with("ferry_dispatch_events_total{") && l.contains("delivered"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The contract the controller wrote, if it is there yet.
+fn contract(path: &std::path::Path) -> Option<Contract> {
+    ferry_common::contract::read(path).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_keeps_topics_groups_and_the_generation() {
+    let bootstrap = bootstrap();
+    let (resources, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let contract_path = state.path().join("contract.json");
+    let ns = unique("restart");
+    let yaml = |kind: &str, name: &str, spec: &str| {
+        format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: {ns}\n{spec}"
+        )
+    };
+    let trigger_spec = "spec:\n  broker: b\n  subscriber:\n    uri: http://127.0.0.1:9/\n";
+    write_resource(resources.path(), "b.yaml", &yaml("Broker", "b", ""));
+    write_resource(
+        resources.path(),
+        "t1.yaml",
+        &yaml("Trigger", "t1", trigger_spec),
+    );
+    let controller = || {
+        FerryProcess::spawn(
+            FERRY,
+            &[
+                "controller",
+                "--resources",
+                resources.path().to_str().unwrap(),
+                "--contract",
+                contract_path.to_str().unwrap(),
+                "--bootstrap-servers",
+                &bootstrap,
+                "--default-replication-factor",
+                "1",
+                "--default-partitions",
+                "2",
+                "--resync-ms",
+                "200",
+            ],
+            &[],
+        )
+    };
+    let first = controller();
+    let before = eventually("the first contract", Duration::from_secs(60), || async {
+        contract(&contract_path)
+            .filter(|c| c.resources.first().is_some_and(|b| b.egresses.len() == 1))
+    })
+    .await;
+    let topic = before.resources[0].topics[0].clone();
+    let group = before.resources[0].egresses[0].consumer_group.clone();
+    assert!(topic_exists(&bootstrap, &topic));
+
+    // State the restart must not lose: a record in the topic (a recreated
+    // topic is empty) and the trigger's committed position.
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::<(), _>::to(&topic)
+                .partition(0)
+                .payload("kept"),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let mut config = rdkafka::ClientConfig::new();
+    config.set("bootstrap.servers", &bootstrap);
+    let offsets = ferry_common::group_offsets::GroupOffsets::new(&config).unwrap();
+    offsets.alter(&group, &topic, &[(0, 1)]).await.unwrap();
+
+    first.kill();
+    let _second = controller();
+    write_resource(
+        resources.path(),
+        "t2.yaml",
+        &yaml("Trigger", "t2", trigger_spec),
+    );
+    let after = eventually("the contract with t2", Duration::from_secs(60), || async {
+        let now = contract(&contract_path)?;
+        assert!(
+            now.generation >= before.generation,
+            "generation went back from {} to {}",
+            before.generation,
+            now.generation
+        );
+        now.resources
+            .first()
+            .is_some_and(|b| b.egresses.len() == 2)
+            .then_some(now)
+    })
+    .await;
+    assert!(after.generation > before.generation);
+    let b = &after.resources[0];
+    assert_eq!(b.uid, before.resources[0].uid, "the same broker");
+    assert_eq!(b.topics, before.resources[0].topics);
+    let t1 = b
+        .egresses
+        .iter()
+        .find(|e| e.consumer_group == group)
+        .expect("t1 kept");
+    assert_eq!(
+        t1.uid, before.resources[0].egresses[0].uid,
+        "t1 not recreated"
+    );
+    assert_eq!(
+        high_watermarks(&bootstrap, &topic, 2).await[0],
+        1,
+        "the topic kept its record"
+    );
+    assert_eq!(
+        group_offsets(&bootstrap, &group, &topic, 2).await[0],
+        Some(1),
+        "t1's group kept its position"
+    );
 }
