@@ -287,6 +287,7 @@ async fn every_refusal_has_its_status_and_reason() {
             .collect::<Vec<_>>()
     };
     let structured = [("content-type", "application/cloudevents+json")];
+    let batch = [("content-type", "application/cloudevents-batch+json")];
 
     // (headers, body, status, reason)
     type Case<'a> = (Vec<(&'a str, &'a str)>, String, u16, &'a str);
@@ -301,6 +302,11 @@ async fn every_refusal_has_its_status_and_reason() {
         (vec![("content-type", "text/plain")], "hello".into(), 400, "no ce-specversion header"),
         (structured.to_vec(), r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":"x","data_base64":"eA=="}"#.into(), 400, "both 'data' and 'data_base64'"),
         (structured.to_vec(), "{not json".into(), 400, "not a CloudEvent in JSON format"),
+        (with(&[("ce-id", "2")]), String::new(), 400, "attribute 'id' appears more than once"),
+        (structured.to_vec(), r#"{"specversion":"1.0","id":"1","id":"2","source":"/s","type":"t"}"#.into(), 400, "'id' appears more than once"),
+        (with(&[("ce-", "x")]), String::new(), 400, "invalid attribute name ''"),
+        (batch.to_vec(), r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#.into(), 400, "not a CloudEvent in JSON format"),
+        (batch.to_vec(), r#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{"specversion":"1.0","id":"2","type":"t"}]"#.into(), 400, "event 1 of the batch: missing required attribute 'source'"),
     ];
     for (headers, body, status, reason) in cases {
         let answer = post(&client, &url, &headers, body).await;
@@ -338,6 +344,17 @@ async fn every_refusal_has_its_status_and_reason() {
     assert!(
         answer.body.contains("exceeds the limit of 65536 bytes"),
         "{}",
+        answer.body
+    );
+    let event = format!(
+        r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":"{}"}}"#,
+        "x".repeat(1000)
+    );
+    let oversized_batch = format!("[{}]", vec![event; 70].join(","));
+    let answer = post(&client, &url, &batch, oversized_batch).await;
+    assert_eq!(
+        answer.status, 413,
+        "a batch over the limit: {}",
         answer.body
     );
     let answer = post(&client, &url, &required, vec![b'x'; 64 * 1024]).await;
@@ -382,7 +399,7 @@ async fn every_refusal_has_its_status_and_reason() {
     assert!(
         metrics
             .body
-            .contains(r#"ferry_ingress_requests_total{code="400"} 10"#),
+            .contains(r#"ferry_ingress_requests_total{code="400"} 15"#),
         "{}",
         metrics.body
     );

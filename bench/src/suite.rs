@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use ferry_common::contract;
+use ferry_common::{contract, shutdown::Shutdown};
 use fixedbitset::FixedBitSet;
 use http_body_util::Empty;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -45,6 +45,8 @@ pub struct Options {
     pub fanout: Vec<usize>,
     /// Events in the dispatch scenario's backlog.
     pub backlog: u64,
+    /// Length of the soak (scenario 6), in minutes.
+    pub soak_minutes: u64,
 }
 
 const NAMESPACE: &str = "bench";
@@ -75,6 +77,7 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
             3 => bench.dispatch().await?,
             4 => bench.fanout().await?,
             5 => bench.ordering().await?,
+            6 => bench.soak().await?,
             other => bail!("there is no scenario {other}"),
         }
     }
@@ -737,6 +740,91 @@ impl Bench {
             receiver.stop().await;
             dispatcher.stop().await;
         }
+        Ok(())
+    }
+
+    /// 6. Soak: 1,000 events/s through a broker with 10 triggers for
+    ///    `soak_minutes`, the dispatcher restarted (SIGTERM, as a rolling
+    ///    update does) at every minute; memory sampled at each minute.
+    async fn soak(&mut self) -> anyhow::Result<()> {
+        const TRIGGERS: usize = 10;
+        let minutes = self.options.soak_minutes;
+        self.section(
+            "6. Soak: 1,000 events/s, 10 triggers, the dispatcher restarted every minute",
+            &[
+                "minute",
+                "deliveries so far",
+                "receiver MiB",
+                "dispatcher MiB",
+            ],
+        );
+        let run = RunId::fresh();
+        let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
+        self.apply("soak", TRIGGERS, false, &sink).await?;
+        let (receiver, mut dispatcher) = (self.receiver()?, self.dispatcher()?);
+        receiver.ready(READY_TIMEOUT).await?;
+        dispatcher.ready(READY_TIMEOUT).await?;
+        self.warm_up("soak", &sink).await?;
+
+        let stop = Shutdown::new();
+        let mut load = self.load(self.broker_url("soak"), Some(1000.0));
+        load.duration = Duration::from_secs(minutes * 60 + 60);
+        let sending = tokio::spawn({
+            let stop = stop.clone();
+            async move { load::run_until(&load, run, stop).await }
+        });
+        let started = Instant::now();
+        for minute in 1..=minutes {
+            // Pacing a benchmark, not waiting for a result.
+            tokio::time::sleep_until((started + Duration::from_secs(minute * 60)).into()).await;
+            let rss = |pid| procstat::footprint(pid, self.kafka_port).rss_mib;
+            let (r, d) = (rss(receiver.pid()), rss(dispatcher.pid()));
+            self.row(&[
+                minute.to_string(),
+                sink.arrivals().to_string(),
+                format!("{r:.1}"),
+                format!("{d:.1}"),
+            ]);
+            if minute < minutes {
+                dispatcher.stop().await;
+                dispatcher = self.dispatcher()?;
+            }
+        }
+        stop.cancel();
+        let sent = sending.await??;
+        sink.wait_for(
+            &sent.accepted,
+            TRIGGERS,
+            Instant::now() + Duration::from_secs(300),
+            Duration::from_secs(60),
+        )
+        .await;
+        let report = Report::new(&sent, &sink.received(), TRIGGERS);
+        let duplicates =
+            report.duplicates as f64 / (report.accepted * TRIGGERS as u64).max(1) as f64;
+        self.section(
+            "6. Soak: totals",
+            &[
+                "sent",
+                "accepted",
+                "non-202",
+                "deliveries",
+                "lost",
+                "duplicates",
+                "duplicate %",
+            ],
+        );
+        self.row(&[
+            report.sent.to_string(),
+            report.accepted.to_string(),
+            (report.sent - report.accepted).to_string(),
+            report.received.to_string(),
+            report.lost.to_string(),
+            report.duplicates.to_string(),
+            format!("{:.3}", duplicates * 100.0),
+        ]);
+        receiver.stop().await;
+        dispatcher.stop().await;
         Ok(())
     }
 }

@@ -104,6 +104,9 @@ struct SuiteArgs {
     /// Events in the dispatch scenario's backlog.
     #[arg(long, default_value_t = 50_000)]
     backlog: u64,
+    /// Minutes of the soak (scenario 6, not in the default set).
+    #[arg(long, default_value_t = 10)]
+    soak_minutes: u64,
     /// Logs, resources and the contract [default: a fresh temporary folder].
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -151,6 +154,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
                 partitions: args.partitions,
                 fanout: args.fanout,
                 backlog: args.backlog,
+                soak_minutes: args.soak_minutes,
             };
             let tables = suite::run(options).await?;
             println!("{tables}");
