@@ -8,6 +8,7 @@ use ferry_harness::{
     bootstrap, broker, dispatcher_config,
     http::{self, HttpClient},
     kafka::{create_topic, wait_for_group},
+    metrics::Scrape,
     receiver_config, send_event,
     subscriber::{Answer, HangUp, Subscriber},
     trigger, unique, ContractFile, TestDispatcher, TestReceiver,
@@ -70,6 +71,10 @@ impl Mesh {
         }
     }
 
+    fn broker_name(&self) -> &str {
+        &self.broker.reference.as_ref().unwrap().name
+    }
+
     fn url(&self) -> String {
         let r = self.broker.reference.as_ref().unwrap();
         self.receiver.url(&format!("/{}/{}", r.namespace, r.name))
@@ -83,17 +88,9 @@ impl Mesh {
         send_event(&self.client, &self.url(), id, ty, extra).await;
     }
 
-    async fn metrics(&self) -> String {
+    async fn metrics(&self) -> Scrape {
         let admin = self.dispatcher.running.as_ref().unwrap().admin;
-        http::request(
-            &self.client,
-            ::http::Method::GET,
-            &format!("http://{admin}/metrics"),
-            &[],
-            "",
-        )
-        .await
-        .body
+        Scrape::get(&format!("http://{admin}")).await
     }
 
     fn replace_egresses(&mut self, egresses: Vec<Egress>, generation: u64) {
@@ -700,14 +697,24 @@ async fn failed_events_without_a_working_dead_letter_sink_are_dropped_and_counte
     // Both triggers dropped fail-1 and went on to ok-1.
     eventually_received(&failing, "ok-1", 2).await;
     broken_dls.wait_for_ids(&["fail-1".into()], WAIT).await;
-    let metrics = mesh.metrics().await;
-    for name in ["ns/no-dls", "ns/broken-dls"] {
-        let dropped =
-            format!(r#"ferry_dispatch_events_total{{egress="{name}",outcome="dropped"}} 1"#);
-        let delivered =
-            format!(r#"ferry_dispatch_events_total{{egress="{name}",outcome="delivered"}} 1"#);
-        assert!(metrics.contains(&dropped), "{dropped} in\n{metrics}");
-        assert!(metrics.contains(&delivered), "{delivered} in\n{metrics}");
+    let metrics = ferry_harness::eventually("both outcomes of both triggers", WAIT, || async {
+        let metrics = mesh.metrics().await;
+        (metrics.sum("ferry_dispatch_events_total", &[]) == 4.0).then_some(metrics)
+    })
+    .await;
+    for name in ["no-dls", "broken-dls"] {
+        let events = |outcome| {
+            metrics.sum(
+                "ferry_dispatch_events_total",
+                &[("kn_trigger_name", name), ("outcome", outcome)],
+            )
+        };
+        assert_eq!(
+            (events("dropped"), events("delivered")),
+            (1.0, 1.0),
+            "{name}:\n{}",
+            metrics.text
+        );
     }
 }
 
@@ -936,23 +943,61 @@ async fn misbehaving_subscribers_get_exactly_the_attempts_the_spec_gives() {
     assert_eq!(dead_ids.len(), 2 * N, "every slow and closer event once");
     assert!(dead_ids.iter().all(|id| !id.starts_with("half")));
 
-    let metrics = mesh.metrics().await;
-    for line in [
-        format!(r#"ferry_dispatch_retries_total{{egress="ns/half"}} {N}"#),
-        format!(
-            r#"ferry_dispatch_retries_total{{egress="ns/slow"}} {}"#,
-            2 * N
-        ),
-        format!(
-            r#"ferry_dispatch_retries_total{{egress="ns/closer"}} {}"#,
-            2 * N
-        ),
-        format!(r#"ferry_dispatch_events_total{{egress="ns/half",outcome="delivered"}} {N}"#),
-        format!(r#"ferry_dispatch_events_total{{egress="ns/slow",outcome="dead_lettered"}} {N}"#),
-        format!(r#"ferry_dispatch_events_total{{egress="ns/closer",outcome="dead_lettered"}} {N}"#),
+    let n = N as f64;
+    // An event is counted once its last attempt is, after its subscriber
+    // saw it.
+    let metrics = ferry_harness::eventually("every outcome counted", WAIT, || async {
+        let metrics = mesh.metrics().await;
+        let outcome = |o| metrics.sum("ferry_dispatch_events_total", &[("outcome", o)]);
+        (outcome("delivered") + outcome("dead_lettered") == 3.0 * n).then_some(metrics)
+    })
+    .await;
+    for (trigger, retries, outcome) in [
+        ("half", n, "delivered"),
+        ("slow", 2.0 * n, "dead_lettered"),
+        ("closer", 2.0 * n, "dead_lettered"),
     ] {
-        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+        let of = |name, extra: &[(&str, &str)]| {
+            let mut labels = vec![("kn_trigger_name", trigger)];
+            labels.extend_from_slice(extra);
+            metrics.sum(name, &labels)
+        };
+        assert_eq!(
+            (
+                of("ferry_dispatch_retries_total", &[]),
+                of("ferry_dispatch_events_total", &[("outcome", outcome)])
+            ),
+            (retries, n),
+            "{trigger}:\n{}",
+            metrics.text
+        );
     }
+    // Every attempt took time; those that got an answer were sent events.
+    let half = |name, extra: &[(&str, &str)]| {
+        let mut labels = vec![("kn_trigger_name", "half")];
+        labels.extend_from_slice(extra);
+        metrics.sum(name, &labels)
+    };
+    assert_eq!(half("kn_eventing_dispatch_latency_ms_count", &[]), 2.0 * n);
+    assert_eq!(
+        half(
+            "http_events_sent_total",
+            &[("http_response_status_code", "503")]
+        ),
+        n
+    );
+    assert_eq!(
+        half(
+            "http_events_sent_total",
+            &[("http_response_status_code", "202")]
+        ),
+        n
+    );
+    assert_eq!(
+        metrics.sum("http_events_sent_total", &[("kn_trigger_name", "closer")]),
+        n,
+        "a subscriber that hangs up answers nothing: only the dead-letter sink did"
+    );
 }
 
 /// A trigger whose subscriber stops answering does not hold back the
@@ -981,12 +1026,13 @@ async fn a_stuck_trigger_does_not_hold_back_the_others() {
         held <= 100,
         "the stuck trigger holds at most its window, got {held}"
     );
-    let catching_up =
-        |n: usize| format!("ferry_dispatch_kafka_consumers{{kind=\"catch_up\"}} {n}\n");
+    let catching_up = |m: &Scrape| m.sum("ferry_dispatch_kafka_consumers", &[("kind", "catch_up")]);
     let metrics = mesh.metrics().await;
-    assert!(
-        metrics.contains(&catching_up(1)),
-        "a consumer of its own:\n{metrics}"
+    assert_eq!(
+        catching_up(&metrics),
+        1.0,
+        "a consumer of its own:\n{}",
+        metrics.text
     );
 
     open.send_replace(true);
@@ -1003,7 +1049,7 @@ async fn a_stuck_trigger_does_not_hold_back_the_others() {
     })
     .await;
     ferry_harness::eventually("back with the reader", WAIT, || async {
-        mesh.metrics().await.contains(&catching_up(0)).then_some(())
+        (catching_up(&mesh.metrics().await) == 0.0).then_some(())
     })
     .await;
 }
@@ -1046,9 +1092,11 @@ async fn a_brokers_triggers_share_one_consumer_and_keep_their_own_positions() {
         assert_eq!(got.len(), ids.len(), "each trigger gets each event once");
     }
     let metrics = mesh.metrics().await;
-    assert!(
-        metrics.contains("ferry_dispatch_kafka_consumers{kind=\"reader\"} 1\n"),
-        "one consumer for the broker's 20 triggers:\n{metrics}"
+    assert_eq!(
+        metrics.sum("ferry_dispatch_kafka_consumers", &[("kind", "reader")]),
+        1.0,
+        "one consumer for the broker's 20 triggers:\n{}",
+        metrics.text
     );
     let topic = &mesh.broker.topics[0];
     let ends = ferry_harness::kafka::high_watermarks(&bootstrap(), topic, 2).await;
@@ -1064,4 +1112,168 @@ async fn a_brokers_triggers_share_one_consumer_and_keep_their_own_positions() {
         })
         .await;
     }
+}
+
+/// After a known workload, both components' `/metrics` hold exactly what
+/// happened, under the reference's names and labels: events written and
+/// sent by type and code, processing time, requests in flight, lag per
+/// partition, discarded records and the contract's generation.
+#[tokio::test]
+async fn metrics_count_a_known_workload() {
+    let ok = Subscriber::accepting().await;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let gated = Subscriber::scripted(move |_, _| Answer::status(202).until(gate.clone())).await;
+    let only = |mut egress: Egress, ty: &str| {
+        egress.filter = Some(ferry_proto::Filter {
+            attributes: attributes(&[("type", ty)]),
+        });
+        egress
+    };
+    let mut held = only(trigger("ns", "held", &gated.url()), "g");
+    held.delivery_order = DeliveryOrder::Ordered as i32;
+    let mesh = Mesh::start(1, vec![only(trigger("ns", "ok", &ok.url()), "t"), held]).await;
+    let topic = mesh.broker.topics[0].clone();
+    // Offsets: 0 is not a CloudEvent, 1-5 are type t, 6-9 type g.
+    ferry_harness::kafka::produce_raw(&bootstrap(), &topic, 0, "not an event").await;
+    let ids: Vec<String> = (0..5).map(|i| format!("t-{i}")).collect();
+    for id in &ids {
+        mesh.send(id, "t").await;
+    }
+    for i in 0..4 {
+        mesh.send(&format!("g-{i}"), "g").await;
+    }
+    let refused = http::post(
+        &mesh.client,
+        &mesh.url(),
+        &[("ce-specversion", "1.0"), ("ce-id", "x")],
+        "",
+    )
+    .await;
+    assert_eq!(refused.status, 400);
+    ok.wait_for_ids(&ids, WAIT).await;
+
+    let receiver = Scrape::get(&mesh.receiver.admin_url("")).await;
+    let broker = mesh.broker_name().to_owned();
+    let written = |ty: &str, code: &str| {
+        receiver.sum(
+            "kn_eventing_dispatch_latency_ms_count",
+            &[
+                ("kn_broker_namespace", "ns"),
+                ("kn_broker_name", &broker),
+                ("cloudevents_type", ty),
+                ("http_response_status_code", code),
+            ],
+        )
+    };
+    assert_eq!(
+        (written("t", "202"), written("g", "202")),
+        (5.0, 4.0),
+        "{}",
+        receiver.text
+    );
+    assert_eq!(
+        receiver.sum(
+            "kn_eventing_dispatch_latency_ms_count",
+            &[("http_response_status_code", "400")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        receiver.sum(
+            "discarded_invalid_event_count_total",
+            &[("kn_broker_name", &broker)]
+        ),
+        1.0
+    );
+    assert_eq!(
+        receiver.sum("ferry_contract_generation", &[("component", "receiver")]),
+        1.0
+    );
+    assert_eq!(
+        receiver.count(
+            "ferry_kafka_producer_queue_messages",
+            &[("component", "receiver")]
+        ),
+        1
+    );
+
+    // The held trigger has its first event in flight and the rest waiting.
+    let dispatcher = ferry_harness::eventually("the held trigger's lag", WAIT, || async {
+        let m = mesh.metrics().await;
+        let lag = m.sum(
+            "ferry_dispatch_consumer_lag",
+            &[("kn_trigger_name", "held"), ("partition", "0")],
+        );
+        let ok_done = m.sum(
+            "ferry_dispatch_events_total",
+            &[("kn_trigger_name", "ok"), ("outcome", "delivered")],
+        ) == 5.0;
+        let ok_lag = m.sum("ferry_dispatch_consumer_lag", &[("kn_trigger_name", "ok")]);
+        (lag == 4.0 && ok_done && ok_lag == 0.0).then_some(m)
+    })
+    .await;
+    let of = |trigger: &str, name: &str, extra: &[(&str, &str)]| {
+        let mut labels = vec![
+            ("kn_trigger_namespace", "ns"),
+            ("kn_trigger_name", trigger),
+            ("kn_broker_name", &broker),
+        ];
+        labels.extend_from_slice(extra);
+        dispatcher.sum(name, &labels)
+    };
+    let sent = [
+        ("cloudevents_type", "t"),
+        ("http_response_status_code", "202"),
+    ];
+    assert_eq!(
+        of("ok", "http_events_sent_total", &sent),
+        5.0,
+        "{}",
+        dispatcher.text
+    );
+    assert_eq!(
+        of("ok", "kn_eventing_dispatch_latency_ms_count", &sent),
+        5.0
+    );
+    assert_eq!(of("ok", "kn_eventing_process_latency_ms_count", &[]), 5.0);
+    assert_eq!(
+        of(
+            "ok",
+            "ferry_dispatch_events_total",
+            &[("outcome", "filtered")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        of("held", "kn_eventing_dispatch_in_flight_requests", &[]),
+        1.0
+    );
+    assert_eq!(
+        of("ok", "kn_eventing_dispatch_in_flight_requests", &[]),
+        0.0
+    );
+    for trigger in ["ok", "held"] {
+        assert_eq!(of(trigger, "discarded_invalid_event_count_total", &[]), 1.0);
+    }
+    assert_eq!(
+        dispatcher.sum("ferry_contract_generation", &[("component", "dispatcher")]),
+        1.0
+    );
+
+    // Once it answers, it catches up to the end.
+    open.send_replace(true);
+    ferry_harness::eventually("the held trigger caught up", WAIT, || async {
+        let m = mesh.metrics().await;
+        let lag = m.sum(
+            "ferry_dispatch_consumer_lag",
+            &[("kn_trigger_name", "held")],
+        );
+        let in_flight = m.sum(
+            "kn_eventing_dispatch_in_flight_requests",
+            &[("kn_trigger_name", "held")],
+        );
+        (lag == 0.0 && in_flight == 0.0).then_some(())
+    })
+    .await;
+    assert_eq!(gated.received().len(), 4);
 }

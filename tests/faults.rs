@@ -301,7 +301,9 @@ async fn delivered(admin: u16) -> f64 {
     answer
         .body
         .lines()
-        .filter(|l| l.starts_with("ferry_dispatch_events_total{") && l.contains("delivered"))
+        .filter(|l| {
+            l.starts_with("ferry_dispatch_events_total{") && l.contains("outcome=\"delivered\"")
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -362,19 +364,7 @@ async fn a_restarted_controller_keeps_topics_groups_and_the_generation() {
 
     // State the restart must not lose: a record in the topic (a recreated
     // topic is empty) and the trigger's committed position.
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    producer
-        .send(
-            rdkafka::producer::FutureRecord::<(), _>::to(&topic)
-                .partition(0)
-                .payload("kept"),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    ferry_harness::kafka::produce_raw(&bootstrap, &topic, 0, "kept").await;
     let mut config = rdkafka::ClientConfig::new();
     config.set("bootstrap.servers", &bootstrap);
     let offsets = ferry_common::group_offsets::GroupOffsets::new(&config).unwrap();

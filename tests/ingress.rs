@@ -9,6 +9,7 @@ use ferry_harness::{
     bootstrap, broker, eventually,
     http::{self, post},
     kafka::{create_topic, header, headers, value, TopicReader},
+    metrics::Scrape,
     receiver_config, unique, ContractFile, TestReceiver,
 };
 use ferry_proto::Contract;
@@ -602,4 +603,68 @@ async fn contract_reload_adds_and_removes_brokers_while_requests_run() {
     assert_eq!(header(&records[0], "ce_id").as_deref(), Some("added"));
     let steady = TopicReader::new(&bootstrap, &t1, 1).read(sent, READ).await;
     assert_eq!(steady.len(), sent);
+}
+
+/// The event-type label can be switched off to bound cardinality, and a
+/// contract that does not parse is counted while the previous one serves.
+#[tokio::test]
+async fn metrics_without_event_types_and_with_contract_errors() {
+    let bootstrap = bootstrap();
+    let topic = unique("knative-broker-ns");
+    create_topic(&bootstrap, &topic, 1).await;
+    let name = unique("b");
+    let contract = ContractFile::new(&Contract {
+        generation: 3,
+        resources: vec![broker("ns", &name, &topic, "")],
+        ..Default::default()
+    });
+    let config = ferry_receiver::Config {
+        metrics_event_type: false,
+        ..receiver_config(&contract, &bootstrap)
+    };
+    let receiver = TestReceiver::start(config).await;
+    receiver.ready().await;
+    let client = http::client();
+    let url = receiver.url(&format!("/ns/{name}"));
+    ferry_harness::send_event(&client, &url, "1", "t", &[]).await;
+
+    let admin = receiver.admin_url("");
+    let scrape = Scrape::get(&admin).await;
+    let latency = "kn_eventing_dispatch_latency_ms_count";
+    assert_eq!(
+        scrape.sum(latency, &[("kn_broker_name", &name)]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    assert!(
+        !scrape.has_label(latency, "cloudevents_type"),
+        "{}",
+        scrape.text
+    );
+    assert_eq!(scrape.sum("ferry_contract_generation", &[]), 3.0);
+
+    // Replaced whole, as a ConfigMap update is, so no empty file is seen.
+    let staged = contract.path().with_extension("staged");
+    std::fs::write(&staged, b"{\"generation\": \"4\", \"resou").unwrap();
+    std::fs::rename(&staged, contract.path()).unwrap();
+    eventually("the broken contract counted", READ, || {
+        let admin = admin.clone();
+        async move {
+            let scrape = Scrape::get(&admin).await;
+            (scrape.sum(
+                "ferry_contract_reload_errors_total",
+                &[("component", "receiver")],
+            ) == 1.0)
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        Scrape::get(&admin)
+            .await
+            .sum("ferry_contract_generation", &[]),
+        3.0
+    );
+    ferry_harness::send_event(&client, &url, "2", "t", &[]).await;
 }

@@ -74,6 +74,26 @@ async fn a_folder_of_resources_runs_and_follows_edits() {
     first.wait_for_ids(&["e-a".into()], WAIT).await;
     second.wait_for_ids(&["e-b".into()], WAIT).await;
 
+    // /resources shows what the dispatcher sees of each trigger.
+    let seen = eventually("the first trigger's delivery in /resources", WAIT, || {
+        let ferry = &ferry;
+        async move {
+            ferry.resources().await.into_iter().find(|r| {
+                r["kind"] == "Trigger"
+                    && r["name"] == "first"
+                    && r["lastDelivery"]["outcome"] == "delivered"
+                    && r["lag"] == 0
+            })
+        }
+    })
+    .await;
+    assert!(seen["lastDelivery"]["time"].as_str().is_some(), "{seen}");
+    assert_eq!(
+        seen["lagByPartition"].as_object().map(|p| p.len()),
+        Some(2),
+        "{seen}"
+    );
+
     // Edit the first trigger's filter: it now takes b; no restart.
     write_resource(
         dir.path(),

@@ -9,7 +9,7 @@ use ferry_common::{
 };
 use ferry_dispatcher::{egress, reader};
 
-use crate::shared::{ContractArgs, DataPlane, KafkaArgs};
+use crate::shared::{ContractArgs, DataPlane, KafkaArgs, MetricsArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,6 +17,8 @@ pub struct Args {
     contract: ContractArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     #[command(flatten)]
     tuning: DispatcherTuning,
 
@@ -67,6 +69,11 @@ pub struct DispatcherTuning {
     #[arg(long, env = "FERRY_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     session_timeout_ms: u64,
 
+    /// How often each trigger's lag is measured for /metrics and
+    /// /resources (milliseconds).
+    #[arg(long, env = "FERRY_LAG_INTERVAL_MS", default_value_t = 5000)]
+    lag_interval_ms: u64,
+
     /// Kafka consumer heartbeat interval (milliseconds).
     #[arg(long, env = "FERRY_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
     heartbeat_interval_ms: u64,
@@ -94,20 +101,25 @@ impl DispatcherTuning {
                 drain_timeout: Duration::from_millis(self.drain_timeout_ms),
                 detach_after: Duration::from_millis(self.detach_after_ms),
                 max_deliveries: self.max_deliveries_per_topic.get(),
+                lag_interval: Duration::from_millis(self.lag_interval_ms),
             },
             producer: ProducerSettings {
                 timeout: Duration::from_secs(5),
                 max_message_bytes: 1024 * 1024,
                 overrides: plane.overrides.clone(),
             },
+            metrics_event_type: plane.metrics_event_type,
         }
     }
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args
-        .tuning
-        .config(&DataPlane::new(&args.contract, args.admin, &args.kafka)?);
+    let config = args.tuning.config(&DataPlane::new(
+        &args.contract,
+        args.admin,
+        &args.kafka,
+        &args.metrics,
+    )?);
     ferry_dispatcher::run(config, shutdown)
         .await
         .context("dispatcher failed")

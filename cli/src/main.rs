@@ -57,6 +57,11 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Spans are flushed when the guard drops, after the runtime has stopped.
+    let _traces = match cli.command.service() {
+        Some(service) => ferry_common::telemetry::init(service)?,
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -73,6 +78,18 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => bench::run(args, shutdown).await,
         }
     })
+}
+
+impl Command {
+    /// The OpenTelemetry service name of the components that export traces.
+    fn service(&self) -> Option<&'static str> {
+        match self {
+            Command::Receiver(_) => Some("ferry-receiver"),
+            Command::Dispatcher(_) => Some("ferry-dispatcher"),
+            Command::Standalone(_) => Some("ferry-standalone"),
+            _ => None,
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::Context;
 use ferry_common::{kafka::ProducerSettings, shutdown::Shutdown};
 
-use crate::shared::{ContractArgs, DataPlane, KafkaArgs};
+use crate::shared::{ContractArgs, DataPlane, KafkaArgs, MetricsArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -13,6 +13,8 @@ pub struct Args {
     contract: ContractArgs,
     #[command(flatten)]
     kafka: KafkaArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     #[command(flatten)]
     tuning: ReceiverTuning,
 
@@ -53,14 +55,18 @@ impl ReceiverTuning {
                 max_message_bytes: self.max_body_bytes,
                 overrides: plane.overrides.clone(),
             },
+            metrics_event_type: plane.metrics_event_type,
         }
     }
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args
-        .tuning
-        .config(&DataPlane::new(&args.contract, args.admin, &args.kafka)?);
+    let config = args.tuning.config(&DataPlane::new(
+        &args.contract,
+        args.admin,
+        &args.kafka,
+        &args.metrics,
+    )?);
     ferry_receiver::run(config, shutdown)
         .await
         .context("receiver failed")

@@ -41,6 +41,14 @@ impl ContractArgs {
     }
 }
 
+#[derive(clap::Args)]
+pub struct MetricsArgs {
+    /// Whether per-event metrics carry the `cloudevents_type` label; turn it
+    /// off when producers send so many types that series multiply.
+    #[arg(long, env = "FERRY_METRICS_EVENT_TYPE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_event_type: bool,
+}
+
 /// What every data-plane component is configured from, whichever command
 /// runs it.
 pub struct DataPlane {
@@ -49,6 +57,7 @@ pub struct DataPlane {
     pub admin: SocketAddr,
     pub bootstrap: String,
     pub overrides: Overrides,
+    pub metrics_event_type: bool,
 }
 
 impl DataPlane {
@@ -56,6 +65,7 @@ impl DataPlane {
         contract: &ContractArgs,
         admin: SocketAddr,
         kafka: &KafkaArgs,
+        metrics: &MetricsArgs,
     ) -> Result<Self, KafkaConfigError> {
         Ok(DataPlane {
             contract: contract.contract.clone(),
@@ -63,6 +73,7 @@ impl DataPlane {
             admin,
             bootstrap: kafka.bootstrap_servers.clone(),
             overrides: kafka.overrides()?,
+            metrics_event_type: metrics.metrics_event_type,
         })
     }
 }

@@ -10,13 +10,14 @@ use std::{
 };
 
 use anyhow::Context;
-use ferry_common::{admin::Admin, server, shutdown::Shutdown};
+use ferry_common::{admin::Admin, metrics::Shared, server, shutdown::Shutdown};
 use ferry_controller::{plan::Status, StatusRx};
+use ferry_dispatcher::observed::Observed;
 use prometheus_client::registry::Registry;
 
 use crate::{
     controller, dispatcher, receiver,
-    shared::{DataPlane, KafkaArgs},
+    shared::{DataPlane, KafkaArgs, MetricsArgs},
 };
 
 #[derive(clap::Args)]
@@ -36,6 +37,8 @@ pub struct Args {
     #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
     receiver: receiver::ReceiverTuning,
     #[command(flatten)]
     dispatcher: dispatcher::DispatcherTuning,
@@ -48,6 +51,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
     let contract = args.state_dir.join("contract.json");
     let mut registry = Registry::default();
+    let shared = Shared::register(&mut registry, args.metrics.metrics_event_type);
     // One admin port serves all three, so the components' own go unused.
     let plane = DataPlane {
         contract: contract.clone(),
@@ -55,11 +59,13 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         admin: "127.0.0.1:0".parse().expect("addr"),
         bootstrap: args.kafka.bootstrap_servers.clone(),
         overrides: args.kafka.overrides()?,
+        metrics_event_type: args.metrics.metrics_event_type,
     };
     let receiver = ferry_receiver::start_embedded(
         args.receiver.config(&plane),
         shutdown.clone(),
         &mut registry,
+        &shared,
     )
     .await?;
     // Brokers' addresses use the port actually bound (--listen may say 0).
@@ -76,6 +82,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         args.dispatcher.config(&plane),
         shutdown.clone(),
         &mut registry,
+        &shared,
     )?;
 
     let ready = {
@@ -83,10 +90,10 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         Arc::new(move || r.load(Ordering::Acquire) && d.is_ready())
     };
     let resources_route = {
-        let statuses = statuses.clone();
+        let (statuses, observed) = (statuses.clone(), dispatcher.observed.clone());
         Arc::new(move || {
-            let body =
-                serde_json::to_vec_pretty(&*statuses.borrow().clone()).expect("statuses serialise");
+            let body = serde_json::to_vec_pretty(&resources(&statuses.borrow(), &observed))
+                .expect("statuses serialise");
             let mut response = server::text(http::StatusCode::OK, body);
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,
@@ -113,6 +120,31 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     dispatcher.context("the dispatcher failed")?;
     controller.context("the controller failed")?;
     Ok(())
+}
+
+/// Every resource's status; triggers and subscriptions with the lag and
+/// last delivery the dispatcher sees.
+fn resources(statuses: &[Status], observed: &Observed) -> serde_json::Value {
+    statuses
+        .iter()
+        .map(|status| {
+            let mut entry = serde_json::to_value(status).expect("statuses serialise");
+            let name = format!("{}/{}", status.namespace, status.name);
+            if let (Some(state), Some(fields)) =
+                (observed.get(&status.kind, &name), entry.as_object_mut())
+            {
+                let state = serde_json::to_value(state).expect("states serialise");
+                fields.extend(
+                    state
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+            }
+            entry
+        })
+        .collect()
 }
 
 /// An address others on this machine can reach: 0.0.0.0 becomes 127.0.0.1.

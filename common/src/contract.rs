@@ -15,7 +15,7 @@ use std::{
 use ferry_proto::{Contract, Message};
 use tokio::sync::watch;
 
-use crate::shutdown::Shutdown;
+use crate::{metrics::ContractMetrics, shutdown::Shutdown};
 
 /// Why a contract could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -64,11 +64,12 @@ pub fn read(path: &Path) -> Result<Contract, ContractError> {
 pub type ContractRx = watch::Receiver<Option<Arc<Contract>>>;
 
 /// Follows the contract file until shutdown. The receiver sees each new
-/// contract once; unparseable versions are logged and skipped.
+/// contract once; unparseable versions are logged, counted and skipped.
 pub fn follow(
     path: PathBuf,
     poll: Duration,
     shutdown: Shutdown,
+    metrics: ContractMetrics,
 ) -> Result<ContractRx, ContractError> {
     let (tx, rx) = watch::channel(None);
     // Watch the directory, not the file: a ConfigMap update replaces the
@@ -89,7 +90,7 @@ pub fn follow(
         let mut last: Option<Vec<u8>> = None;
         let mut ticker = tokio::time::interval(poll);
         loop {
-            reload(&path, &mut last, &tx);
+            reload(&path, &mut last, &tx, &metrics);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = changed_rx.recv() => {}
@@ -100,12 +101,19 @@ pub fn follow(
     Ok(rx)
 }
 
-fn reload(path: &Path, last: &mut Option<Vec<u8>>, tx: &watch::Sender<Option<Arc<Contract>>>) {
+fn reload(
+    path: &Path,
+    last: &mut Option<Vec<u8>>,
+    tx: &watch::Sender<Option<Arc<Contract>>>,
+    metrics: &ContractMetrics,
+) {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) => {
+            // Before the first contract the file may simply not exist yet.
             if last.is_some() {
                 tracing::warn!(path = %path.display(), %error, "contract file unreadable; keeping the previous contract");
+                metrics.errors.inc();
             }
             return;
         }
@@ -121,10 +129,12 @@ fn reload(path: &Path, last: &mut Option<Vec<u8>>, tx: &watch::Sender<Option<Arc
                 resources = contract.resources.len(),
                 "contract loaded"
             );
+            metrics.generation.set(contract.generation as i64);
             tx.send_replace(Some(Arc::new(contract)));
         }
         Err(error) => {
             tracing::error!(path = %path.display(), %error, "contract rejected; keeping the previous contract");
+            metrics.errors.inc();
         }
     }
     *last = Some(bytes);
@@ -191,6 +201,7 @@ mod tests {
             dir.path().join("data"),
             Duration::from_secs(3600),
             shutdown.clone(),
+            ContractMetrics::default(),
         )
         .unwrap();
         assert_eq!(next(&mut rx).await.generation, 1);
@@ -210,13 +221,36 @@ mod tests {
         let shutdown = Shutdown::new();
         let file = dir.path().join("contract.json");
         std::fs::write(&file, serde_json::to_vec(&contract(1)).unwrap()).unwrap();
-        let mut rx = follow(file.clone(), Duration::from_secs(3600), shutdown.clone()).unwrap();
+        let metrics = ContractMetrics::default();
+        let mut rx = follow(
+            file.clone(),
+            Duration::from_millis(50),
+            shutdown.clone(),
+            metrics.clone(),
+        )
+        .unwrap();
         assert_eq!(next(&mut rx).await.generation, 1);
+        assert_eq!(metrics.generation.get(), 1);
 
         std::fs::write(&file, b"{\"generation\": \"3\", \"resou").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while metrics.errors.get() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the broken file was never counted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            metrics.generation.get(),
+            1,
+            "the previous contract stays in force"
+        );
+        assert!(!rx.has_changed().unwrap(), "nothing was published");
+
         std::fs::write(&file, serde_json::to_vec(&contract(4)).unwrap()).unwrap();
-        // Whether or not the broken version was seen, only good ones are published.
         assert_eq!(next(&mut rx).await.generation, 4);
+        assert_eq!(metrics.generation.get(), 4);
         shutdown.cancel();
     }
 }

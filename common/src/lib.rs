@@ -4,9 +4,12 @@
 //! - [`contract`]: reading the data-plane contract, and following its file.
 //! - [`kafka`]: librdkafka settings: Ferry's defaults and operator overrides.
 //! - [`producer`]: writing records, one idempotent producer per cluster.
+//! - [`metrics`]: the metrics receiver and dispatcher share, with the
+//!   reference's names.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
 //! - [`server`]: the HTTP serve loop with graceful drain.
-//! - [`trace`]: W3C trace context carried with events.
+//! - [`trace`]: W3C trace context carried with events; [`telemetry`]: the
+//!   spans Ferry exports over OTLP when asked to.
 //! - [`shutdown`]: one signal for every task of a process.
 
 pub mod admin;
@@ -15,9 +18,11 @@ pub mod contract;
 pub mod fswatch;
 pub mod group_offsets;
 pub mod kafka;
+pub mod metrics;
 pub mod producer;
 pub mod server;
 pub mod shutdown;
+pub mod telemetry;
 pub mod trace;
 
 /// Why a data-plane component (receiver, dispatcher) could not start.

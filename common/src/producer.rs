@@ -198,6 +198,17 @@ impl ProducerPool {
         Ok(producer)
     }
 
+    /// Records waiting in librdkafka's queues for an acknowledgement, over
+    /// every cluster.
+    pub fn queued(&self) -> i64 {
+        self.producers
+            .lock()
+            .expect("producer pool lock")
+            .values()
+            .map(|p| i64::from(p.current.load().in_flight_count()))
+            .sum()
+    }
+
     /// Drops producers of clusters no resource uses any more.
     pub fn retain(&self, in_use: impl Fn(&str) -> bool) {
         self.producers

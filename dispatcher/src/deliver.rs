@@ -7,6 +7,7 @@ use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use ferry_common::{
     cloudevent::{kafka, Event, Value},
     producer::ProducerPool,
+    telemetry::{self, KeyValue, SpanKind},
     trace::TraceContext,
 };
 use tokio_util::sync::CancellationToken;
@@ -14,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     egress::{Delivery, EgressSpec, Reply},
     metrics::Metrics,
+    observed::Observed,
+    record::Record,
     retry::{Action, Outcome},
     send::{self, Answer, HttpClient},
 };
@@ -55,16 +58,56 @@ pub struct Deliverer {
     pub client: HttpClient,
     pub producers: Arc<ProducerPool>,
     pub metrics: Metrics,
+    pub observed: Arc<Observed>,
 }
 
 // === impl Deliverer ===
 
 impl Deliverer {
-    /// Runs the whole pipeline for an event that passed the egress's
-    /// filter; `None` when `stop` interrupted a retry wait: the event is
-    /// then not committed and is delivered again by whoever reads the
-    /// partition next.
+    /// Runs the whole pipeline for a record whose event passed the
+    /// egress's filter; `None` when `stop` interrupted a retry wait: the
+    /// event is then not committed and is delivered again by whoever reads
+    /// the partition next.
     pub async fn deliver(
+        &self,
+        spec: &EgressSpec,
+        record: &Record,
+        stop: &CancellationToken,
+    ) -> Option<Report> {
+        let event = record.event.as_ref().expect("only events are delivered");
+        if let Some(written) = record.written_ms {
+            self.metrics.processing(spec, written);
+        }
+        let mut span = telemetry::span(
+            "ferry.dispatch",
+            SpanKind::Consumer,
+            record.trace.as_ref(),
+            || {
+                vec![
+                    KeyValue::new("messaging.system", "kafka"),
+                    KeyValue::new("messaging.destination.name", spec.topic.clone()),
+                    KeyValue::new("messaging.consumer.group.name", spec.consumer_group.clone()),
+                    KeyValue::new("kn.egress", format!("{} {}", spec.kind, spec.name)),
+                    KeyValue::new("cloudevents.event_id", event.id().to_owned()),
+                    KeyValue::new("cloudevents.event_type", event.ty().to_owned()),
+                    KeyValue::new("url.full", spec.destination.to_string()),
+                ]
+            },
+        );
+        // The subscriber, the reply and the dead letter continue the
+        // dispatcher's span, or the producer's trace when none is exported.
+        let trace = telemetry::continued(span.as_ref(), record.trace.as_ref());
+        let report = self.pipeline(spec, event, trace.as_ref(), stop).await;
+        if let (Some(span), Some(report)) = (&mut span, report) {
+            span.set(KeyValue::new("ferry.outcome", report.as_str()));
+            if matches!(report, Report::DeadLettered | Report::Dropped) {
+                span.fail(report.as_str());
+            }
+        }
+        report
+    }
+
+    async fn pipeline(
         &self,
         spec: &EgressSpec,
         event: &Event,
@@ -107,6 +150,7 @@ impl Deliverer {
         let mut attempt = 1;
         loop {
             let started = std::time::Instant::now();
+            let in_flight = self.metrics.attempt_started(spec);
             let result = send::attempt(
                 &self.client,
                 url,
@@ -116,8 +160,10 @@ impl Deliverer {
                 trace,
             )
             .await;
+            drop(in_flight);
             self.metrics.attempt(
                 spec,
+                event.ty(),
                 result.as_ref().ok().map(|a| a.code),
                 started.elapsed(),
             );
@@ -215,7 +261,11 @@ impl Deliverer {
             .await?
         {
             Ok(_) => {
-                tracing::info!(egress = %spec.name, id = event.id(), reason = %failure.reason, "event dead-lettered");
+                tracing::info!(
+                    egress = %spec.name, id = event.id(), source = event.source(), r#type = event.ty(),
+                    destination = %failure.destination, reason = %failure.reason,
+                    "event dead-lettered"
+                );
                 Some(Report::DeadLettered)
             }
             Err(dls) => {

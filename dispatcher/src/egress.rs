@@ -7,6 +7,8 @@ use ferry_proto::{
     egress::ReplyStrategy, BackoffPolicy, Contract, DeliveryOrder, EgressConfig, Resource,
 };
 
+use ferry_common::metrics::{self, Labels};
+
 use crate::{
     filter::Filter,
     retry::{PolicyError, RetryPolicy},
@@ -39,6 +41,11 @@ pub struct EgressSpec {
     pub key: String,
     /// `namespace/name` of the object behind it, for logs and metrics.
     pub name: String,
+    /// Its kind (`Trigger`, `Subscription`), `Egress` when the contract
+    /// does not say.
+    pub kind: String,
+    /// Its metric labels.
+    pub labels: Labels,
     pub consumer_group: String,
     pub topic: String,
     pub bootstrap: String,
@@ -126,9 +133,20 @@ fn spec(
         .as_ref()
         .map(|r| format!("{}/{}", r.namespace, r.name))
         .unwrap_or_else(|| key.to_owned());
+    let kind = egress
+        .reference
+        .as_ref()
+        .map(|r| r.kind.as_str())
+        .filter(|k| !k.is_empty())
+        .unwrap_or("Egress")
+        .to_owned();
+    let labels =
+        metrics::egress_labels(egress.reference.as_ref(), resource.reference.as_ref(), key);
     Ok(EgressSpec {
         key: key.to_owned(),
         name,
+        kind,
+        labels,
         consumer_group: egress.consumer_group.clone(),
         topic,
         bootstrap: bootstrap.clone(),

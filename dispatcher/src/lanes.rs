@@ -201,6 +201,12 @@ impl Egress {
 // === impl Lane ===
 
 impl Lane {
+    /// Where the egress stands on this partition: the offset it would
+    /// commit, or where it starts when it has taken nothing yet.
+    pub fn position(&self) -> i64 {
+        self.tracker.committable().unwrap_or(self.from)
+    }
+
     pub fn new(epoch: u64, from: i64, behind: bool) -> Self {
         Lane {
             epoch,
@@ -298,6 +304,7 @@ mod tests {
         Arc::new(Record {
             event: Ok(Event::new("1", "/s", ty)),
             trace: None,
+            written_ms: None,
         })
     }
 
@@ -306,7 +313,10 @@ mod tests {
     }
 
     fn metrics() -> Metrics {
-        Metrics::new(&mut Registry::default())
+        Metrics::new(
+            &mut Registry::default(),
+            &ferry_common::metrics::Shared::unregistered(),
+        )
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod egress;
 pub mod filter;
 pub mod lanes;
 mod metrics;
+pub mod observed;
 pub mod offsets;
 pub mod reader;
 mod record;
@@ -38,6 +39,7 @@ use ferry_common::{
     contract::{self, ContractRx},
     group_offsets::GroupOffsets,
     kafka::ProducerSettings,
+    metrics::Shared,
     producer::ProducerPool,
     server,
     shutdown::Shutdown,
@@ -47,7 +49,9 @@ use prometheus_client::registry::Registry;
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::{deliver::Deliverer, egress::EgressSpec, metrics::Metrics, reader::Wanted};
+use crate::{
+    deliver::Deliverer, egress::EgressSpec, metrics::Metrics, observed::Observed, reader::Wanted,
+};
 
 /// Everything the dispatcher needs to run.
 #[derive(Clone, Debug)]
@@ -59,6 +63,8 @@ pub struct Config {
     pub consumers: reader::Settings,
     /// For replies written back to a broker's topic.
     pub producer: ProducerSettings,
+    /// Whether metrics carry the `cloudevents_type` label.
+    pub metrics_event_type: bool,
 }
 
 /// A started dispatcher.
@@ -82,7 +88,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartE
     let admin_listener = server::bind(config.admin).await?;
     let admin_addr = admin_listener.local_addr().expect("bound");
     let mut registry = Registry::default();
-    let embedded = start_embedded(config, shutdown.clone(), &mut registry)?;
+    let shared = Shared::register(&mut registry, config.metrics_event_type);
+    let embedded = start_embedded(config, shutdown.clone(), &mut registry, &shared)?;
     let ready = embedded.ready.clone();
     let admin = Admin::new(registry, Arc::new(move || ready.is_ready()));
     let task = tokio::spawn(async move {
@@ -98,24 +105,33 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartE
 /// registry and the process serves the admin port.
 pub struct Embedded {
     pub ready: Arc<Readiness>,
+    /// Each egress's lag and last delivery.
+    pub observed: Arc<Observed>,
     pub task: JoinHandle<()>,
 }
 
-/// Starts dispatching without an admin server of its own.
+/// Starts dispatching without an admin server of its own; `shared` are the
+/// process's metrics both data-plane components report into.
 pub fn start_embedded(
     config: Config,
     shutdown: Shutdown,
     registry: &mut Registry,
+    shared: &Shared,
 ) -> Result<Embedded, StartError> {
+    let producers = Arc::new(ProducerPool::new(config.producer.clone()));
+    shared.watch_producers("dispatcher", &producers);
+    let observed = Arc::new(Observed::default());
     let deliverer = Arc::new(Deliverer {
         client: send::client(),
-        producers: Arc::new(ProducerPool::new(config.producer.clone())),
-        metrics: Metrics::new(registry),
+        producers,
+        metrics: Metrics::new(registry, shared),
+        observed: observed.clone(),
     });
     let contracts = contract::follow(
         config.contract.clone(),
         config.contract_poll,
         shutdown.clone(),
+        shared.contract("dispatcher"),
     )?;
     let ready = Arc::new(Readiness::default());
     let supervisor = Supervisor {
@@ -134,7 +150,11 @@ pub fn start_embedded(
             tracing::info!("dispatcher stopped");
         })
     };
-    Ok(Embedded { ready, task })
+    Ok(Embedded {
+        ready,
+        observed,
+        task,
+    })
 }
 
 /// Keeps one reader per topic of the contract in force, each running

@@ -1,7 +1,14 @@
-//! The dispatcher's metrics, registered in the process registry.
+//! The dispatcher's metrics. The reference's names (see
+//! `ferry_common::metrics`) for attempts, processing time, requests in
+//! flight and events sent; Ferry's own for what the reference does not
+//! report: outcomes (delivered, dead-lettered, dropped, filtered), retries,
+//! lag per partition and Kafka consumers. Every series of an egress carries
+//! its labels (`kn_trigger_namespace`, `kn_trigger_name`, `kn_broker_name`,
+//! or a subscription's and channel's).
 
 use std::time::Duration;
 
+use ferry_common::metrics::{self, Labels, Shared};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -11,24 +18,6 @@ use prometheus_client::{
 use crate::{deliver::Report, egress::EgressSpec};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct EgressLabels {
-    egress: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    egress: String,
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CodeLabels {
-    egress: String,
-    /// 0 when there was no answer.
-    code: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConsumerLabels {
     /// `reader` (one per topic) or `catch_up` (one per egress behind).
     kind: &'static str,
@@ -36,12 +25,14 @@ struct ConsumerLabels {
 
 #[derive(Clone)]
 pub struct Metrics {
+    shared: Shared,
     consumers: Family<ConsumerLabels, Gauge>,
-    events: Family<OutcomeLabels, Counter>,
-    attempts: Family<CodeLabels, Counter>,
-    retries: Family<EgressLabels, Counter>,
-    latency: Family<EgressLabels, Histogram>,
-    invalid: Family<EgressLabels, Counter>,
+    events: Family<Labels, Counter>,
+    sent: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    in_flight: Family<Labels, Gauge>,
+    process_latency: Family<Labels, Histogram>,
+    lag: Family<Labels, Gauge>,
 }
 
 /// Counts a Kafka consumer while it lives.
@@ -53,7 +44,65 @@ impl Drop for ConsumerGauge {
     }
 }
 
+/// Counts a request in flight while it lives.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
+    pub fn new(registry: &mut Registry, shared: &Shared) -> Self {
+        let m = Metrics {
+            shared: shared.clone(),
+            consumers: Family::default(),
+            events: Family::default(),
+            sent: Family::default(),
+            retries: Family::default(),
+            in_flight: Family::default(),
+            process_latency: Family::new_with_constructor(metrics::latency_histogram),
+            lag: Family::default(),
+        };
+        registry.register(
+            "http_events_sent",
+            "Delivery attempts that got an answer, by response code",
+            m.sent.clone(),
+        );
+        registry.register(
+            "kn_eventing_dispatch_in_flight_requests",
+            "Delivery requests waiting for an answer",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "kn_eventing_process_latency_ms",
+            "Time from an event's write to Kafka to the start of its delivery, in milliseconds",
+            m.process_latency.clone(),
+        );
+        registry.register(
+            "ferry_dispatch_events",
+            "Events by what became of them: delivered, dead_lettered, dropped, filtered",
+            m.events.clone(),
+        );
+        registry.register(
+            "ferry_dispatch_retries",
+            "Delivery attempts after the first",
+            m.retries.clone(),
+        );
+        registry.register(
+            "ferry_dispatch_consumer_lag",
+            "Events on a partition after the egress's position (the high watermark minus what it will commit)",
+            m.lag.clone(),
+        );
+        registry.register(
+            "ferry_dispatch_kafka_consumers",
+            "Kafka consumers open: one reader per topic, and one per egress catching up",
+            m.consumers.clone(),
+        );
+        m
+    }
+
     pub fn consumer_opened(&self, kind: &'static str) -> ConsumerGauge {
         let gauge = self
             .consumers
@@ -63,88 +112,66 @@ impl Metrics {
         ConsumerGauge(gauge)
     }
 
-    pub fn new(registry: &mut Registry) -> Self {
-        let m = Metrics {
-            consumers: Family::default(),
-            events: Family::default(),
-            attempts: Family::default(),
-            retries: Family::default(),
-            latency: Family::new_with_constructor(|| {
-                Histogram::new([
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ])
-            }),
-            invalid: Family::default(),
-        };
-        registry.register(
-            "ferry_dispatch_kafka_consumers",
-            "Kafka consumers open: one reader per topic, and one per egress catching up",
-            m.consumers.clone(),
-        );
-        registry.register(
-            "ferry_dispatch_events",
-            "Events by what became of them",
-            m.events.clone(),
-        );
-        registry.register(
-            "ferry_dispatch_attempts",
-            "Delivery attempts by response code",
-            m.attempts.clone(),
-        );
-        registry.register(
-            "ferry_dispatch_retries",
-            "Delivery retries",
-            m.retries.clone(),
-        );
-        registry.register(
-            "ferry_dispatch_latency_seconds",
-            "Time of one delivery attempt",
-            m.latency.clone(),
-        );
-        registry.register(
-            "ferry_dispatch_invalid_records",
-            "Records that are not CloudEvents",
-            m.invalid.clone(),
-        );
-        m
-    }
-
     pub fn report(&self, spec: &EgressSpec, report: Report) {
-        self.events
-            .get_or_create(&OutcomeLabels {
-                egress: spec.name.clone(),
-                outcome: report.as_str(),
-            })
-            .inc();
+        let mut labels = spec.labels.clone();
+        labels.push(("outcome", report.as_str().to_owned()));
+        self.events.get_or_create(&labels).inc();
     }
 
-    pub fn attempt(&self, spec: &EgressSpec, code: Option<u16>, took: Duration) {
-        self.attempts
-            .get_or_create(&CodeLabels {
-                egress: spec.name.clone(),
-                code: code.unwrap_or(0),
-            })
-            .inc();
-        self.latency
-            .get_or_create(&EgressLabels {
-                egress: spec.name.clone(),
-            })
-            .observe(took.as_secs_f64());
+    /// An attempt starts; the guard counts it until it ends.
+    pub fn attempt_started(&self, spec: &EgressSpec) -> InFlight {
+        let gauge = self.in_flight.get_or_create(&spec.labels).clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// An attempt ended: with an answer's status code, or none.
+    pub fn attempt(&self, spec: &EgressSpec, ty: &str, code: Option<u16>, took: Duration) {
+        let mut labels = spec.labels.clone();
+        self.shared.with_event_type(&mut labels, ty);
+        if let Some(code) = code {
+            labels.push(("http_response_status_code", code.to_string()));
+            self.sent.get_or_create(&labels).inc();
+        }
+        self.shared
+            .dispatch_latency(&labels)
+            .observe(took.as_secs_f64() * 1e3);
+    }
+
+    /// How long after it was written to Kafka an event's delivery began.
+    pub fn processing(&self, spec: &EgressSpec, written_ms: i64) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.process_latency
+            .get_or_create(&spec.labels)
+            .observe(now_ms.saturating_sub(written_ms).max(0) as f64);
     }
 
     pub fn retry(&self, spec: &EgressSpec) {
-        self.retries
-            .get_or_create(&EgressLabels {
-                egress: spec.name.clone(),
-            })
-            .inc();
+        self.retries.get_or_create(&spec.labels).inc();
     }
 
     pub fn invalid(&self, spec: &EgressSpec) {
-        self.invalid
-            .get_or_create(&EgressLabels {
-                egress: spec.name.clone(),
-            })
-            .inc();
+        self.shared.discarded(&spec.labels);
     }
+
+    pub fn lag(&self, spec: &EgressSpec, partition: i32, lag: u64) {
+        self.lag
+            .get_or_create(&lag_labels(spec, partition))
+            .set(lag as i64);
+    }
+
+    /// Drops an egress's lag series once it no longer runs here.
+    pub fn forget_lag(&self, spec: &EgressSpec, partitions: impl IntoIterator<Item = i32>) {
+        for partition in partitions {
+            self.lag.remove(&lag_labels(spec, partition));
+        }
+    }
+}
+
+fn lag_labels(spec: &EgressSpec, partition: i32) -> Labels {
+    let mut labels = spec.labels.clone();
+    labels.push(("partition", partition.to_string()));
+    labels
 }

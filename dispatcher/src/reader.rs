@@ -66,6 +66,8 @@ pub struct Settings {
     /// Deliveries in flight for all of a topic's egresses together: what
     /// bounds memory when a broker has many triggers.
     pub max_deliveries: usize,
+    /// How often each egress's lag is measured.
+    pub lag_interval: Duration,
 }
 
 /// An egress the reader should run, and its readiness flag.
@@ -137,6 +139,9 @@ struct State {
 
 type Shared = Arc<Mutex<State>>;
 
+/// High watermarks: (partition, offset after the last record).
+type Highs = Vec<(i32, i64)>;
+
 /// Positions to commit, per egress: (partition, next offset to read).
 type Commits = Vec<(Arc<EgressSpec>, Vec<(i32, i64)>)>;
 
@@ -156,6 +161,8 @@ struct Reader {
     budget: Arc<Semaphore>,
     /// An egress has a window of finished deliveries to commit.
     commit_due: bool,
+    /// High watermarks of the reader's partitions, measured off the task.
+    highs: (mpsc::UnboundedSender<Highs>, mpsc::UnboundedReceiver<Highs>),
 }
 
 /// A finished (or interrupted) delivery.
@@ -190,6 +197,7 @@ impl Reader {
             fetched: mpsc::unbounded_channel(),
             outstanding: 0,
             commit_due: false,
+            highs: mpsc::unbounded_channel(),
         }
     }
 
@@ -215,6 +223,8 @@ impl Reader {
 
         let mut commit_tick = tokio::time::interval(self.settings.commit_interval);
         let mut commit_round: Option<tokio::task::JoinHandle<()>> = None;
+        let mut lag_tick = tokio::time::interval(self.settings.lag_interval);
+        let mut lag_round: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             // librdkafka's pause drops what it fetched and may resume past
             // it, so a full reader just stops taking records.
@@ -230,6 +240,12 @@ impl Reader {
                 // always a completion or a record ready, and commits must
                 // not starve.
                 _ = commit_tick.tick() => self.commit_due = true,
+                _ = lag_tick.tick() => {
+                    if lag_round.as_ref().is_none_or(|r| r.is_finished()) {
+                        lag_round = Some(self.measure_highs());
+                    }
+                }
+                Some(highs) = self.highs.1.recv() => self.record_lag(&highs),
                 changed = wanted.changed() => {
                     if changed.is_err() {
                         break;
@@ -275,8 +291,62 @@ impl Reader {
             let _ = round.await;
         }
         self.commit(true).await;
+        for egress in self.lock().egresses.values() {
+            self.forget(egress);
+        }
         tracing::info!(topic = %self.topic.name, "topic reader stopped");
         Ok(())
+    }
+
+    /// Reads the high watermarks of the partitions this reader holds, on
+    /// the blocking pool (each is a request to the broker).
+    fn measure_highs(&self) -> tokio::task::JoinHandle<()> {
+        let partitions: Vec<i32> = self.lock().next.keys().copied().collect();
+        let (topic, out) = (self.topic.clone(), self.highs.0.clone());
+        tokio::task::spawn_blocking(move || {
+            let highs = partitions
+                .into_iter()
+                .filter_map(|p| topic.offsets.end(&topic.name, p).ok().map(|h| (p, h)))
+                .collect();
+            let _ = out.send(highs);
+        })
+    }
+
+    /// Each egress's lag: from its position on each partition to the end,
+    /// the reader's own position when that is further (Tansu can report a
+    /// high watermark short of the last record).
+    fn record_lag(&self, highs: &[(i32, i64)]) {
+        let state = self.lock();
+        let metrics = &self.deliverer.metrics;
+        for egress in state.egresses.values() {
+            let mut by_partition = std::collections::BTreeMap::new();
+            for &(partition, high) in highs {
+                let Some(lane) = egress.lanes.get(&partition) else {
+                    continue;
+                };
+                let end = high.max(state.next.get(&partition).copied().unwrap_or(0));
+                let lag = (end - lane.position()).max(0) as u64;
+                metrics.lag(&egress.spec, partition, lag);
+                by_partition.insert(partition, lag);
+            }
+            let observed = &self.deliverer.observed;
+            if let Some(before) = observed.get(&egress.spec.kind, &egress.spec.name) {
+                let gone = before.lag_by_partition.into_keys();
+                metrics.forget_lag(&egress.spec, gone.filter(|p| !by_partition.contains_key(p)));
+            }
+            observed.lag(&egress.spec, by_partition);
+        }
+    }
+
+    /// Drops what is shown of an egress that stops running here.
+    fn forget(&self, egress: &Egress) {
+        let observed = &self.deliverer.observed;
+        if let Some(before) = observed.get(&egress.spec.kind, &egress.spec.name) {
+            self.deliverer
+                .metrics
+                .forget_lag(&egress.spec, before.lag_by_partition.into_keys());
+        }
+        observed.remove(&egress.spec);
     }
 
     /// A record from the reader's consumer, offered to every egress that
@@ -433,14 +503,11 @@ impl Reader {
             );
             let key = key.clone();
             tokio::spawn(async move {
-                let record = &start.queued.record;
-                let event = record.event.as_ref().expect("only events are queued");
-                let report = deliverer
-                    .deliver(&spec, event, record.trace.as_ref(), &stop)
-                    .await;
+                let report = deliverer.deliver(&spec, &start.queued.record, &stop).await;
                 drop(start.permit);
                 if let Some(report) = report {
                     deliverer.metrics.report(&spec, report);
+                    deliverer.observed.report(&spec, report);
                 }
                 let _ = done.send(Done {
                     key,
@@ -527,6 +594,7 @@ impl Reader {
         };
         for egress in removed.iter().chain(&changed) {
             egress.stop.cancel();
+            self.forget(egress);
         }
         for mut egress in changed {
             let positions = egress.positions(true);

@@ -12,6 +12,8 @@ pub struct Record {
     pub event: Result<Event, InvalidEvent>,
     /// The trace context that travelled with it.
     pub trace: Option<TraceContext>,
+    /// When Kafka took it (milliseconds since the epoch), if it says.
+    pub written_ms: Option<i64>,
 }
 
 impl Record {
@@ -31,6 +33,7 @@ impl Record {
         Record {
             event: kafka::decode(headers.iter().copied(), message.payload()),
             trace,
+            written_ms: message.timestamp().to_millis(),
         }
     }
 }

@@ -1,8 +1,11 @@
 //! The request path: route → decode → validate → produce → respond.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Instant,
 };
 
 use arc_swap::ArcSwap;
@@ -11,6 +14,7 @@ use ferry_common::{
     cloudevent::{self, kafka},
     producer::ProducerPool,
     server::{self, Body, Handler},
+    telemetry::{self, KeyValue, SpanKind},
     trace::{self, TraceContext},
 };
 use futures::future::try_join_all;
@@ -18,7 +22,11 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use crate::{error::IngressError, metrics::Metrics, routes::Routes};
+use crate::{
+    error::IngressError,
+    metrics::Metrics,
+    routes::{Route, Routes},
+};
 
 pub struct Ingress {
     pub routes: Arc<ArcSwap<Routes>>,
@@ -40,7 +48,9 @@ impl Handler for Ingress {
                 _ => {}
             }
         }
-        let response = match self.accept(request).await {
+        let started = Instant::now();
+        let mut seen = Seen::default();
+        let response = match self.accept(request, &mut seen).await {
             Ok(()) => Response::builder()
                 .status(StatusCode::ACCEPTED)
                 .body(Body::default())
@@ -50,16 +60,44 @@ impl Handler for Ingress {
                     StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(%error, "event not stored"),
                     _ => tracing::debug!(%error, "request refused"),
                 }
+                if let Some(span) = &mut seen.span {
+                    span.fail(error.to_string());
+                }
                 error.into_response()
             }
         };
-        self.metrics.count(response.status());
+        let status = response.status();
+        if let Some(span) = &mut seen.span {
+            span.set(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status.as_u16()),
+            ));
+        }
+        self.metrics.answered(
+            status,
+            seen.route.as_deref(),
+            &seen.types,
+            started.elapsed(),
+        );
         response
     }
 }
 
+/// What a request turned out to be, for its metrics and its span.
+#[derive(Default)]
+struct Seen {
+    route: Option<Arc<Route>>,
+    /// The `type` of each event read from it.
+    types: Vec<String>,
+    span: Option<telemetry::Span>,
+}
+
 impl Ingress {
-    async fn accept(&self, request: Request<Incoming>) -> Result<(), IngressError> {
+    async fn accept(
+        &self,
+        request: Request<Incoming>,
+        seen: &mut Seen,
+    ) -> Result<(), IngressError> {
         if request.method() != Method::POST {
             return Err(IngressError::Method(request.method().clone()));
         }
@@ -73,21 +111,40 @@ impl Ingress {
             .ok_or_else(|| IngressError::NotFound(request.uri().path().to_owned()))?
             .clone();
         drop(routes);
+        seen.route = Some(route.clone());
 
         let (parts, body) = request.into_parts();
-        let body = self.read_body(&parts.headers, body).await?;
-        let mut events = cloudevent::http::decode(&parts.headers, body)?;
-
-        let producer = self.producers.get(&route.bootstrap)?;
-        // The producer's trace context travels with the events.
+        // The producer's trace context travels with the events, continued
+        // by a span of the receiver's when traces are exported.
         let text = |name| {
             parts
                 .headers
                 .get(name)
                 .and_then(|v: &http::HeaderValue| v.to_str().ok())
         };
-        let trace = text(trace::TRACEPARENT)
+        let incoming = text(trace::TRACEPARENT)
             .and_then(|tp| TraceContext::parse(tp, text(trace::TRACESTATE)));
+        seen.span = telemetry::span("ferry.ingress", SpanKind::Server, incoming.as_ref(), || {
+            vec![
+                KeyValue::new("messaging.system", "kafka"),
+                KeyValue::new("messaging.destination.name", route.topic.clone()),
+                KeyValue::new("kn.resource", route.name.clone()),
+            ]
+        });
+        let trace = telemetry::continued(seen.span.as_ref(), incoming.as_ref());
+
+        let body = self.read_body(&parts.headers, body).await?;
+        let mut events = cloudevent::http::decode(&parts.headers, body)?;
+        seen.types = events.iter().map(|e| e.ty().to_owned()).collect();
+        if let (Some(span), [event]) = (&mut seen.span, &events[..]) {
+            span.set(KeyValue::new("cloudevents.event_id", event.id().to_owned()));
+            span.set(KeyValue::new(
+                "cloudevents.event_type",
+                event.ty().to_owned(),
+            ));
+        }
+
+        let producer = self.producers.get(&route.bootstrap)?;
         let records: Vec<kafka::Record> = events
             .iter_mut()
             .map(|event| {

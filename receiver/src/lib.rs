@@ -28,6 +28,7 @@ use ferry_common::{
     admin::Admin,
     contract::{self, ContractRx},
     kafka::ProducerSettings,
+    metrics::Shared,
     producer::ProducerPool,
     server,
     shutdown::Shutdown,
@@ -50,6 +51,8 @@ pub struct Config {
     pub default_bootstrap: String,
     pub max_body_bytes: usize,
     pub producer: ProducerSettings,
+    /// Whether metrics carry the `cloudevents_type` label.
+    pub metrics_event_type: bool,
 }
 
 /// A started receiver.
@@ -77,7 +80,8 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartE
     let admin_listener = server::bind(config.admin).await?;
     let admin_addr = admin_listener.local_addr().expect("bound");
     let mut registry = Registry::default();
-    let embedded = start_embedded(config, shutdown.clone(), &mut registry).await?;
+    let shared = Shared::register(&mut registry, config.metrics_event_type);
+    let embedded = start_embedded(config, shutdown.clone(), &mut registry, &shared).await?;
     let ready = embedded.ready.clone();
     let admin = Admin::new(registry, Arc::new(move || ready.load(Ordering::Acquire)));
     let ingress = embedded.ingress;
@@ -99,22 +103,26 @@ pub struct Embedded {
     pub task: JoinHandle<()>,
 }
 
-/// Starts the ingress without an admin server of its own.
+/// Starts the ingress without an admin server of its own; `shared` are
+/// the process's metrics both data-plane components report into.
 pub async fn start_embedded(
     config: Config,
     shutdown: Shutdown,
     registry: &mut Registry,
+    shared: &Shared,
 ) -> Result<Embedded, StartError> {
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr().expect("bound");
-    let metrics = Metrics::new(registry);
+    let metrics = Metrics::new(registry, shared);
     let ready = Arc::new(AtomicBool::new(false));
     let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
     let producers = Arc::new(ProducerPool::new(config.producer.clone()));
+    shared.watch_producers("receiver", &producers);
     let contracts = contract::follow(
         config.contract.clone(),
         config.contract_poll,
         shutdown.clone(),
+        shared.contract("receiver"),
     )?;
     let apply = tokio::spawn(apply_contracts(
         contracts,

@@ -1,11 +1,17 @@
-//! The receiver's metrics, registered in the process registry.
+//! The receiver's metrics: its own request count, and the reference's
+//! per-event series (see `ferry_common::metrics`).
 
+use std::time::Duration;
+
+use ferry_common::metrics::Shared;
 use http::StatusCode;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
+
+use crate::routes::Route;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabels {
@@ -15,24 +21,54 @@ struct CodeLabels {
 #[derive(Clone)]
 pub struct Metrics {
     requests: Family<CodeLabels, Counter>,
+    shared: Shared,
 }
 
 impl Metrics {
-    pub fn new(registry: &mut Registry) -> Self {
+    pub fn new(registry: &mut Registry, shared: &Shared) -> Self {
         let requests = Family::<CodeLabels, Counter>::default();
         registry.register(
             "ferry_ingress_requests",
             "Ingress requests by response code",
             requests.clone(),
         );
-        Metrics { requests }
+        Metrics {
+            requests,
+            shared: shared.clone(),
+        }
     }
 
-    pub fn count(&self, status: StatusCode) {
+    /// One answered request: counted by its status, and, when it was for a
+    /// broker or channel, each of its events (or, when it held none that
+    /// could be read, the request) with the time it took.
+    pub fn answered(
+        &self,
+        status: StatusCode,
+        route: Option<&Route>,
+        types: &[String],
+        took: Duration,
+    ) {
         self.requests
             .get_or_create(&CodeLabels {
                 code: status.as_u16(),
             })
             .inc();
+        let Some(route) = route else { return };
+        if status == StatusCode::BAD_REQUEST {
+            self.shared.discarded(&route.labels);
+        }
+        let millis = took.as_secs_f64() * 1e3;
+        let observe = |ty: Option<&str>| {
+            let mut labels = route.labels.clone();
+            if let Some(ty) = ty {
+                self.shared.with_event_type(&mut labels, ty);
+            }
+            labels.push(("http_response_status_code", status.as_str().to_owned()));
+            self.shared.dispatch_latency(&labels).observe(millis);
+        };
+        match types {
+            [] => observe(None),
+            types => types.iter().for_each(|ty| observe(Some(ty))),
+        }
     }
 }

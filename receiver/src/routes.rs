@@ -3,7 +3,10 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use ferry_common::cloudevent::{kafka::ContentMode, Event, Value};
+use ferry_common::{
+    cloudevent::{kafka::ContentMode, Event, Value},
+    metrics::{self, Labels},
+};
 use ferry_proto::{Contract, Resource};
 
 /// Where and how one resource's events are written.
@@ -18,6 +21,8 @@ pub struct Route {
     pub mode: ContentMode,
     /// `cloudEventOverrides`: extensions set on every event.
     pub overrides: Vec<(String, String)>,
+    /// The resource's metric labels.
+    pub labels: Labels,
 }
 
 impl Route {
@@ -160,6 +165,7 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Rout
             bootstrap: bootstrap.to_owned(),
             mode,
             overrides,
+            labels: metrics::resource_labels(resource.reference.as_ref(), &resource.uid),
         },
     ))
 }

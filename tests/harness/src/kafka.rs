@@ -51,6 +51,23 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     .await;
 }
 
+/// Writes a plain record (no CloudEvent headers) to a partition.
+pub async fn produce_raw(bootstrap: &str, topic: &str, partition: i32, payload: &str) {
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            rdkafka::producer::FutureRecord::<(), _>::to(topic)
+                .partition(partition)
+                .payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("record written");
+}
+
 /// Reads a topic from the beginning of every partition without a consumer
 /// group, so it reads at once.
 pub struct TopicReader {

@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod process;
 pub mod subscriber;
 pub mod tansu;
@@ -140,6 +141,7 @@ pub fn receiver_config(contract: &ContractFile, bootstrap: &str) -> ferry_receiv
             overrides: ferry_common::kafka::Overrides::load(None, std::env::vars())
                 .expect("FERRY_RDKAFKA_* settings"),
         },
+        metrics_event_type: true,
     }
 }
 
@@ -220,12 +222,14 @@ pub fn dispatcher_config(contract: &ContractFile, bootstrap: &str) -> ferry_disp
             drain_timeout: Duration::from_secs(5),
             detach_after: Duration::from_millis(500),
             max_deliveries: 1000,
+            lag_interval: Duration::from_millis(200),
         },
         producer: ferry_common::kafka::ProducerSettings {
             timeout: Duration::from_secs(5),
             max_message_bytes: 1024 * 1024,
             overrides,
         },
+        metrics_event_type: true,
     }
 }
 

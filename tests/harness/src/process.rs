@@ -134,6 +134,17 @@ impl Standalone {
     /// Starts it on ephemeral ports and waits for its first line, which
     /// names them.
     pub async fn start(binary: &str, resources: &Path, state: &Path, bootstrap: &str) -> Self {
+        Self::start_with_env(binary, resources, state, bootstrap, &[]).await
+    }
+
+    /// [`Standalone::start`] with extra environment.
+    pub async fn start_with_env(
+        binary: &str,
+        resources: &Path,
+        state: &Path,
+        bootstrap: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(binary)
             .args([
@@ -162,11 +173,14 @@ impl Standalone {
                 "500",
                 "--commit-interval-ms",
                 "100",
+                "--lag-interval-ms",
+                "200",
             ])
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
