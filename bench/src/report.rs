@@ -18,6 +18,9 @@ pub struct Report {
     pub received: u64,
     /// Accepted events that some expected path never received.
     pub lost: u64,
+    /// The first lost events' sequence numbers, with how many paths
+    /// missed each: what to look for in the topic.
+    pub lost_examples: Vec<(u64, usize)>,
     /// Arrivals beyond the first of an event on a path.
     pub duplicates: u64,
     /// Accepted events per second while sending.
@@ -29,6 +32,9 @@ pub struct Report {
     /// Send to arrival at the sink (milliseconds).
     pub end_to_end: Percentiles,
 }
+
+/// How many lost events a report names.
+const LOST_EXAMPLES: usize = 20;
 
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Percentiles {
@@ -60,8 +66,12 @@ impl Report {
         let accepted = sent.accepted_count();
         let mut lost = accepted * copies.saturating_sub(received.paths.len()) as u64;
         let mut duplicates = 0;
+        let mut missed: BTreeMap<u64, usize> = BTreeMap::new();
         for counts in received.paths.values() {
-            lost += sent.accepted.difference(&counts.seen).count() as u64;
+            for seq in sent.accepted.difference(&counts.seen) {
+                lost += 1;
+                *missed.entry(seq as u64).or_default() += 1;
+            }
             duplicates += counts.arrivals - counts.distinct();
         }
         Report {
@@ -71,6 +81,7 @@ impl Report {
             errors: sent.errors,
             received: received.arrivals(),
             lost,
+            lost_examples: missed.into_iter().take(LOST_EXAMPLES).collect(),
             duplicates,
             ingress_rate: sent.rate(),
             delivered_rate: received.rate(),

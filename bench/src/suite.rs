@@ -202,14 +202,19 @@ impl Bench {
         self.options.work_dir.join("contract.json")
     }
 
-    /// Starts `ferry ARGS`, logging to `<name>.log` in the work folder.
+    /// Starts `ferry ARGS`, logging to `<name>.log` in the work folder
+    /// (appended to, so a restarted process's log follows its
+    /// predecessor's).
     fn spawn(
         &self,
         name: &str,
         args: &[String],
         admin: Option<SocketAddr>,
     ) -> anyhow::Result<Process> {
-        let log = std::fs::File::create(self.options.work_dir.join(format!("{name}.log")))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.options.work_dir.join(format!("{name}.log")))?;
         let mut command = Command::new(&self.options.ferry);
         command.args(args);
         if let Some(admin) = admin {
@@ -823,10 +828,24 @@ impl Bench {
             report.duplicates.to_string(),
             format!("{:.3}", duplicates * 100.0),
         ]);
+        report_lost(&report, run);
         receiver.stop().await;
         dispatcher.stop().await;
         Ok(())
     }
+}
+
+/// Names the first lost events, to look for in the topic.
+fn report_lost(report: &Report, run: RunId) {
+    if report.lost_examples.is_empty() {
+        return;
+    }
+    let examples: Vec<String> = report
+        .lost_examples
+        .iter()
+        .map(|&(seq, paths)| format!("{} ({paths} paths)", run.event_id(seq)))
+        .collect();
+    eprintln!("bench: lost events: {}", examples.join(", "));
 }
 
 /// CPU time per event, in microseconds.

@@ -1,6 +1,6 @@
 //! `ferry dispatcher`
 
-use std::{net::SocketAddr, num::NonZeroUsize, time::Duration};
+use std::{num::NonZeroUsize, time::Duration};
 
 use anyhow::Context;
 use ferry_common::{
@@ -9,22 +9,14 @@ use ferry_common::{
 };
 use ferry_dispatcher::{egress, reader};
 
-use crate::shared::{ContractArgs, DataPlane, KafkaArgs, MetricsArgs};
+use crate::shared::{DataPlane, DataPlaneArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    contract: ContractArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    #[command(flatten)]
-    metrics: MetricsArgs,
+    plane: DataPlaneArgs,
     #[command(flatten)]
     tuning: DispatcherTuning,
-
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
-    admin: SocketAddr,
 }
 
 /// The dispatcher's own settings.
@@ -114,12 +106,7 @@ impl DispatcherTuning {
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args.tuning.config(&DataPlane::new(
-        &args.contract,
-        args.admin,
-        &args.kafka,
-        &args.metrics,
-    )?);
+    let config = args.tuning.config(&args.plane.plane()?);
     ferry_dispatcher::run(config, shutdown)
         .await
         .context("dispatcher failed")

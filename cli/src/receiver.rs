@@ -5,22 +5,14 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::Context;
 use ferry_common::{kafka::ProducerSettings, shutdown::Shutdown};
 
-use crate::shared::{ContractArgs, DataPlane, KafkaArgs, MetricsArgs};
+use crate::shared::{DataPlane, DataPlaneArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    contract: ContractArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    #[command(flatten)]
-    metrics: MetricsArgs,
+    plane: DataPlaneArgs,
     #[command(flatten)]
     tuning: ReceiverTuning,
-
-    /// Where /metrics, /healthz and /readyz are served.
-    #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
-    admin: SocketAddr,
 }
 
 /// The ingress's own settings.
@@ -61,12 +53,7 @@ impl ReceiverTuning {
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args.tuning.config(&DataPlane::new(
-        &args.contract,
-        args.admin,
-        &args.kafka,
-        &args.metrics,
-    )?);
+    let config = args.tuning.config(&args.plane.plane()?);
     ferry_receiver::run(config, shutdown)
         .await
         .context("receiver failed")

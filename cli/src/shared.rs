@@ -60,20 +60,30 @@ pub struct DataPlane {
     pub metrics_event_type: bool,
 }
 
-impl DataPlane {
-    pub fn new(
-        contract: &ContractArgs,
-        admin: SocketAddr,
-        kafka: &KafkaArgs,
-        metrics: &MetricsArgs,
-    ) -> Result<Self, KafkaConfigError> {
+/// The flags `ferry receiver` and `ferry dispatcher` share.
+#[derive(clap::Args)]
+pub struct DataPlaneArgs {
+    #[command(flatten)]
+    contract: ContractArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
+    admin: SocketAddr,
+}
+
+impl DataPlaneArgs {
+    pub fn plane(&self) -> Result<DataPlane, KafkaConfigError> {
         Ok(DataPlane {
-            contract: contract.contract.clone(),
-            contract_poll: contract.poll(),
-            admin,
-            bootstrap: kafka.bootstrap_servers.clone(),
-            overrides: kafka.overrides()?,
-            metrics_event_type: metrics.metrics_event_type,
+            contract: self.contract.contract.clone(),
+            contract_poll: self.contract.poll(),
+            admin: self.admin,
+            bootstrap: self.kafka.bootstrap_servers.clone(),
+            overrides: self.kafka.overrides()?,
+            metrics_event_type: self.metrics.metrics_event_type,
         })
     }
 }

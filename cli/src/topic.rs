@@ -127,7 +127,12 @@ async fn tail(
             .unwrap_or_default();
         match cloudevent::kafka::decode(headers, message.payload()) {
             Ok(event) => {
-                println!("{}", cloudevent::display::display(&event));
+                println!(
+                    "partition {} offset {}\n{}",
+                    message.partition(),
+                    message.offset(),
+                    cloudevent::display::display(&event)
+                );
                 if until_id.as_deref() == Some(event.id()) {
                     break;
                 }

@@ -12,7 +12,7 @@ pub const ENV_PREFIX: &str = "FERRY_RDKAFKA_";
 
 /// Properties Ferry sets from its own typed settings; overriding them would
 /// break a guarantee (acks=all, idempotence) or disagree with a flag.
-const OWNED: [&str; 8] = [
+const OWNED: [&str; 9] = [
     "bootstrap.servers",
     "enable.idempotence",
     "acks",
@@ -21,6 +21,7 @@ const OWNED: [&str; 8] = [
     "delivery.timeout.ms",
     "message.max.bytes",
     "enable.auto.commit",
+    "auto.offset.reset",
 ];
 
 /// Why the operator's Kafka settings were refused.
@@ -164,6 +165,13 @@ impl ConsumerSettings {
             // Offsets are committed by Ferry once deliveries finish.
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // A position the broker calls out of range must not be skipped:
+            // librdkafka's default jumps to the end, past events never
+            // delivered (seen on Tansu, whose high watermark can trail its
+            // last batch, right after a dispatcher restart). From the
+            // start, each egress skips what is below its own position, so
+            // the cost is reading, not deliveries.
+            .set("auto.offset.reset", "earliest")
             .set(
                 "session.timeout.ms",
                 self.session_timeout.as_millis().to_string(),
@@ -239,7 +247,22 @@ mod tests {
     }
 
     #[test]
+    fn consumers_never_skip_ahead_of_a_position() {
+        let settings = ConsumerSettings {
+            session_timeout: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            overrides: Overrides::default(),
+        };
+        let config = settings.client_config("k:9092", "g");
+        assert_eq!(config.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+    }
+
+    #[test]
     fn refuses_owned_properties_and_bad_lines() {
+        let err = Overrides::load(None, env(&[("FERRY_RDKAFKA_AUTO_OFFSET_RESET", "latest")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("'auto.offset.reset'"), "{err}");
         let err = Overrides::load(None, env(&[("FERRY_RDKAFKA_ACKS", "1")])).unwrap_err();
         assert_eq!(
             err.to_string(),

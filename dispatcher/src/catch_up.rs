@@ -17,6 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{egress::EgressSpec, metrics::ConsumerGauge, record::Record};
 
+/// How many records before the egress's position a catch-up consumer
+/// starts: a fetch that starts inside a produce batch may get only the
+/// batches after it (see `reader::arrival`), and the egress skips what is
+/// below its position anyway.
+const REWIND: i64 = 1024;
+
 /// A record read for a behind egress.
 pub struct Fetched {
     pub key: Arc<str>,
@@ -146,7 +152,8 @@ impl Feed {
     fn assign(&self, positions: &[(i32, i64)]) {
         let mut tpl = TopicPartitionList::new();
         for &(partition, offset) in positions {
-            let _ = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(offset));
+            let from = Offset::Offset((offset - REWIND).max(0));
+            let _ = tpl.add_partition_offset(&self.topic, partition, from);
         }
         if let Err(error) = self.consumer.assign(&tpl) {
             tracing::warn!(topic = %self.topic, %error, "catch-up consumer cannot assign");

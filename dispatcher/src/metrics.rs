@@ -33,6 +33,7 @@ pub struct Metrics {
     in_flight: Family<Labels, Gauge>,
     process_latency: Family<Labels, Histogram>,
     lag: Family<Labels, Gauge>,
+    gaps: Family<[(&'static str, String); 1], Counter>,
 }
 
 /// Counts a Kafka consumer while it lives.
@@ -64,6 +65,7 @@ impl Metrics {
             in_flight: Family::default(),
             process_latency: Family::new_with_constructor(metrics::latency_histogram),
             lag: Family::default(),
+            gaps: Family::default(),
         };
         registry.register(
             "http_events_sent",
@@ -94,6 +96,11 @@ impl Metrics {
             "ferry_dispatch_consumer_lag",
             "Events on a partition after the egress's position (the high watermark minus what it will commit)",
             m.lag.clone(),
+        );
+        registry.register(
+            "ferry_dispatch_offset_gaps",
+            "Times a topic's records skipped ahead of the offset expected and were read again",
+            m.gaps.clone(),
         );
         registry.register(
             "ferry_dispatch_kafka_consumers",
@@ -154,6 +161,12 @@ impl Metrics {
 
     pub fn invalid(&self, spec: &EgressSpec) {
         self.shared.discarded(&spec.labels);
+    }
+
+    pub fn offset_gap(&self, topic: &str) {
+        self.gaps
+            .get_or_create(&[("topic", topic.to_owned())])
+            .inc();
     }
 
     pub fn lag(&self, spec: &EgressSpec, partition: i32, lag: u64) {

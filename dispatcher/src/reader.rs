@@ -135,6 +135,36 @@ struct State {
     failed: Option<KafkaError>,
     /// Egresses with deliveries waiting for the budget, in turn.
     starved: VecDeque<Arc<str>>,
+    /// Per partition, the offset missing when records skipped ahead, and
+    /// how often it was read again (see [`arrival`]).
+    refetched: HashMap<i32, (i64, usize)>,
+}
+
+/// What the reader does with a record, given the offset it expects next.
+#[derive(Debug, PartialEq, Eq)]
+enum Arrival {
+    Read,
+    /// Offsets were skipped: read again from this one.
+    Refetch(i64),
+}
+
+/// How far before the missing offset each re-read starts.
+const REWIND: [i64; 3] = [64, 1024, 16384];
+
+/// A record at `offset` where `expected` was next, after `tried` re-reads
+/// of that gap. A broker may answer a fetch that starts inside a produce
+/// batch with the batches after it (Tansu 0.6 does, so a dispatcher that
+/// restarts at a position in the middle of a batch lost the rest of it,
+/// for every trigger). Kafka leaves gaps only where compaction or
+/// transaction markers removed records. So records that skip ahead are
+/// read again from a little earlier, then from further back; a gap still
+/// there after every re-read is real. Records below an egress's position
+/// are skipped for it, so a re-read costs reading, not deliveries.
+fn arrival(expected: i64, offset: i64, tried: usize) -> Arrival {
+    match REWIND.get(tried) {
+        Some(rewind) if offset > expected => Arrival::Refetch((expected - rewind).max(0)),
+        _ => Arrival::Read,
+    }
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -191,6 +221,7 @@ impl Reader {
                 paused_since: None,
                 failed: None,
                 starved: VecDeque::new(),
+                refetched: HashMap::new(),
             })),
             budget: Arc::new(Semaphore::new(settings.max_deliveries)),
             done: mpsc::unbounded_channel(),
@@ -257,10 +288,19 @@ impl Reader {
                 Some(fetched) = self.fetched.1.recv() => self.caught_up(fetched),
                 _ = sleep_until(detach_at) => self.detach_laggards(),
                 message = consumer.recv(), if !full => match message {
-                    Ok(message) => {
-                        let record = Arc::new(Record::decode(&message));
-                        self.read(message.partition(), message.offset(), record);
-                    }
+                    Ok(message) => match self.arrival(message.partition(), message.offset()) {
+                        Arrival::Read => {
+                            let record = Arc::new(Record::decode(&message));
+                            self.read(message.partition(), message.offset(), record);
+                        }
+                        Arrival::Refetch(from) => {
+                            let partition = message.partition();
+                            drop(message);
+                            if let Err(error) = consumer.seek(&self.topic.name, partition, Offset::Offset(from), KAFKA_TIMEOUT) {
+                                tracing::error!(topic = %self.topic.name, partition, from, %error, "cannot read the skipped offsets again");
+                            }
+                        }
+                    },
                     Err(error) => {
                         tracing::warn!(topic = %self.topic.name, %error, "consumer error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -347,6 +387,40 @@ impl Reader {
                 .forget_lag(&egress.spec, before.lag_by_partition.into_keys());
         }
         observed.remove(&egress.spec);
+    }
+
+    /// Whether a record comes where the partition's records left off (see
+    /// [`arrival`]), and the seek when it does not.
+    fn arrival(&mut self, partition: i32, offset: i64) -> Arrival {
+        let mut state = self.lock();
+        let Some(&expected) = state.next.get(&partition) else {
+            return Arrival::Read; // from before a revocation; `read` drops it
+        };
+        if offset <= expected {
+            if offset == expected {
+                state.refetched.remove(&partition);
+            }
+            return Arrival::Read;
+        }
+        let tried = state
+            .refetched
+            .get(&partition)
+            .filter(|(at, _)| *at == expected)
+            .map_or(0, |(_, tried)| *tried);
+        let decision = arrival(expected, offset, tried);
+        let topic = &self.topic.name;
+        match decision {
+            Arrival::Refetch(from) => {
+                state.refetched.insert(partition, (expected, tried + 1));
+                tracing::warn!(%topic, partition, expected, offset, from, "records skipped ahead; reading again from earlier");
+                self.deliverer.metrics.offset_gap(topic);
+            }
+            Arrival::Read => {
+                state.refetched.remove(&partition);
+                tracing::warn!(%topic, partition, expected, offset, "offsets still missing after every re-read (compacted or transactional topic?); reading on");
+            }
+        }
+        decision
     }
 
     /// A record from the reader's consumer, offered to every egress that
@@ -852,9 +926,11 @@ impl Rebalancer {
             epoch,
             assigned,
             paused_since,
+            refetched,
             ..
         } = &mut *state;
         next.clear();
+        refetched.clear();
         for &partition in &partitions {
             let start = all
                 .iter()
@@ -924,5 +1000,27 @@ impl Rebalancer {
         };
         tracing::debug!(topic = %self.topic.name, partitions = tpl.count(), "partitions revoked");
         commit(self.topic.clone(), batch).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_that_skip_ahead_are_read_again_from_further_back_then_read_past() {
+        assert_eq!(arrival(100, 100, 0), Arrival::Read);
+        assert_eq!(arrival(100, 40, 0), Arrival::Read, "a re-read goes back");
+        assert_eq!(arrival(100, 130, 0), Arrival::Refetch(36));
+        assert_eq!(arrival(100, 130, 1), Arrival::Refetch(0));
+        assert_eq!(
+            arrival(20_000, 20_007, 2),
+            Arrival::Refetch(20_000 - 16_384)
+        );
+        assert_eq!(
+            arrival(100, 130, 3),
+            Arrival::Read,
+            "a real gap is read past"
+        );
     }
 }
