@@ -8,7 +8,7 @@ use std::{
     time::SystemTime,
 };
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::{deliver::Report, egress::EgressSpec};
 
@@ -28,53 +28,89 @@ pub struct EgressState {
 pub struct LastDelivery {
     /// `delivered`, `dead_lettered` or `dropped`.
     pub outcome: &'static str,
-    /// When it was known, RFC 3339.
-    pub time: String,
+    /// When it was known; RFC 3339 when shown.
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
 }
 
-/// Every egress's state, by (kind, `namespace/name`).
+fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    let time = chrono::DateTime::<chrono::Utc>::from(*time);
+    serializer.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// Every egress's state, by egress key: updated on every delivery, so
+/// without building a key; read by kind and name, rarely.
 #[derive(Debug, Default)]
 pub struct Observed {
-    egresses: Mutex<HashMap<(String, String), EgressState>>,
+    egresses: Mutex<HashMap<String, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    kind: String,
+    name: String,
+    state: EgressState,
 }
 
 impl Observed {
     /// The state of the egress of `kind` named `namespace/name`.
     pub fn get(&self, kind: &str, name: &str) -> Option<EgressState> {
         self.lock()
-            .get(&(kind.to_owned(), name.to_owned()))
-            .cloned()
+            .values()
+            .find(|e| e.kind == kind && e.name == name)
+            .map(|e| e.state.clone())
+    }
+
+    /// The partitions an egress's lag was last measured on.
+    pub fn lag_partitions(&self, spec: &EgressSpec) -> Vec<i32> {
+        self.lock()
+            .get(&spec.key)
+            .map(|e| e.state.lag_by_partition.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn report(&self, spec: &EgressSpec, report: Report) {
         if report == Report::Filtered {
             return;
         }
-        let time = chrono::DateTime::<chrono::Utc>::from(SystemTime::now())
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        self.lock().entry(key(spec)).or_default().last_delivery = Some(LastDelivery {
+        let last = LastDelivery {
             outcome: report.as_str(),
-            time,
-        });
+            time: SystemTime::now(),
+        };
+        self.update(spec, |state| state.last_delivery = Some(last));
     }
 
     pub fn lag(&self, spec: &EgressSpec, by_partition: BTreeMap<i32, u64>) {
-        let mut egresses = self.lock();
-        let state = egresses.entry(key(spec)).or_default();
-        state.lag = by_partition.values().sum();
-        state.lag_by_partition = by_partition;
+        self.update(spec, |state| {
+            state.lag = by_partition.values().sum();
+            state.lag_by_partition = by_partition;
+        });
     }
 
     /// Forgets an egress that no longer runs here.
     pub fn remove(&self, spec: &EgressSpec) {
-        self.lock().remove(&key(spec));
+        self.lock().remove(&spec.key);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), EgressState>> {
+    fn update(&self, spec: &EgressSpec, change: impl FnOnce(&mut EgressState)) {
+        let mut egresses = self.lock();
+        if let Some(entry) = egresses.get_mut(&spec.key) {
+            change(&mut entry.state);
+            return;
+        }
+        let mut state = EgressState::default();
+        change(&mut state);
+        egresses.insert(
+            spec.key.clone(),
+            Entry {
+                kind: spec.kind.clone(),
+                name: spec.name.clone(),
+                state,
+            },
+        );
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.egresses.lock().expect("observed egresses")
     }
-}
-
-fn key(spec: &EgressSpec) -> (String, String) {
-    (spec.kind.clone(), spec.name.clone())
 }

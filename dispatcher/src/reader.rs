@@ -370,22 +370,19 @@ impl Reader {
                 by_partition.insert(partition, lag);
             }
             let observed = &self.deliverer.observed;
-            if let Some(before) = observed.get(&egress.spec.kind, &egress.spec.name) {
-                let gone = before.lag_by_partition.into_keys();
-                metrics.forget_lag(&egress.spec, gone.filter(|p| !by_partition.contains_key(p)));
-            }
+            let before = observed.lag_partitions(&egress.spec);
+            let gone = before.into_iter().filter(|p| !by_partition.contains_key(p));
+            metrics.forget_lag(&egress.spec, gone);
             observed.lag(&egress.spec, by_partition);
         }
     }
 
     /// Drops what is shown of an egress that stops running here.
     fn forget(&self, egress: &Egress) {
+        self.deliverer.metrics.forget(&egress.spec);
         let observed = &self.deliverer.observed;
-        if let Some(before) = observed.get(&egress.spec.kind, &egress.spec.name) {
-            self.deliverer
-                .metrics
-                .forget_lag(&egress.spec, before.lag_by_partition.into_keys());
-        }
+        let partitions = observed.lag_partitions(&egress.spec);
+        self.deliverer.metrics.forget_lag(&egress.spec, partitions);
         observed.remove(&egress.spec);
     }
 
