@@ -257,3 +257,21 @@ fn the_dispatcher_refuses_a_zero_window_or_budget() {
         );
     }
 }
+
+/// Trace export asked for over a protocol Ferry does not build in is
+/// refused at start with the reason, not silently left off.
+#[test]
+fn an_unsupported_otlp_protocol_is_refused_at_start() {
+    let out = Command::new(FERRY)
+        .args(["receiver", "--contract", "/nonexistent/contract.json"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .output()
+        .expect("ferry runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("OTLP protocol 'grpc' is not supported"),
+        "{stderr}"
+    );
+}

@@ -125,14 +125,16 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
 /// Every resource's status; triggers and subscriptions with the lag and
 /// last delivery the dispatcher sees.
 fn resources(statuses: &[Status], observed: &Observed) -> serde_json::Value {
+    let mut observed = observed.by_name();
     statuses
         .iter()
         .map(|status| {
             let mut entry = serde_json::to_value(status).expect("statuses serialise");
             let name = format!("{}/{}", status.namespace, status.name);
-            if let (Some(state), Some(fields)) =
-                (observed.get(&status.kind, &name), entry.as_object_mut())
-            {
+            if let (Some(state), Some(fields)) = (
+                observed.remove(&(status.kind.clone(), name)),
+                entry.as_object_mut(),
+            ) {
                 let state = serde_json::to_value(state).expect("states serialise");
                 fields.extend(
                     state

@@ -152,8 +152,16 @@ impl Span {
 
 /// The context a span should continue: its own when there is one, else
 /// the one that came with the event.
-pub fn continued(span: Option<&Span>, incoming: Option<&TraceContext>) -> Option<TraceContext> {
-    span.map(Span::context).or_else(|| incoming.cloned())
+/// Borrowed when it is the incoming one, so that without export nothing
+/// is copied per event.
+pub fn continued<'a>(
+    span: Option<&Span>,
+    incoming: Option<&'a TraceContext>,
+) -> Option<Cow<'a, TraceContext>> {
+    match span {
+        Some(span) => Some(Cow::Owned(span.context())),
+        None => incoming.map(Cow::Borrowed),
+    }
 }
 
 fn span_context(parent: &TraceContext) -> SpanContext {
@@ -216,6 +224,6 @@ mod tests {
             panic!("attributes are not built when export is off")
         });
         assert!(span.is_none());
-        assert_eq!(continued(None, Some(&incoming)), Some(incoming));
+        assert_eq!(continued(None, Some(&incoming)).as_deref(), Some(&incoming));
     }
 }

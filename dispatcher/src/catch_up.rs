@@ -15,7 +15,7 @@ use rdkafka::{
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{egress::EgressSpec, metrics::ConsumerGauge, record::Record};
+use crate::{egress::EgressSpec, metrics::Held, record::Record};
 
 /// How many records before the egress's position a catch-up consumer
 /// starts: a fetch that starts inside a produce batch may get only the
@@ -48,7 +48,7 @@ impl CatchUp {
         positions: Vec<(i32, i64)>,
         window: usize,
         out: mpsc::UnboundedSender<Fetched>,
-        gauge: ConsumerGauge,
+        gauge: Held,
     ) -> KafkaResult<Self> {
         // The group id is never joined or committed to (`assign` only).
         let consumer: StreamConsumer = settings
@@ -97,7 +97,7 @@ struct Feed {
     key: Arc<str>,
     permits: Arc<Semaphore>,
     out: mpsc::UnboundedSender<Fetched>,
-    _gauge: ConsumerGauge,
+    _gauge: Held,
 }
 
 impl Feed {

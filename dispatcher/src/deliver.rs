@@ -97,7 +97,7 @@ impl Deliverer {
         // The subscriber, the reply and the dead letter continue the
         // dispatcher's span, or the producer's trace when none is exported.
         let trace = telemetry::continued(span.as_ref(), record.trace.as_ref());
-        let report = self.pipeline(spec, event, trace.as_ref(), stop).await;
+        let report = self.pipeline(spec, event, trace.as_deref(), stop).await;
         if let (Some(span), Some(report)) = (&mut span, report) {
             span.set(KeyValue::new("ferry.outcome", report.as_str()));
             if matches!(report, Report::DeadLettered | Report::Dropped) {

@@ -53,19 +53,18 @@ struct EgressSeries {
     outcomes: [Counter; 4],
 }
 
-/// Counts a Kafka consumer while it lives.
-pub struct ConsumerGauge(Gauge);
+/// Counts something (a Kafka consumer, a request in flight) while it
+/// lives.
+pub struct Held(Gauge);
 
-impl Drop for ConsumerGauge {
-    fn drop(&mut self) {
-        self.0.dec();
+impl Held {
+    fn new(gauge: Gauge) -> Self {
+        gauge.inc();
+        Held(gauge)
     }
 }
 
-/// Counts a request in flight while it lives.
-pub struct InFlight(Gauge);
-
-impl Drop for InFlight {
+impl Drop for Held {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -128,13 +127,12 @@ impl Metrics {
         m
     }
 
-    pub fn consumer_opened(&self, kind: &'static str) -> ConsumerGauge {
-        let gauge = self
-            .consumers
-            .get_or_create(&ConsumerLabels { kind })
-            .clone();
-        gauge.inc();
-        ConsumerGauge(gauge)
+    pub fn consumer_opened(&self, kind: &'static str) -> Held {
+        Held::new(
+            self.consumers
+                .get_or_create(&ConsumerLabels { kind })
+                .clone(),
+        )
     }
 
     /// The egress's series, found once per egress (and again when its
@@ -185,10 +183,8 @@ impl Metrics {
     }
 
     /// An attempt starts; the guard counts it until it ends.
-    pub fn attempt_started(&self, spec: &EgressSpec) -> InFlight {
-        let gauge = self.series(spec).in_flight.clone();
-        gauge.inc();
-        InFlight(gauge)
+    pub fn attempt_started(&self, spec: &EgressSpec) -> Held {
+        Held::new(self.series(spec).in_flight.clone())
     }
 
     /// An attempt ended: with an answer's status code, or none.

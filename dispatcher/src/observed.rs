@@ -53,12 +53,12 @@ struct Entry {
 }
 
 impl Observed {
-    /// The state of the egress of `kind` named `namespace/name`.
-    pub fn get(&self, kind: &str, name: &str) -> Option<EgressState> {
+    /// Every egress's state, by (kind, `namespace/name`).
+    pub fn by_name(&self) -> HashMap<(String, String), EgressState> {
         self.lock()
             .values()
-            .find(|e| e.kind == kind && e.name == name)
-            .map(|e| e.state.clone())
+            .map(|e| ((e.kind.clone(), e.name.clone()), e.state.clone()))
+            .collect()
     }
 
     /// The partitions an egress's lag was last measured on.

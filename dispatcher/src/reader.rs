@@ -288,19 +288,15 @@ impl Reader {
                 Some(fetched) = self.fetched.1.recv() => self.caught_up(fetched),
                 _ = sleep_until(detach_at) => self.detach_laggards(),
                 message = consumer.recv(), if !full => match message {
-                    Ok(message) => match self.arrival(message.partition(), message.offset()) {
-                        Arrival::Read => {
-                            let record = Arc::new(Record::decode(&message));
-                            self.read(message.partition(), message.offset(), record);
-                        }
-                        Arrival::Refetch(from) => {
-                            let partition = message.partition();
-                            drop(message);
+                    Ok(message) => {
+                        let (partition, offset) = (message.partition(), message.offset());
+                        let record = Arc::new(Record::decode(&message));
+                        if let Some(from) = self.read(partition, offset, record) {
                             if let Err(error) = consumer.seek(&self.topic.name, partition, Offset::Offset(from), KAFKA_TIMEOUT) {
                                 tracing::error!(topic = %self.topic.name, partition, from, %error, "cannot read the skipped offsets again");
                             }
                         }
-                    },
+                    }
                     Err(error) => {
                         tracing::warn!(topic = %self.topic.name, %error, "consumer error");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -386,43 +382,45 @@ impl Reader {
         observed.remove(&egress.spec);
     }
 
-    /// Whether a record comes where the partition's records left off (see
-    /// [`arrival`]), and the seek when it does not.
-    fn arrival(&mut self, partition: i32, offset: i64) -> Arrival {
-        let mut state = self.lock();
-        let Some(&expected) = state.next.get(&partition) else {
-            return Arrival::Read; // from before a revocation; `read` drops it
-        };
+    /// Where to read again from when a record comes after the offset
+    /// expected on its partition (see [`arrival`]), with its bookkeeping.
+    fn gap(
+        &self,
+        refetched: &mut HashMap<i32, (i64, usize)>,
+        partition: i32,
+        expected: i64,
+        offset: i64,
+    ) -> Option<i64> {
         if offset <= expected {
             if offset == expected {
-                state.refetched.remove(&partition);
+                refetched.remove(&partition);
             }
-            return Arrival::Read;
+            return None;
         }
-        let tried = state
-            .refetched
+        let tried = refetched
             .get(&partition)
             .filter(|(at, _)| *at == expected)
             .map_or(0, |(_, tried)| *tried);
-        let decision = arrival(expected, offset, tried);
         let topic = &self.topic.name;
-        match decision {
+        match arrival(expected, offset, tried) {
             Arrival::Refetch(from) => {
-                state.refetched.insert(partition, (expected, tried + 1));
+                refetched.insert(partition, (expected, tried + 1));
                 tracing::warn!(%topic, partition, expected, offset, from, "records skipped ahead; reading again from earlier");
                 self.deliverer.metrics.offset_gap(topic);
+                Some(from)
             }
             Arrival::Read => {
-                state.refetched.remove(&partition);
+                refetched.remove(&partition);
                 tracing::warn!(%topic, partition, expected, offset, "offsets still missing after every re-read (compacted or transactional topic?); reading on");
+                None
             }
         }
-        decision
     }
 
     /// A record from the reader's consumer, offered to every egress that
-    /// takes the reader's records on its partition.
-    fn read(&mut self, partition: i32, offset: i64, record: Arc<Record>) {
+    /// takes the reader's records on its partition; or, when records
+    /// skipped ahead, the offset to read again from.
+    fn read(&mut self, partition: i32, offset: i64, record: Arc<Record>) -> Option<i64> {
         let mut starts = Vec::new();
         {
             let mut state = self.lock();
@@ -430,11 +428,15 @@ impl Reader {
                 next,
                 egresses,
                 starved,
+                refetched,
                 ..
             } = &mut *state;
             let Some(at) = next.get_mut(&partition) else {
-                return; // from before a revocation
+                return None; // from before a revocation
             };
+            if let Some(from) = self.gap(refetched, partition, *at, offset) {
+                return Some(from);
+            }
             *at = offset + 1;
             if let Err(invalid) = &record.event {
                 tracing::warn!(topic = %self.topic.name, partition, offset, %invalid, "skipping a record that is not a CloudEvent");
@@ -464,6 +466,7 @@ impl Reader {
         for (key, starts) in starts {
             self.spawn(&key, starts);
         }
+        None
     }
 
     /// A record from an egress's catch-up consumer.

@@ -58,17 +58,24 @@ impl Metrics {
             self.shared.discarded(&route.labels);
         }
         let millis = took.as_secs_f64() * 1e3;
-        let observe = |ty: Option<&str>| {
+        // One series per type: a batch's events of one type are looked up
+        // once.
+        let observe = |ty: Option<&str>, events: usize| {
             let mut labels = route.labels.clone();
             if let Some(ty) = ty {
                 self.shared.with_event_type(&mut labels, ty);
             }
             labels.push(("http_response_status_code", status.as_str().to_owned()));
-            self.shared.dispatch_latency(&labels).observe(millis);
+            let histogram = self.shared.dispatch_latency(&labels);
+            for _ in 0..events {
+                histogram.observe(millis);
+            }
         };
         match types {
-            [] => observe(None),
-            types => types.iter().for_each(|ty| observe(Some(ty))),
+            [] => observe(None, 1),
+            types => types
+                .chunk_by(|a, b| a == b)
+                .for_each(|same| observe(Some(&same[0]), same.len())),
         }
     }
 }
