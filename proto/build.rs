@@ -18,10 +18,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         file.message_type.iter_mut().for_each(qualify_type_names);
     }
     let descriptor_bytes = prost::Message::encode_to_vec(&descriptors);
+    // Kept for `unknown`, which names the fields a newer control plane
+    // wrote that this schema does not have.
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out_dir.join("contract.descriptor"), &descriptor_bytes)?;
 
     prost_build::Config::new().compile_fds(descriptors)?;
+    // Knative's data planes parse the contract ignoring unknown fields and
+    // enum names (protojson's DiscardUnknown, Java's ignoringUnknownFields),
+    // so a control plane one release ahead does not stop them.
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?
+        .ignore_unknown_fields()
+        .ignore_unknown_enum_variants()
         .build(&[format!(".{PACKAGE}")])?;
     Ok(())
 }

@@ -1180,7 +1180,7 @@ async fn metrics_count_a_known_workload() {
     );
     assert_eq!(
         receiver.sum(
-            "discarded_invalid_event_count_total",
+            "kn_eventing_kafka_discarded_events_total",
             &[("kn_broker_name", &broker)]
         ),
         1.0
@@ -1253,7 +1253,10 @@ async fn metrics_count_a_known_workload() {
         0.0
     );
     for trigger in ["ok", "held"] {
-        assert_eq!(of(trigger, "discarded_invalid_event_count_total", &[]), 1.0);
+        assert_eq!(
+            of(trigger, "kn_eventing_kafka_discarded_events_total", &[]),
+            1.0
+        );
     }
     assert_eq!(
         dispatcher.sum("ferry_contract_generation", &[("component", "dispatcher")]),

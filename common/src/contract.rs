@@ -4,11 +4,13 @@
 //! binary protobuf. It is re-read whenever its directory changes, which
 //! covers the `..data` symlink swap of a Kubernetes ConfigMap mount, and on a
 //! slow poll in case an event is missed. A file that does not parse is
-//! logged and the previous contract stays in force.
+//! logged and the previous contract stays in force. Fields this schema does
+//! not know (a newer control plane) are skipped, each name logged once.
 
 use std::{
+    collections::HashSet,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -46,8 +48,34 @@ pub enum ContractError {
 /// protobuf otherwise. An empty document is the empty contract.
 pub fn parse(bytes: &[u8]) -> Result<Contract, ContractError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => serde_json::from_slice(bytes).map_err(ContractError::Json),
+        Some(b'{') => {
+            let json: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(ContractError::Json)?;
+            log_unknown_fields(&json);
+            serde::Deserialize::deserialize(&json).map_err(ContractError::Json)
+        }
+        // Binary protobuf skips unknown fields by its nature.
         _ => Contract::decode(bytes).map_err(ContractError::Binary),
+    }
+}
+
+/// Logs each unknown field path once per process: a contract is re-read on
+/// every change, and a newer control plane's field would otherwise be
+/// reported on every one of them.
+fn log_unknown_fields(json: &serde_json::Value) {
+    static LOGGED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    let unknown = ferry_proto::unknown_fields(json);
+    if unknown.is_empty() {
+        return;
+    }
+    let mut logged = LOGGED
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
+    for field in unknown {
+        if logged.insert(field.clone()) {
+            tracing::warn!(%field, "contract field unknown to this version of Ferry; ignored");
+        }
     }
 }
 
@@ -173,6 +201,24 @@ mod tests {
             parse(b"\xff\xff\xff"),
             Err(ContractError::Binary(_))
         ));
+    }
+
+    #[test]
+    fn unknown_fields_and_enum_names_are_skipped() {
+        let parsed = parse(
+            br#"{"generation": "5", "futureField": {"a": 1},
+                 "resources": [{"uid": "r", "futureResourceField": [1, 2],
+                   "egresses": [{"consumerGroup": "g", "deliveryOrder": "ORDERED_BY_MOON"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.generation, 5);
+        assert_eq!(parsed.resources[0].uid, "r");
+        assert_eq!(parsed.resources[0].egresses[0].consumer_group, "g");
+        assert_eq!(
+            parsed.resources[0].egresses[0].delivery_order(),
+            ferry_proto::DeliveryOrder::Unordered,
+            "an unknown enum name reads as the default"
+        );
     }
 
     async fn next(rx: &mut ContractRx) -> Arc<Contract> {

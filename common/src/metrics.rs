@@ -7,7 +7,7 @@
 //!   deliver one; labelled with the resource (`kn_broker_*`,
 //!   `kn_kafkachannel_*`, `kn_trigger_*`, `kn_subscription_*`),
 //!   `cloudevents_type` and `http_response_status_code`.
-//! - `discarded_invalid_event_count_total`: requests and records that are not
+//! - `kn_eventing_kafka_discarded_events_total`: requests and records that are not
 //!   CloudEvents.
 //!
 //! `ferry standalone` runs both components in one process and serves one
@@ -77,7 +77,7 @@ impl Shared {
             shared.dispatch_latency.clone(),
         );
         registry.register(
-            "discarded_invalid_event_count",
+            "kn_eventing_kafka_discarded_events",
             "Requests and records discarded because they are not valid CloudEvents",
             shared.discarded.clone(),
         );
@@ -312,7 +312,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("discarded_invalid_event_count_total{kn_broker_name=\"b\"} 1"),
+            text.contains("kn_eventing_kafka_discarded_events_total{kn_broker_name=\"b\"} 1"),
             "{text}"
         );
         assert_eq!(

@@ -569,11 +569,12 @@ pub(crate) fn egress_config(
             ))
         }
     };
-    let mut backoff_delay = millis("backoffDelay", &delivery.backoff_delay)?;
-    if retry > 0 && backoff_delay == 0 {
-        // Knative's default backoffDelay when retries are asked for without one.
-        backoff_delay = 200;
-    }
+    let backoff_delay = match &delivery.backoff_delay {
+        // Knative's default backoffDelay when retries are asked for without
+        // one; a user's explicit `PT0S` retries at once, as in the reference.
+        None if retry > 0 => 200,
+        delay => millis("backoffDelay", delay)?,
+    };
     let dead_letter = match &delivery.dead_letter_sink {
         Some(sink) => {
             resolve(sink, namespace, settings).map_err(|e| format!("deadLetterSink: {e}"))?

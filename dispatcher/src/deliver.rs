@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use ferry_common::{
-    cloudevent::{kafka, Event, Value},
+    cloudevent::{self, kafka, Event, Value},
     producer::ProducerPool,
     telemetry::{self, KeyValue, SpanKind},
     trace::TraceContext,
@@ -51,6 +51,9 @@ struct Failure {
     destination: String,
     code: Option<u16>,
     body: bytes::Bytes,
+    /// The answer's `Kne-*` headers, as extensions of the dead-lettered
+    /// event (`Kne-Reason: x` → `reason=x`), as the reference adds them.
+    extensions: Vec<(String, String)>,
     reason: String,
 }
 
@@ -97,6 +100,17 @@ impl Deliverer {
         // The subscriber, the reply and the dead letter continue the
         // dispatcher's span, or the producer's trace when none is exported.
         let trace = telemetry::continued(span.as_ref(), record.trace.as_ref());
+        let overridden;
+        let event = if spec.overrides.is_empty() {
+            event
+        } else {
+            let mut copy = event.clone();
+            for (name, value) in &spec.overrides {
+                copy.set(name, Value::String(value.clone()));
+            }
+            overridden = copy;
+            &overridden
+        };
         let report = self.pipeline(spec, event, trace.as_deref(), stop).await;
         if let (Some(span), Some(report)) = (&mut span, report) {
             span.set(KeyValue::new("ferry.outcome", report.as_str()));
@@ -128,6 +142,7 @@ impl Deliverer {
                     destination: spec.destination.to_string(),
                     code: Some(answer.code),
                     reason: format!("malformed reply: {invalid}"),
+                    extensions: error_extensions(&answer.headers),
                     body: answer.body,
                 },
             },
@@ -151,15 +166,13 @@ impl Deliverer {
         loop {
             let started = std::time::Instant::now();
             let in_flight = self.metrics.attempt_started(spec);
-            let result = send::attempt(
-                &self.client,
-                url,
-                event,
-                delivery.structured,
-                delivery.timeout,
+            let how = send::Attempt {
+                structured: delivery.structured,
+                timeout: delivery.timeout,
                 trace,
-            )
-            .await;
+                namespace: spec.namespace.as_ref(),
+            };
+            let result = send::attempt(&self.client, url, event, how).await;
             drop(in_flight);
             self.metrics.attempt(
                 spec,
@@ -223,6 +236,7 @@ impl Deliverer {
                     destination: format!("kafka topic {}", spec.topic),
                     code: None,
                     body: bytes::Bytes::new(),
+                    extensions: Vec::new(),
                     reason: format!("reply not written: {reason}"),
                 }))
             }
@@ -256,6 +270,9 @@ impl Deliverer {
             let data = &failure.body[..failure.body.len().min(ERROR_DATA_LIMIT)];
             event.set("knativeerrordata", Value::String(BASE64.encode(data)));
         }
+        for (name, value) in &failure.extensions {
+            event.set(name, Value::String(value.clone()));
+        }
         match self
             .send(spec, sink, &event, &spec.delivery, trace, stop)
             .await?
@@ -286,13 +303,29 @@ fn failure(url: &http::Uri, result: Result<Answer, send::NoAnswer>) -> Failure {
             destination: url.to_string(),
             code: Some(answer.code),
             reason: format!("answered {}", answer.code),
+            extensions: error_extensions(&answer.headers),
             body: answer.body,
         },
         Err(no_answer) => Failure {
             destination: url.to_string(),
             code: None,
             body: bytes::Bytes::new(),
+            extensions: Vec::new(),
             reason: no_answer.to_string(),
         },
     }
+}
+
+/// `Kne-<name>: <value>` answer headers as `<name>` extensions. Names
+/// that are not valid extension names, and values that are not text, are
+/// left out.
+fn error_extensions(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = name.as_str().strip_prefix("kne-")?;
+            Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+                .filter(|_| cloudevent::is_valid_name(name))
+        })
+        .collect()
 }

@@ -7,12 +7,12 @@ use ferry_proto::{
     egress::ReplyStrategy, BackoffPolicy, Contract, DeliveryOrder, EgressConfig, Resource,
 };
 
-use ferry_common::metrics::{self, Labels};
-
-use crate::{
-    filter::Filter,
-    retry::{PolicyError, RetryPolicy},
+use ferry_common::{
+    cloudevent,
+    metrics::{self, Labels},
 };
+
+use crate::{filter::Filter, retry::RetryPolicy};
 
 /// Where a subscriber's reply goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +55,12 @@ pub struct EgressSpec {
     pub filter: Filter,
     pub delivery: Delivery,
     pub ordered: bool,
+    /// The resource's `cloudEventOverrides`: extensions set on every event
+    /// delivered, whoever wrote the record, as the reference's dispatcher
+    /// does.
+    pub overrides: Vec<(String, String)>,
+    /// The `Kn-Namespace` header subscribers get: the egress's namespace.
+    pub namespace: Option<http::HeaderValue>,
 }
 
 /// Settings for what the contract leaves unset.
@@ -118,8 +124,10 @@ fn spec(
     let destination = url("destination", &egress.destination)?;
     let reply = match &egress.reply_strategy {
         Some(ReplyStrategy::ReplyUrl(u)) => Reply::Url(url("replyUrl", u)?),
-        Some(ReplyStrategy::ReplyToOriginalTopic(_)) => Reply::ToTopic,
-        Some(ReplyStrategy::DiscardReply(_)) | None => Reply::Discard,
+        // Knative's trigger reconciler sets no strategy; the reference then
+        // replies to the resource's topic.
+        Some(ReplyStrategy::ReplyToOriginalTopic(_)) | None => Reply::ToTopic,
+        Some(ReplyStrategy::DiscardReply(_)) => Reply::Discard,
     };
     let filter = Filter::compile(egress).map_err(|e| e.to_string())?;
     // The egress's settings replace the resource's; fields are not merged.
@@ -142,6 +150,26 @@ fn spec(
         .to_owned();
     let labels =
         metrics::egress_labels(egress.reference.as_ref(), resource.reference.as_ref(), key);
+    let mut overrides: Vec<(String, String)> = resource
+        .cloud_event_overrides
+        .iter()
+        .flat_map(|o| o.extensions.iter())
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    overrides.sort();
+    if let Some((name, _)) = overrides
+        .iter()
+        .find(|(name, _)| !cloudevent::is_valid_name(name))
+    {
+        return Err(format!(
+            "cloudEventOverrides: invalid extension name '{name}'"
+        ));
+    }
+    let namespace = egress
+        .reference
+        .as_ref()
+        .and_then(|r| http::HeaderValue::from_str(&r.namespace).ok())
+        .filter(|n| !n.is_empty());
     Ok(EgressSpec {
         key: key.to_owned(),
         name,
@@ -155,6 +183,8 @@ fn spec(
         filter,
         delivery,
         ordered: egress.delivery_order() == DeliveryOrder::Ordered,
+        overrides,
+        namespace,
     })
 }
 
@@ -168,8 +198,7 @@ fn delivery(config: Option<&EgressConfig>, defaults: &Defaults) -> Result<Delive
         policy,
         Duration::from_millis(config.backoff_delay),
         defaults.retry_after_max,
-    )
-    .map_err(|e: PolicyError| e.to_string())?;
+    );
     let timeout = if config.timeout == 0 {
         defaults.timeout
     } else {
@@ -301,6 +330,30 @@ mod tests {
     }
 
     #[test]
+    fn knative_trigger_contracts_reply_to_the_topic_and_may_retry_at_once() {
+        // What Knative's own trigger reconciler writes: no reply strategy,
+        // and a user's `backoffDelay: PT0S`.
+        let mut e = egress("t1");
+        e.reply_strategy = None;
+        e.egress_config = Some(EgressConfig {
+            retry: 2,
+            ..Default::default()
+        });
+        let mut discard = egress("t2");
+        discard.reply_strategy = Some(ReplyStrategy::DiscardReply(Empty {}));
+        let contract = Contract {
+            resources: vec![resource(vec![e, discard])],
+            ..Default::default()
+        };
+        let (specs, rejected) = resolve(&contract, &defaults());
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(specs[0].reply, Reply::ToTopic);
+        assert_eq!(specs[0].delivery.retry.retries(), 2);
+        assert_eq!(specs[0].delivery.retry.backoff(1), Duration::ZERO);
+        assert_eq!(specs[1].reply, Reply::Discard);
+    }
+
+    #[test]
     fn bad_egresses_are_rejected_and_the_rest_kept() {
         let bad = |uid: &str, f: fn(&mut Egress)| {
             let mut e = egress(uid);
@@ -316,12 +369,6 @@ mod tests {
                 bad("format", |e| {
                     e.egress_config = Some(EgressConfig {
                         format: "avro".into(),
-                        ..Default::default()
-                    })
-                }),
-                bad("nodelay", |e| {
-                    e.egress_config = Some(EgressConfig {
-                        retry: 2,
                         ..Default::default()
                     })
                 }),
@@ -347,7 +394,6 @@ mod tests {
                 "relative: destination '/just/a/path' is not an absolute URL",
                 "nogroup: no consumer group",
                 "format: unknown format 'avro' (expected json or binary)",
-                "nodelay: retry is 2 but backoffDelay is 0",
                 "reply: replyUrl 'not a url' is not a URL: invalid uri character",
             ]
         );

@@ -303,6 +303,7 @@ mod tests {
     fn record(ty: &str) -> Arc<Record> {
         Arc::new(Record {
             event: Ok(Event::new("1", "/s", ty)),
+            content_type_conflict: None,
             trace: None,
             written_ms: None,
         })

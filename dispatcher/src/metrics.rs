@@ -38,6 +38,7 @@ pub struct Metrics {
     process_latency: Family<Labels, Histogram>,
     lag: Family<Labels, Gauge>,
     gaps: Family<[(&'static str, String); 1], Counter>,
+    content_type_conflicts: Family<[(&'static str, String); 1], Counter>,
     /// Each egress's series that do not change from event to event, by
     /// egress key: building and hashing a label set for every event cost
     /// about 7 µs a delivery (BENCHMARKS.md).
@@ -82,6 +83,7 @@ impl Metrics {
             process_latency: Family::new_with_constructor(metrics::latency_histogram),
             lag: Family::default(),
             gaps: Family::default(),
+            content_type_conflicts: Family::default(),
             series: Arc::default(),
         };
         registry.register(
@@ -118,6 +120,11 @@ impl Metrics {
             "ferry_dispatch_offset_gaps",
             "Times a topic's records skipped ahead of the offset expected and were read again",
             m.gaps.clone(),
+        );
+        registry.register(
+            "ferry_dispatch_content_type_conflicts",
+            "Records whose content-type and ce_datacontenttype headers differed (content-type was used)",
+            m.content_type_conflicts.clone(),
         );
         registry.register(
             "ferry_dispatch_kafka_consumers",
@@ -220,6 +227,12 @@ impl Metrics {
 
     pub fn offset_gap(&self, topic: &str) {
         self.gaps
+            .get_or_create(&[("topic", topic.to_owned())])
+            .inc();
+    }
+
+    pub fn content_type_conflict(&self, topic: &str) {
+        self.content_type_conflicts
             .get_or_create(&[("topic", topic.to_owned())])
             .inc();
     }

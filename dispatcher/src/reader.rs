@@ -441,6 +441,16 @@ impl Reader {
             if let Err(invalid) = &record.event {
                 tracing::warn!(topic = %self.topic.name, partition, offset, %invalid, "skipping a record that is not a CloudEvent");
             }
+            if let Some(conflict) = &record.content_type_conflict {
+                tracing::warn!(
+                    topic = %self.topic.name, partition, offset,
+                    content_type = %conflict.content_type, ce_datacontenttype = %conflict.datacontenttype,
+                    "record headers disagree on the content type; content-type is used"
+                );
+                self.deliverer
+                    .metrics
+                    .content_type_conflict(&self.topic.name);
+            }
             for egress in egresses.values_mut() {
                 let Some(lane) = egress.lanes.get_mut(&partition) else {
                     continue;

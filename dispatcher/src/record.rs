@@ -2,14 +2,21 @@
 //! egresses that read it.
 
 use ferry_common::{
-    cloudevent::{kafka, Event, InvalidEvent},
+    cloudevent::{kafka, Event, InvalidEvent, Value},
     trace::{self, TraceContext},
 };
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
+const PARTITION: &str = "knativekafkapartition";
+const OFFSET: &str = "knativekafkaoffset";
+
 pub struct Record {
-    /// The event, or why the record is not one.
+    /// The event, or why the record is not one. It carries the record's
+    /// place as the reference's `knativekafkapartition` and
+    /// `knativekafkaoffset` extensions.
     pub event: Result<Event, InvalidEvent>,
+    /// The record's two content-type headers, when they differed.
+    pub content_type_conflict: Option<kafka::ContentTypeConflict>,
     /// The trace context that travelled with it.
     pub trace: Option<TraceContext>,
     /// When Kafka took it (milliseconds since the epoch), if it says.
@@ -30,8 +37,18 @@ impl Record {
         };
         let trace = text(trace::TRACEPARENT)
             .and_then(|tp| TraceContext::parse(tp, text(trace::TRACESTATE)));
+        let (event, content_type_conflict) =
+            match kafka::decode_noting(headers.iter().copied(), message.payload()) {
+                Ok((mut event, conflict)) => {
+                    event.set(PARTITION, Value::Integer(message.partition().into()));
+                    event.set(OFFSET, Value::Integer(message.offset()));
+                    (Ok(event), conflict)
+                }
+                Err(invalid) => (Err(invalid), None),
+            };
         Record {
-            event: kafka::decode(headers.iter().copied(), message.payload()),
+            event,
+            content_type_conflict,
             trace,
             written_ms: message.timestamp().to_millis(),
         }

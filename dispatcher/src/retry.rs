@@ -42,32 +42,23 @@ pub struct RetryPolicy {
     retry_after_max: Duration,
 }
 
-/// Why delivery settings were refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum PolicyError {
-    /// Retries without a delay would hammer a failing subscriber.
-    #[error("retry is {0} but backoffDelay is 0")]
-    NoDelay(u32),
-}
-
 // === impl RetryPolicy ===
 
 impl RetryPolicy {
+    /// A zero `delay` with retries retries at once, as the reference does
+    /// for a user's `PT0S`.
     pub fn new(
         retries: u32,
         policy: BackoffPolicy,
         delay: Duration,
         retry_after_max: Duration,
-    ) -> Result<Self, PolicyError> {
-        if retries > 0 && delay.is_zero() {
-            return Err(PolicyError::NoDelay(retries));
-        }
-        Ok(RetryPolicy {
+    ) -> Self {
+        RetryPolicy {
             retries,
             policy,
             delay,
             retry_after_max,
-        })
+        }
     }
 
     pub fn retries(&self) -> u32 {
@@ -124,15 +115,13 @@ mod tests {
 
     #[test]
     fn backoff_formulas() {
-        let linear =
-            RetryPolicy::new(5, BackoffPolicy::Linear, 100 * MS, Duration::from_secs(60)).unwrap();
+        let linear = RetryPolicy::new(5, BackoffPolicy::Linear, 100 * MS, Duration::from_secs(60));
         let exponential = RetryPolicy::new(
             5,
             BackoffPolicy::Exponential,
             100 * MS,
             Duration::from_secs(60),
-        )
-        .unwrap();
+        );
         let waits = |p: &RetryPolicy| {
             (1..=4)
                 .map(|n| p.backoff(n).as_millis())
@@ -141,16 +130,17 @@ mod tests {
         assert_eq!(waits(&linear), [100, 200, 300, 400]);
         assert_eq!(waits(&exponential), [200, 400, 800, 1600]);
         assert_eq!(exponential.backoff(60), MAX_BACKOFF);
+        let immediate = RetryPolicy::new(3, BackoffPolicy::Exponential, Duration::ZERO, MS);
+        assert_eq!(waits(&immediate), [0, 0, 0, 0]);
         assert_eq!(
-            RetryPolicy::new(3, BackoffPolicy::Linear, Duration::ZERO, MS),
-            Err(PolicyError::NoDelay(3))
+            immediate.action(&Outcome::NoResponse, 3),
+            Action::RetryAfter(Duration::ZERO)
         );
     }
 
     #[test]
     fn actions_by_outcome_and_attempt() {
-        let p =
-            RetryPolicy::new(2, BackoffPolicy::Linear, 10 * MS, Duration::from_secs(1)).unwrap();
+        let p = RetryPolicy::new(2, BackoffPolicy::Linear, 10 * MS, Duration::from_secs(1));
         let cases = [
             (status(200), 1, Action::Done),
             (status(202), 3, Action::Done),
@@ -214,7 +204,7 @@ mod tests {
 
     #[test]
     fn no_retries_means_one_attempt() {
-        let p = RetryPolicy::new(0, BackoffPolicy::Exponential, Duration::ZERO, MS).unwrap();
+        let p = RetryPolicy::new(0, BackoffPolicy::Exponential, Duration::ZERO, MS);
         assert_eq!(p.action(&status(500), 1), Action::GiveUp);
     }
 }

@@ -82,16 +82,25 @@ pub enum NoAnswer {
     Request(String),
 }
 
-/// Posts `event` to `url` and waits for the whole answer, at most `timeout`.
+/// How one attempt is sent.
+pub struct Attempt<'a> {
+    pub structured: bool,
+    pub timeout: Duration,
+    pub trace: Option<&'a TraceContext>,
+    /// `Kn-Namespace`, as the reference sends it.
+    pub namespace: Option<&'a HeaderValue>,
+}
+
+/// Posts `event` to `url` and waits for the whole answer, at most the
+/// attempt's timeout.
 pub async fn attempt(
     client: &HttpClient,
     url: &http::Uri,
     event: &Event,
-    structured: bool,
-    timeout: Duration,
-    trace: Option<&TraceContext>,
+    how: Attempt<'_>,
 ) -> Result<Answer, NoAnswer> {
-    let request = request(url, event, structured, trace);
+    let timeout = how.timeout;
+    let request = request(url, event, &how);
     let exchange = async {
         let response = client
             .request(request)
@@ -114,13 +123,8 @@ pub async fn attempt(
         .map_err(|_| NoAnswer::Timeout(timeout))?
 }
 
-fn request(
-    url: &http::Uri,
-    event: &Event,
-    structured: bool,
-    trace: Option<&TraceContext>,
-) -> Request<Full<Bytes>> {
-    let (mut headers, body) = if structured {
+fn request(url: &http::Uri, event: &Event, how: &Attempt<'_>) -> Request<Full<Bytes>> {
+    let (mut headers, body) = if how.structured {
         let mut h = HeaderMap::new();
         h.insert(
             header::CONTENT_TYPE,
@@ -134,7 +138,10 @@ fn request(
         )
     };
     headers.insert("prefer", HeaderValue::from_static("reply"));
-    for (name, value) in trace.iter().flat_map(|t| t.headers()) {
+    if let Some(namespace) = how.namespace {
+        headers.insert("kn-namespace", namespace.clone());
+    }
+    for (name, value) in how.trace.iter().flat_map(|t| t.headers()) {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
@@ -263,11 +270,19 @@ mod tests {
         let mut e = Event::new("1", "/s", "t");
         e.set_data(Some("text/plain"), Some(Bytes::from_static(b"hi")));
         let url: http::Uri = "http://sub.ns/x".parse().unwrap();
-        let binary = request(&url, &e, false, None);
+        let namespace = HeaderValue::from_static("ns");
+        let how = |structured| Attempt {
+            structured,
+            timeout: Duration::from_secs(1),
+            trace: None,
+            namespace: Some(&namespace),
+        };
+        let binary = request(&url, &e, &how(false));
         assert_eq!(binary.headers()["prefer"], "reply");
+        assert_eq!(binary.headers()["kn-namespace"], "ns");
         assert_eq!(binary.headers()["ce-id"], "1");
         assert_eq!(binary.headers()["content-type"], "text/plain");
-        let structured = request(&url, &e, true, None);
+        let structured = request(&url, &e, &how(true));
         assert_eq!(
             structured.headers()["content-type"],
             "application/cloudevents+json; charset=utf-8"

@@ -6,7 +6,10 @@ use ferry_common::{
     producer::ProduceError,
     server::{self, Body},
 };
-use http::{header::ALLOW, Response, StatusCode};
+use http::{
+    header::{ALLOW, CONNECTION, WWW_AUTHENTICATE},
+    Response, StatusCode,
+};
 
 /// Why a request was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +20,10 @@ pub enum IngressError {
     /// No resource in the contract has this path or host.
     #[error("no broker or channel at {0}")]
     NotFound(String),
+    /// The resource requires a sender's token (OIDC) and the request's could
+    /// not be verified.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The body is larger than the limit.
     #[error("request body exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
@@ -36,6 +43,7 @@ impl IngressError {
         match self {
             IngressError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::NotFound(_) => StatusCode::NOT_FOUND,
+            IngressError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Body(_) | IngressError::Invalid(_) => StatusCode::BAD_REQUEST,
             IngressError::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -46,10 +54,19 @@ impl IngressError {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         let mut response = server::text(status, format!("{self}\n"));
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            response
-                .headers_mut()
-                .insert(ALLOW, http::HeaderValue::from_static("POST"));
+        let headers = response.headers_mut();
+        match status {
+            StatusCode::METHOD_NOT_ALLOWED => {
+                headers.insert(ALLOW, http::HeaderValue::from_static("POST"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                headers.insert(WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+            }
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                // The rest of an oversized body is not read.
+                headers.insert(CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }
@@ -65,6 +82,7 @@ mod tests {
         let cases = [
             (IngressError::Method(http::Method::GET), 405),
             (IngressError::NotFound("/x".into()), 404),
+            (IngressError::Unauthenticated("no token".into()), 401),
             (IngressError::TooLarge { limit: 1 }, 413),
             (IngressError::Invalid(InvalidEvent::Missing("id")), 400),
             (IngressError::Body("eof".into()), 400),
@@ -78,5 +96,7 @@ mod tests {
         }
         let r = IngressError::Method(http::Method::PUT).into_response();
         assert_eq!(r.headers()[ALLOW], "POST");
+        let r = IngressError::Unauthenticated("no token".into()).into_response();
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
     }
 }

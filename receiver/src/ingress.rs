@@ -5,7 +5,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
@@ -19,7 +19,7 @@ use ferry_common::{
 };
 use futures::future::try_join_all;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::{
@@ -45,6 +45,7 @@ impl Handler for Ingress {
                     return server::text(StatusCode::OK, "ready\n")
                 }
                 "/readyz" => return server::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+                _ if is_probe(&request) => return self.probe(&request),
                 _ => {}
             }
         }
@@ -83,6 +84,25 @@ impl Handler for Ingress {
     }
 }
 
+/// Knative's networking probe: its prober marks a Broker, KafkaChannel or
+/// KafkaSink Ready only once its address answers one.
+fn is_probe(request: &Request<Incoming>) -> bool {
+    request
+        .headers()
+        .get(PROBE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"probe")
+}
+
+const PROBE_HEADER: &str = "k-network-probe";
+const PROBE_HASH_HEADER: &str = "k-network-hash";
+
+/// The most of an oversized body that is read and discarded before the
+/// 413 is sent, and for how long: clients that write the whole body before
+/// reading (Python's http.client) would otherwise see a reset instead of
+/// the answer. nginx's lingering close does the same.
+const DRAIN_BYTES: usize = 64 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
 /// What a request turned out to be, for its metrics and its span.
 #[derive(Default)]
 struct Seen {
@@ -93,25 +113,54 @@ struct Seen {
 }
 
 impl Ingress {
+    /// The route for a request, by its path or else its host.
+    fn route(&self, request: &Request<Incoming>) -> Result<Arc<Route>, IngressError> {
+        let host = request
+            .uri()
+            .host()
+            .or_else(|| request.headers().get(header::HOST)?.to_str().ok());
+        self.routes
+            .load()
+            .find(request.uri().path(), host)
+            .cloned()
+            .ok_or_else(|| IngressError::NotFound(request.uri().path().to_owned()))
+    }
+
+    /// 200 with the probe's hash echoed where a resource is served, 404
+    /// elsewhere, as the reference answers.
+    fn probe(&self, request: &Request<Incoming>) -> Response<Body> {
+        if let Err(error) = self.route(request) {
+            return error.into_response();
+        }
+        let mut response = server::text(StatusCode::OK, "");
+        if let Some(hash) = request.headers().get(PROBE_HASH_HEADER) {
+            response
+                .headers_mut()
+                .insert(PROBE_HASH_HEADER, hash.clone());
+        }
+        response
+    }
+
     async fn accept(
         &self,
         request: Request<Incoming>,
         seen: &mut Seen,
     ) -> Result<(), IngressError> {
+        // The route first, as the reference does: an unserved address is
+        // 404 whatever the method.
+        let route = self.route(&request)?;
+        seen.route = Some(route.clone());
         if request.method() != Method::POST {
             return Err(IngressError::Method(request.method().clone()));
         }
-        let routes = self.routes.load();
-        let host = request
-            .uri()
-            .host()
-            .or_else(|| request.headers().get(header::HOST)?.to_str().ok());
-        let route = routes
-            .find(request.uri().path(), host)
-            .ok_or_else(|| IngressError::NotFound(request.uri().path().to_owned()))?
-            .clone();
-        drop(routes);
-        seen.route = Some(route.clone());
+        if let Some(audience) = &route.audience {
+            // Until tokens are verified, a resource that asks for them
+            // takes no request at all: never accept what was not verified.
+            return Err(IngressError::Unauthenticated(format!(
+                "resource {} requires a token for audience '{audience}', and this receiver cannot verify tokens yet",
+                route.name
+            )));
+        }
 
         let (parts, body) = request.into_parts();
         // The producer's trace context travels with the events, continued
@@ -148,7 +197,6 @@ impl Ingress {
         let records: Vec<kafka::Record> = events
             .iter_mut()
             .map(|event| {
-                route.apply_overrides(event);
                 let mut record = kafka::encode(event, route.mode);
                 if let Some(trace) = &trace {
                     for (name, value) in trace.headers() {
@@ -170,22 +218,59 @@ impl Ingress {
         Ok(())
     }
 
+    /// Reads the body, at most `max_body_bytes`. An oversized one is read
+    /// on and discarded (bounded) before the 413, unless the client waits
+    /// for `100 Continue` and so has not sent it.
     async fn read_body(
         &self,
         headers: &http::HeaderMap,
-        body: Incoming,
+        mut body: Incoming,
     ) -> Result<Bytes, IngressError> {
         let limit = self.max_body_bytes;
+        let too_large = IngressError::TooLarge { limit };
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit as u64) {
-            return Err(IngressError::TooLarge { limit });
+            if !headers.contains_key(header::EXPECT) {
+                drain(body).await;
+            }
+            return Err(too_large);
         }
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<LengthLimitError>() => Err(IngressError::TooLarge { limit }),
-            Err(e) => Err(IngressError::Body(e.to_string())),
+        // One chunk is the common case, and is kept without a copy.
+        let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
+        let mut read = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| IngressError::Body(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            read += data.len();
+            if read > limit {
+                drain(body).await;
+                return Err(too_large);
+            }
+            chunks.push(data);
         }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().expect("one chunk"),
+            _ => chunks.concat().into(),
+        })
     }
+}
+
+/// Reads and discards what is left of a body, within [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`].
+async fn drain(mut body: Incoming) {
+    let discard = async {
+        let mut read = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }

@@ -72,7 +72,9 @@ impl Metrics {
             }
         };
         match types {
-            [] => observe(None, 1),
+            // A request with no readable event (400 and the like), as the
+            // reference labels it.
+            [] => observe(Some("unknown"), 1),
             types => types
                 .chunk_by(|a, b| a == b)
                 .for_each(|same| observe(Some(&same[0]), same.len())),

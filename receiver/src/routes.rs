@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ferry_common::{
-    cloudevent::{kafka::ContentMode, Event, Value},
+    cloudevent::kafka::ContentMode,
     metrics::{self, Labels},
 };
 use ferry_proto::{Contract, Resource};
@@ -19,18 +19,11 @@ pub struct Route {
     pub topic: String,
     pub bootstrap: String,
     pub mode: ContentMode,
-    /// `cloudEventOverrides`: extensions set on every event.
-    pub overrides: Vec<(String, String)>,
+    /// The OIDC audience a sender's token must carry; `None` when the
+    /// resource takes unauthenticated requests.
+    pub audience: Option<String>,
     /// The resource's metric labels.
     pub labels: Labels,
-}
-
-impl Route {
-    pub fn apply_overrides(&self, event: &mut Event) {
-        for (name, value) in &self.overrides {
-            event.set(name, Value::String(value.clone()));
-        }
-    }
 }
 
 /// A resource left out of the table, and why.
@@ -104,12 +97,14 @@ enum Key {
 }
 
 /// A resource is served at its path, its host, or both (a request's path
-/// is looked up first).
+/// is looked up first). A path of `/` or none means "by host only", as in
+/// the reference, so that every host-routed resource can say `/`.
 fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Route), String> {
     let ingress = resource.ingress.as_ref().ok_or("no ingress")?;
     let mut keys = Vec::with_capacity(2);
-    if !ingress.path.is_empty() {
-        keys.push(Key::Path(normalise_path(&ingress.path).to_owned()));
+    match normalise_path(&ingress.path) {
+        "/" => {}
+        path => keys.push(Key::Path(path.to_owned())),
     }
     if !ingress.host.is_empty() {
         keys.push(Key::Host(normalise_host(&ingress.host)));
@@ -131,22 +126,6 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Rout
     if bootstrap.is_empty() {
         return Err("no bootstrap servers in the contract and none configured".into());
     }
-    let mut overrides: Vec<(String, String)> = Vec::new();
-    if let Some(o) = &resource.cloud_event_overrides {
-        for (name, value) in &o.extensions {
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-            if !valid {
-                return Err(format!(
-                    "cloudEventOverrides: invalid extension name '{name}'"
-                ));
-            }
-            overrides.push((name.clone(), value.clone()));
-        }
-        overrides.sort();
-    }
     let name = resource
         .reference
         .as_ref()
@@ -164,7 +143,7 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Rout
             topic,
             bootstrap: bootstrap.to_owned(),
             mode,
-            overrides,
+            audience: Some(ingress.audience.clone()).filter(|a| !a.is_empty()),
             labels: metrics::resource_labels(resource.reference.as_ref(), &resource.uid),
         },
     ))
@@ -190,7 +169,7 @@ fn normalise_host(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::{CloudEventOverrides, Ingress};
+    use ferry_proto::Ingress;
 
     fn resource(uid: &str, path: &str, host: &str, topic: &str) -> Resource {
         Resource {
@@ -234,11 +213,30 @@ mod tests {
     }
 
     #[test]
+    fn a_root_path_routes_by_host_only() {
+        let contract = Contract {
+            resources: vec![
+                resource("c", "/", "c-kn-channel.ns.svc.cluster.local", "t1"),
+                resource("d", "/", "d-kn-channel.ns.svc.cluster.local", "t2"),
+                resource("e", "", "e-kn-channel.ns.svc.cluster.local", "t3"),
+            ],
+            ..Default::default()
+        };
+        let (routes, rejected) = Routes::build(&contract, "k:9092");
+        assert!(rejected.is_empty(), "{rejected:?}");
+        for (host, uid) in [
+            ("c-kn-channel.ns.svc.cluster.local", "c"),
+            ("d-kn-channel.ns.svc.cluster.local", "d"),
+            ("e-kn-channel.ns.svc.cluster.local", "e"),
+        ] {
+            assert_eq!(routes.find("/", Some(host)).unwrap().uid, uid);
+        }
+        assert!(routes.find("/", Some("other.host")).is_none());
+        assert!(routes.find("/", None).is_none());
+    }
+
+    #[test]
     fn bad_resources_are_rejected_and_the_rest_served() {
-        let mut with_bad_override = resource("o", "/ns/o", "", "t");
-        with_bad_override.cloud_event_overrides = Some(CloudEventOverrides {
-            extensions: [("Bad-Name".to_string(), "v".to_string())].into(),
-        });
         let contract = Contract {
             resources: vec![
                 resource("good", "/ns/good", "", "t"),
@@ -250,7 +248,6 @@ mod tests {
                     topics: vec!["t".into()],
                     ..Default::default()
                 },
-                with_bad_override,
             ],
             ..Default::default()
         };
@@ -270,10 +267,6 @@ mod tests {
                     "ingress '/ns/good' is already served by resource good"
                 ),
                 ("noingress", "no ingress"),
-                (
-                    "o",
-                    "cloudEventOverrides: invalid extension name 'Bad-Name'"
-                ),
             ]
         );
     }

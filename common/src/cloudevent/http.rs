@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http::{header::CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, CONTROLS};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 use super::{
     json, media_type_essence, validate::is_valid_name, Event, InvalidEvent, Value, DATACONTENTTYPE,
@@ -91,20 +91,64 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, InvalidE
     Ok(event)
 }
 
-/// Percent-decodes a header value; the result must be UTF-8.
+/// Reads a header value as the HTTP binding says, and as real SDKs send
+/// it: a double-quoted string is unquoted (RFC 9110 quoted-string, which
+/// receivers MUST support); `%XX` is percent-decoded and a `%` not followed
+/// by two hex digits is taken literally (the legacy Python API and the
+/// JavaScript emitter do not encode); bytes that are not UTF-8 are read as
+/// ISO-8859-1, HTTP's historical charset. The decoded value must be UTF-8.
 fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, InvalidEvent> {
-    let well_formed = raw.iter().enumerate().all(|(i, b)| {
-        *b != b'%'
-            || raw
-                .get(i + 1..i + 3)
-                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
-    });
-    if !well_formed {
-        return Err(InvalidEvent::value(name, "malformed percent-encoding"));
+    let text: std::borrow::Cow<str> = match std::str::from_utf8(raw) {
+        Ok(text) => text.into(),
+        Err(_) => raw
+            .iter()
+            .map(|&b| char::from(b))
+            .collect::<String>()
+            .into(),
+    };
+    let text = unquote(&text);
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
     }
-    let decoded: Vec<u8> = percent_decode(raw).collect();
     String::from_utf8(decoded)
         .map_err(|_| InvalidEvent::value(name, "is not UTF-8 after percent-decoding"))
+}
+
+/// The content of a quoted-string, with its `\` escapes undone; any other
+/// value as it is.
+fn unquote(value: &str) -> std::borrow::Cow<'_, str> {
+    let Some(inner) = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .filter(|_| value.len() >= 2)
+    else {
+        return value.into();
+    };
+    let mut out = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
 /// Headers for a binary-mode request carrying `event`; the body is
@@ -180,9 +224,8 @@ mod tests {
         assert!(err.contains("no ce-specversion header"), "{err}");
 
         type Headers<'a> = &'a [(&'a str, &'a [u8])];
-        let cases: [(Headers, &str); 6] = [
+        let cases: [(Headers, &str); 5] = [
             (&[("ce-bad%", b"%zz")], "invalid attribute name"),
-            (&[("ce-ext", b"%zz")], "malformed percent-encoding"),
             (&[("ce-ext", b"%ff%fe")], "not UTF-8"),
             (&[("ce-my-ext", b"x")], "invalid attribute name 'my-ext'"),
             (&[("ce-id", b"2")], "'id' appears more than once"),
@@ -197,6 +240,26 @@ mod tests {
             let h = headers(&pairs);
             let err = decode_binary(&h, Bytes::new()).unwrap_err().to_string();
             assert!(err.contains(reason), "{extra:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn lenient_header_values_as_real_clients_send_them() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"100% sure", "100% sure"),
+            (b"50%", "50%"),
+            (b"%4", "%4"),
+            (b"%41%zz", "A%zz"),
+            (b"\"quoted value\"", "quoted value"),
+            (b"\"with \\\"escapes\\\\\"", "with \"escapes\\"),
+            (b"\"", "\""),
+            (b"caf\xe9", "café"),
+        ];
+        for (raw, expected) in cases {
+            let mut h = headers(&REQUIRED);
+            h.insert("ce-ext", HeaderValue::from_bytes(raw).unwrap());
+            let e = decode_binary(&h, Bytes::new()).unwrap_or_else(|err| panic!("{raw:?}: {err}"));
+            assert_eq!(e.get_str("ext"), Some(expected), "{raw:?}");
         }
     }
 

@@ -75,7 +75,7 @@ fn from_members(members: Members) -> Result<Event, InvalidEvent> {
     event.data = match (data, data_base64) {
         (Some(_), Some(_)) => return Err(InvalidEvent::BothData),
         (None, Some(b64)) => Some(decode_base64("data_base64", &b64)?),
-        (Some(data), None) => Some(data_bytes(&event, &data)?),
+        (Some(data), None) => Some(data_bytes(&mut event, &data)?),
         (None, None) => None,
     };
     event.validate()?;
@@ -114,14 +114,28 @@ fn attribute_value(name: &str, raw: &RawValue) -> Result<Option<Value>, InvalidE
 /// The bytes of `data`: JSON text as it stands when the content type is JSON;
 /// a string's characters otherwise; base64-decoded for 0.3's
 /// `datacontentencoding: base64`.
-fn data_bytes(event: &Event, data: &RawValue) -> Result<Bytes, InvalidEvent> {
+///
+/// The event is left saying what its bytes are, for the binary modes it may
+/// be written in next: 0.3's encoding is dropped once the data is decoded
+/// (the bytes are raw now), and JSON data without a content type gets the
+/// `application/json` the JSON format implies (the format says it SHOULD be
+/// set when re-serialised; SDKs read the data as a string without it).
+fn data_bytes(event: &mut Event, data: &RawValue) -> Result<Bytes, InvalidEvent> {
     if event.specversion() == "0.3" && event.get_str("datacontentencoding") == Some("base64") {
-        return decode_base64("data", data);
+        let bytes = decode_base64("data", data)?;
+        event.attributes.retain(|(n, _)| n != "datacontentencoding");
+        return Ok(bytes);
     }
-    if !is_json_media_type(event.datacontenttype()) {
-        if let Ok(text) = serde_json::from_str::<String>(data.get()) {
-            return Ok(Bytes::from(text));
+    match event.datacontenttype() {
+        None => event
+            .attributes
+            .push((DATACONTENTTYPE.to_owned(), "application/json".into())),
+        ct if !is_json_media_type(ct) => {
+            if let Ok(text) = serde_json::from_str::<String>(data.get()) {
+                return Ok(Bytes::from(text));
+            }
         }
+        _ => {}
     }
     Ok(Bytes::copy_from_slice(data.get().trim().as_bytes()))
 }
@@ -291,6 +305,38 @@ mod tests {
         let s = decode_str(r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":"x"}"#)
             .unwrap();
         assert_eq!(s.data().unwrap().as_ref(), br#""x""#);
+    }
+
+    #[test]
+    fn json_data_without_a_content_type_says_application_json() {
+        let body = r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"a":1}}"#;
+        let e = decode_str(body).unwrap();
+        assert_eq!(e.datacontenttype(), Some("application/json"));
+        assert_eq!(
+            encode(&e).as_ref(),
+            body.as_bytes(),
+            "still passed on as received"
+        );
+        let b = decode_str(
+            r#"{"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"AA=="}"#,
+        )
+        .unwrap();
+        assert_eq!(b.datacontenttype(), None, "not for data_base64");
+        let none =
+            decode_str(r#"{"specversion":"1.0","id":"1","source":"/s","type":"t"}"#).unwrap();
+        assert_eq!(none.datacontenttype(), None, "not without data");
+    }
+
+    #[test]
+    fn a_03_event_decoded_from_base64_no_longer_says_base64() {
+        let e = decode_str(r#"{"specversion":"0.3","id":"1","source":"/s","type":"t","datacontenttype":"application/octet-stream","datacontentencoding":"base64","data":"AAEC"}"#)
+            .unwrap();
+        assert_eq!(e.data().unwrap().as_ref(), &[0, 1, 2]);
+        assert_eq!(e.get("datacontentencoding"), None);
+        let mut changed = e.clone();
+        changed.set("x", "y".into());
+        let again = decode(encode(&changed)).unwrap();
+        assert_eq!(again.data(), e.data(), "re-encoded as base64 again");
     }
 
     #[test]

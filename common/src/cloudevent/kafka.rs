@@ -69,8 +69,27 @@ pub fn decode<'a>(
     headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     value: Option<&[u8]>,
 ) -> Result<Event, InvalidEvent> {
+    decode_noting(headers, value).map(|(event, _)| event)
+}
+
+/// A record's `content-type` and `ce_datacontenttype` headers that did not
+/// agree; the event has the `content-type`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContentTypeConflict {
+    pub content_type: String,
+    pub datacontenttype: String,
+}
+
+/// [`decode`], also telling when the record carried two different content
+/// types. The JavaScript SDK's Kafka binding writes both headers, with the
+/// same value; when they differ `content-type` wins (the binding's header).
+pub fn decode_noting<'a>(
+    headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    value: Option<&[u8]>,
+) -> Result<(Event, Option<ContentTypeConflict>), InvalidEvent> {
     let mut event = Event::default();
     let mut content_type = None;
+    let mut ce_content_type = None;
     for (name, header_value) in headers {
         let text = || {
             std::str::from_utf8(header_value.unwrap_or_default())
@@ -82,20 +101,35 @@ pub fn decode<'a>(
             if !is_valid_name(attribute) {
                 return Err(InvalidEvent::Name(attribute.to_owned()));
             }
+            if attribute == DATACONTENTTYPE {
+                if ce_content_type.is_some() {
+                    return Err(InvalidEvent::Duplicate(attribute.to_owned()));
+                }
+                ce_content_type = Some(text()?.to_owned());
+                continue;
+            }
             event.push_attribute(attribute.to_owned(), Value::String(text()?.to_owned()))?;
         }
     }
     if content_type.as_deref().map(media_type_essence).as_deref()
         == Some(json::STRUCTURED_CONTENT_TYPE)
     {
-        return json::decode(Bytes::copy_from_slice(value.unwrap_or_default()));
+        let event = json::decode(Bytes::copy_from_slice(value.unwrap_or_default()))?;
+        return Ok((event, None));
     }
-    if let Some(ct) = content_type {
+    let conflict = match (&content_type, &ce_content_type) {
+        (Some(ct), Some(ce)) if ct != ce => Some(ContentTypeConflict {
+            content_type: ct.clone(),
+            datacontenttype: ce.clone(),
+        }),
+        _ => None,
+    };
+    if let Some(ct) = content_type.or(ce_content_type) {
         event.push_attribute(DATACONTENTTYPE.to_owned(), Value::String(ct))?;
     }
     event.data = value.filter(|v| !v.is_empty()).map(Bytes::copy_from_slice);
     event.validate()?;
-    Ok(event)
+    Ok((event, conflict))
 }
 
 #[cfg(test)]
@@ -140,6 +174,40 @@ mod tests {
         let back = decode(parts(&record), record.value.as_deref()).unwrap();
         assert_eq!(back.data(), e.data());
         assert_eq!(back.attributes().count(), e.attributes().count());
+    }
+
+    #[test]
+    fn both_content_type_headers_as_the_javascript_sdk_writes_them() {
+        let base = [
+            ("ce_specversion", Some(&b"1.0"[..])),
+            ("ce_id", Some(&b"1"[..])),
+            ("ce_source", Some(&b"/s"[..])),
+            ("ce_type", Some(&b"t"[..])),
+        ];
+        let with = |ct: &'static [u8], ce: &'static [u8]| {
+            let mut h = base.to_vec();
+            h.push(("content-type", Some(ct)));
+            h.push(("ce_datacontenttype", Some(ce)));
+            decode_noting(h, Some(b"{}")).unwrap()
+        };
+        let (e, conflict) = with(b"application/json", b"application/json");
+        assert_eq!(e.datacontenttype(), Some("application/json"));
+        assert_eq!(conflict, None);
+        let (e, conflict) = with(b"text/plain", b"application/json");
+        assert_eq!(e.datacontenttype(), Some("text/plain"), "content-type wins");
+        assert_eq!(
+            conflict,
+            Some(ContentTypeConflict {
+                content_type: "text/plain".into(),
+                datacontenttype: "application/json".into()
+            })
+        );
+        let mut only_ce = base.to_vec();
+        only_ce.push(("ce_datacontenttype", Some(&b"text/csv"[..])));
+        assert_eq!(
+            decode(only_ce, None).unwrap().datacontenttype(),
+            Some("text/csv")
+        );
     }
 
     #[test]

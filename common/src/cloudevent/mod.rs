@@ -15,7 +15,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-pub use validate::InvalidEvent;
+pub use validate::{is_valid_name, InvalidEvent};
 
 pub const SPECVERSION: &str = "specversion";
 pub const ID: &str = "id";

@@ -75,6 +75,12 @@ fn attribute(version: &str, name: &str, value: &Value) -> Result<(), InvalidEven
                 format!("control character U+{:04X} is not allowed", c as u32),
             ));
         }
+        if let Some(c) = s.chars().find(|c| is_noncharacter(*c)) {
+            return Err(InvalidEvent::value(
+                name,
+                format!("noncharacter U+{:04X} is not allowed", c as u32),
+            ));
+        }
     }
     let string = || match value {
         Value::String(s) => Ok(s.as_str()),
@@ -91,12 +97,21 @@ fn attribute(version: &str, name: &str, value: &Value) -> Result<(), InvalidEven
             }
         }
         (_, "subject") if string()?.is_empty() => return Err(InvalidEvent::Empty(name.into())),
-        ("1.0", "dataschema") | ("0.3", "schemaurl") => {
+        // 1.0 says `dataschema` is an absolute URI; the reference accepts a
+        // relative one, and 0.3's `schemaurl` is a URI-reference, so both
+        // are held to URI-reference.
+        (_, SOURCE) | ("1.0", "dataschema") | ("0.3", "schemaurl") => {
             let uri = string()?;
-            if !has_uri_scheme(uri) {
+            if uri.is_empty() {
+                return Err(InvalidEvent::Empty(name.into()));
+            }
+            if let Some(c) = uri.chars().find(|c| !is_uri_char(*c)) {
                 return Err(InvalidEvent::value(
                     name,
-                    format!("'{uri}' is not an absolute URI"),
+                    format!(
+                        "'{uri}' is not a URI-reference: '{}' is not allowed",
+                        c.escape_default()
+                    ),
                 ));
             }
         }
@@ -119,7 +134,7 @@ fn attribute(version: &str, name: &str, value: &Value) -> Result<(), InvalidEven
 
 /// Attribute names are lower-case ASCII letters and digits (CloudEvents 1.0,
 /// "Attribute Naming Convention").
-pub(super) fn is_valid_name(name: &str) -> bool {
+pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -131,14 +146,21 @@ fn is_control(c: char) -> bool {
     matches!(c as u32, 0x00..=0x1F | 0x7F..=0x9F)
 }
 
-/// `scheme ":" ...` per RFC 3986.
-fn has_uri_scheme(uri: &str) -> bool {
-    let Some((scheme, _)) = uri.split_once(':') else {
-        return false;
-    };
-    let mut bytes = scheme.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.')
+/// Unicode's noncharacters (U+FDD0..U+FDEF and the last two code points of
+/// every plane), which the CloudEvents String type excludes.
+fn is_noncharacter(c: char) -> bool {
+    let c = c as u32;
+    (0xFDD0..=0xFDEF).contains(&c) || c & 0xFFFE == 0xFFFE
+}
+
+/// What may stand in a URI-reference (RFC 3986): no white space, controls
+/// or the characters it never allows. Characters beyond ASCII are let
+/// through, as IRIs and the reference's parser do; a `%` is not checked
+/// for its two hex digits, as senders do not always encode.
+fn is_uri_char(c: char) -> bool {
+    !(c.is_whitespace()
+        || c.is_control()
+        || matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '|' | '}'))
 }
 
 #[cfg(test)]
@@ -155,6 +177,10 @@ mod tests {
         let mut e = valid();
         e.set("time", "2024-02-29T12:00:00.123+01:00".into());
         e.set("dataschema", "https://example.com/schema".into());
+        assert_eq!(e.validate(), Ok(()));
+        e.set("dataschema", "schemas/order.json".into());
+        e.set("source", "urn:event:from:myapi/resource/123#frag".into());
+        e.set("unicode", "\u{10FFFD} \u{FDCF} ok".into());
         e.set("subject", "s".into());
         e.set("datacontenttype", "application/json; charset=utf-8".into());
         e.set("ext1", Value::Integer(5));
@@ -166,7 +192,7 @@ mod tests {
     #[test]
     fn rejects_each_broken_rule() {
         type Mutation = fn(&mut Event);
-        let cases: [(Mutation, InvalidEvent); 15] = [
+        let cases: [(Mutation, InvalidEvent); 18] = [
             (|e| drop(e.remove("id")), InvalidEvent::Missing("id")),
             (
                 |e| drop(e.remove("source")),
@@ -203,8 +229,29 @@ mod tests {
                 InvalidEvent::value("time", "must be a string"),
             ),
             (
-                |e| e.set("dataschema", "schema.json".into()),
-                InvalidEvent::value("dataschema", "'schema.json' is not an absolute URI"),
+                |e| e.set("dataschema", "my schema.json".into()),
+                InvalidEvent::value(
+                    "dataschema",
+                    "'my schema.json' is not a URI-reference: ' ' is not allowed",
+                ),
+            ),
+            (
+                |e| e.set("source", "/my source".into()),
+                InvalidEvent::value(
+                    "source",
+                    "'/my source' is not a URI-reference: ' ' is not allowed",
+                ),
+            ),
+            (
+                |e| e.set("source", "/a{b}".into()),
+                InvalidEvent::value(
+                    "source",
+                    "'/a{b}' is not a URI-reference: '{' is not allowed",
+                ),
+            ),
+            (
+                |e| e.set("subject", "x\u{FFFE}".into()),
+                InvalidEvent::value("subject", "noncharacter U+FFFE is not allowed"),
             ),
             (
                 |e| e.set("datacontenttype", "json".into()),
@@ -230,7 +277,7 @@ mod tests {
     fn version_03_has_its_own_attributes() {
         let mut e = valid();
         e.set("specversion", "0.3".into());
-        e.set("schemaurl", "http://x/y".into());
+        e.set("schemaurl", "../x/y".into());
         e.set("datacontentencoding", "base64".into());
         assert_eq!(e.validate(), Ok(()));
         e.set("datacontentencoding", "gzip".into());
