@@ -1,12 +1,15 @@
 //! Trigger filters, compiled once per contract and evaluated per event.
 //!
-//! Results are three-valued as in Knative Eventing: a filter with nothing to
-//! check (an empty `exact`, `all` or `any`) says nothing rather than "pass"
-//! or "fail", and an event that no filter speaks against is delivered.
+//! Evaluated as the reference Kafka broker evaluates them (users migrate
+//! from it), where that differs from Knative's core: an attribute whose
+//! expected value is empty is no condition at all (it matches an absent
+//! attribute too), `all` of nothing passes, `any` of nothing passes
+//! nothing, `not` negates, and a CESQL result is cast to Boolean (the
+//! String `'true'` passes).
 
 use std::collections::HashMap;
 
-use ferry_common::cloudevent::Event;
+use ferry_common::cloudevent::{Event, Value};
 use ferry_proto::{dialected_filter::Filter as Dialect, DialectedFilter, Egress};
 
 /// Why an egress's filter cannot be used.
@@ -28,43 +31,7 @@ pub enum FilterError {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    Fail,
-    /// The filter has nothing to check.
-    NoFilter,
-}
-
-impl Verdict {
-    fn and(self, other: Verdict) -> Verdict {
-        match (self, other) {
-            (Verdict::NoFilter, v) | (v, Verdict::NoFilter) => v,
-            (Verdict::Pass, Verdict::Pass) => Verdict::Pass,
-            _ => Verdict::Fail,
-        }
-    }
-
-    fn or(self, other: Verdict) -> Verdict {
-        match (self, other) {
-            (Verdict::NoFilter, v) | (v, Verdict::NoFilter) => v,
-            (Verdict::Fail, Verdict::Fail) => Verdict::Fail,
-            _ => Verdict::Pass,
-        }
-    }
-
-    fn not(self) -> Verdict {
-        match self {
-            Verdict::Pass => Verdict::Fail,
-            Verdict::Fail => Verdict::Pass,
-            Verdict::NoFilter => Verdict::NoFilter,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Match {
-    /// Legacy `filter.attributes`: equal, and an empty value matches any.
-    Legacy,
     Exact,
     Prefix,
     Suffix,
@@ -72,12 +39,13 @@ pub enum Match {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Filter {
-    /// Every attribute must match.
+    /// Every attribute must match (those with an empty value are dropped
+    /// when compiled).
     Attributes(Match, Vec<(String, String)>),
     All(Vec<Filter>),
     Any(Vec<Filter>),
     Not(Box<Filter>),
-    /// Parsed once, here; passes only on Boolean true.
+    /// Parsed once, here.
     Cesql(std::sync::Arc<ferry_cesql::Expression>),
 }
 
@@ -91,64 +59,51 @@ impl Filter {
             return compile_all(&egress.dialected_filter).map(Filter::All);
         }
         let attributes = egress.filter.as_ref().map(|f| &f.attributes);
-        Ok(Filter::Attributes(Match::Legacy, sorted(attributes)))
+        Ok(Filter::Attributes(Match::Exact, conditions(attributes)))
     }
 
     /// Whether the event should be delivered.
     pub fn matches(&self, event: &Event) -> bool {
-        self.verdict(event) != Verdict::Fail
-    }
-
-    pub fn verdict(&self, event: &Event) -> Verdict {
         match self {
             Filter::Attributes(kind, attributes) => attributes
                 .iter()
-                .fold(Verdict::NoFilter, |verdict, (name, want)| {
-                    verdict.and(attribute_matches(*kind, event, name, want))
-                }),
-            Filter::All(filters) => filters
-                .iter()
-                .fold(Verdict::NoFilter, |v, f| v.and(f.verdict(event))),
-            Filter::Any(filters) => filters
-                .iter()
-                .fold(Verdict::NoFilter, |v, f| v.or(f.verdict(event))),
-            Filter::Not(filter) => filter.verdict(event).not(),
+                .all(|(name, want)| attribute_matches(*kind, event, name, want)),
+            Filter::All(filters) => filters.iter().all(|f| f.matches(event)),
+            Filter::Any(filters) => filters.iter().any(|f| f.matches(event)),
+            Filter::Not(filter) => !filter.matches(event),
             Filter::Cesql(expression) => {
-                if expression.matches(event) {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fail
+                let (value, error) = expression.evaluate(event);
+                match (value, error) {
+                    (_, Some(_)) => false,
+                    (ferry_cesql::Value::Boolean(b), None) => b,
+                    // The reference casts the result to Boolean.
+                    (ferry_cesql::Value::String(s), None) => s.eq_ignore_ascii_case("true"),
+                    (ferry_cesql::Value::Integer(_), None) => false,
                 }
             }
         }
     }
 }
 
-fn attribute_matches(kind: Match, event: &Event, name: &str, want: &str) -> Verdict {
-    // A missing attribute never matches.
+fn attribute_matches(kind: Match, event: &Event, name: &str, want: &str) -> bool {
+    // A missing attribute never matches a condition.
     let Some(value) = event.get(name) else {
-        return Verdict::Fail;
+        return false;
     };
     // Strings (every binary-mode value) are compared in place; only JSON
     // integers and booleans need formatting.
     let formatted;
     let value: &str = match value {
-        ferry_common::cloudevent::Value::String(s) => s,
+        Value::String(s) => s,
         other => {
             formatted = other.to_string();
             &formatted
         }
     };
-    let pass = match kind {
-        Match::Legacy => want.is_empty() || value == want,
+    match kind {
         Match::Exact => value == want,
         Match::Prefix => value.starts_with(want),
         Match::Suffix => value.ends_with(want),
-    };
-    if pass {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
     }
 }
 
@@ -158,9 +113,9 @@ fn compile_all(filters: &[DialectedFilter]) -> Result<Vec<Filter>, FilterError> 
 
 fn compile_one(filter: &DialectedFilter) -> Result<Filter, FilterError> {
     Ok(match filter.filter.as_ref().ok_or(FilterError::Empty)? {
-        Dialect::Exact(f) => Filter::Attributes(Match::Exact, sorted(Some(&f.attributes))),
-        Dialect::Prefix(f) => Filter::Attributes(Match::Prefix, sorted(Some(&f.attributes))),
-        Dialect::Suffix(f) => Filter::Attributes(Match::Suffix, sorted(Some(&f.attributes))),
+        Dialect::Exact(f) => Filter::Attributes(Match::Exact, conditions(Some(&f.attributes))),
+        Dialect::Prefix(f) => Filter::Attributes(Match::Prefix, conditions(Some(&f.attributes))),
+        Dialect::Suffix(f) => Filter::Attributes(Match::Suffix, conditions(Some(&f.attributes))),
         Dialect::All(f) => Filter::All(compile_all(&f.filters)?),
         Dialect::Any(f) => Filter::Any(compile_all(&f.filters)?),
         Dialect::Not(f) => Filter::Not(Box::new(compile_one(
@@ -175,11 +130,14 @@ fn compile_one(filter: &DialectedFilter) -> Result<Filter, FilterError> {
     })
 }
 
-/// Sorted so equal filters compare equal and evaluation order is stable.
-fn sorted(attributes: Option<&HashMap<String, String>>) -> Vec<(String, String)> {
+/// The conditions of an attribute filter: an empty expected value is none
+/// (the reference drops it). Sorted so equal filters compare equal and
+/// evaluation order is stable.
+fn conditions(attributes: Option<&HashMap<String, String>>) -> Vec<(String, String)> {
     let mut pairs: Vec<_> = attributes
         .into_iter()
         .flatten()
+        .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     pairs.sort();
@@ -276,9 +234,9 @@ mod tests {
                 true,
             ),
             (
-                "legacy empty value needs the attribute",
+                "legacy empty value is no condition, even for an absent attribute",
                 legacy(&[("missing", "")]),
-                false,
+                true,
             ),
             (
                 "legacy: all keys must match",
@@ -311,8 +269,13 @@ mod tests {
                 true,
             ),
             (
-                "exact empty value is not a wildcard",
+                "exact empty value is no condition",
                 dialected(vec![exact(&[("region", "")])]),
+                true,
+            ),
+            (
+                "exact empty value beside a real one",
+                dialected(vec![exact(&[("missing", ""), ("region", "us")])]),
                 false,
             ),
             (
@@ -327,8 +290,13 @@ mod tests {
             ),
             (
                 "prefix on a missing attribute",
-                dialected(vec![prefix(&[("missing", "")])]),
+                dialected(vec![prefix(&[("missing", "x")])]),
                 false,
+            ),
+            (
+                "an empty prefix is no condition",
+                dialected(vec![prefix(&[("missing", "")])]),
+                true,
             ),
             (
                 "suffix",
@@ -400,22 +368,22 @@ mod tests {
                 dialected(vec![not(exact(&[("missing", "x")]))]),
                 true,
             ),
-            ("empty all says nothing", dialected(vec![all(vec![])]), true),
-            ("empty any says nothing", dialected(vec![any(vec![])]), true),
+            ("empty all passes", dialected(vec![all(vec![])]), true),
             (
-                "not of nothing says nothing",
+                "empty any matches nothing",
+                dialected(vec![any(vec![])]),
+                false,
+            ),
+            (
+                "not of an empty all",
                 dialected(vec![not(all(vec![]))]),
-                true,
+                false,
             ),
-            (
-                "empty exact says nothing",
-                dialected(vec![exact(&[])]),
-                true,
-            ),
+            ("empty exact passes", dialected(vec![exact(&[])]), true),
             (
                 "nested",
                 dialected(vec![any(vec![
-                    all(vec![]),
+                    any(vec![]),
                     not(prefix(&[("source", "/orders")])),
                 ])]),
                 false,
@@ -457,7 +425,11 @@ mod tests {
             ("missing = 'x'", false), // missing attribute: false, with an error
             ("NOT (missing = 'x')", false), // the error's zero value is false, NOT of an error too
             ("1 / 0 = 0", false),     // math error
-            ("'abc'", false),         // not a Boolean
+            ("'abc'", false),         // not a Boolean, and no cast makes it one
+            ("'true'", true),         // cast to Boolean, as the reference does
+            ("'TRUE'", true),
+            ("'false'", false),
+            ("1", false),
             ("LENGTH(region) = 7", true),
         ];
         for (expression, expected) in cases {
