@@ -75,22 +75,69 @@ async fn thousands_of_idle_connections_do_not_stop_service() {
 }
 
 #[tokio::test]
-async fn raw_non_utf8_header_bytes_are_a_400_with_the_reason() {
+async fn raw_header_bytes_that_are_not_utf8_are_read_as_iso_8859_1() {
     let (receiver, _contract) = receiver().await;
-    let mut stream = TcpStream::connect(receiver.running.ingress).await.unwrap();
-    let mut request = b"POST /ns/b HTTP/1.1\r\nhost: x\r\nce-specversion: 1.0\r\nce-id: 1\r\nce-source: /s\r\nce-type: t\r\nce-bad: ".to_vec();
-    request.extend_from_slice(&[0xff, 0xfe]);
-    request.extend_from_slice(b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-    stream.write_all(&request).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let response = String::from_utf8_lossy(&response);
+    let addr = receiver.running.ingress;
+    let exchange = |value: &'static [u8]| async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut request = b"POST /ns/b HTTP/1.1\r\nhost: x\r\nce-specversion: 1.0\r\nce-id: 1\r\nce-source: /s\r\nce-type: t\r\nce-bad: ".to_vec();
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        stream.write_all(&request).await.unwrap();
+        let mut response = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    // HTTP's historical charset: 0xE9 is é.
+    let response = exchange(b"caf\xe9").await;
+    assert!(response.starts_with("HTTP/1.1 202"), "{response}");
+    // What percent-decoding makes of it must still be UTF-8.
+    let response = exchange(b"%ff%fe").await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(
-        response.contains("attribute 'bad' is invalid: is not UTF-8"),
+        response.contains("attribute 'bad' is invalid: is not UTF-8 after percent-decoding"),
         "{response}"
     );
+}
+
+/// Python's http.client and requests write the whole body before they
+/// read: the 413 must still reach them, not a reset.
+#[tokio::test]
+async fn a_client_that_writes_the_whole_oversized_body_first_reads_the_413() {
+    let (receiver, _contract) = receiver().await;
+    // The test receiver's limit is 64 KiB.
+    let body = vec![b'x'; 512 * 1024];
+    for (i, chunked) in [false, true].into_iter().cycle().take(20).enumerate() {
+        let mut stream = TcpStream::connect(receiver.running.ingress).await.unwrap();
+        let mut request = format!(
+            "POST /ns/b HTTP/1.1\r\nhost: x\r\nce-specversion: 1.0\r\nce-id: {i}\r\nce-source: /s\r\nce-type: t\r\n"
+        )
+        .into_bytes();
+        if chunked {
+            request.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+            for part in body.chunks(16 * 1024) {
+                request.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                request.extend_from_slice(part);
+                request.extend_from_slice(b"\r\n");
+            }
+            request.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            request.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+            request.extend_from_slice(&body);
+        }
+        stream.write_all(&request).await.unwrap_or_else(|e| {
+            panic!("request {i} (chunked: {chunked}): writing the body failed: {e}")
+        });
+        let mut response = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response)).await;
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 413"),
+            "request {i} (chunked: {chunked}): {response}"
+        );
+    }
 }

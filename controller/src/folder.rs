@@ -1,6 +1,6 @@
 //! Resources from a folder of YAML files, in the form a user would
-//! `kubectl apply`. The folder is watched; every change, and a periodic
-//! resync (which also retries what Kafka refused), reconciles again.
+//! `kubectl apply`. The folder is watched; every change, every report of
+//! Kafka work, and a periodic resync reconcile again.
 
 use std::{path::Path, time::Duration};
 
@@ -54,10 +54,12 @@ pub async fn run(
 ) -> notify::Result<()> {
     let (_watcher, mut changed) = ferry_common::fswatch::watch_dir(dir)?;
     let mut ticker = tokio::time::interval(resync);
+    let kafka_reported = reconciler.kafka_reported();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = ticker.tick() => {}
+            _ = kafka_reported.notified() => {}
             Some(()) = changed.recv() => {
                 // Editors write in several steps: let a burst settle.
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    kafka_admin::KafkaAdmin,
+    kafka_work::KafkaWork,
     plan::{Ready, Settings, Status},
     reconciler::Reconciler,
     resources::{KReference, Resources},
@@ -113,10 +113,17 @@ pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken
     let mut pushed: Option<String> = None;
     let mut patched: HashMap<(String, String, String), Status> = HashMap::new();
     loop {
+        let kafka_reported = state.as_ref().map(|(r, _)| r.kafka_reported());
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = wake.recv() => {}
             _ = ticker.tick() => {}
+            _ = async {
+                match &kafka_reported {
+                    Some(reported) => reported.notified().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
             changed = leader.changed() => if changed.is_err() { return },
         }
         if !*leader.borrow() {
@@ -132,11 +139,11 @@ pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken
                 let _ = std::fs::write(&config.state_file, existing.as_bytes());
                 pushed = Some(existing);
             }
-            let admin = KafkaAdmin::new(config.kafka_overrides.clone());
+            let kafka = KafkaWork::new(config.kafka_overrides.clone());
             state = Some(Reconciler::new(
                 config.settings.clone(),
                 &config.state_file,
-                admin,
+                kafka,
             ));
             patched.clear();
         }

@@ -3,7 +3,8 @@
 //!
 //! - [`resources`]: Knative objects as users write them.
 //! - [`plan`]: the reconciler's decisions (pure).
-//! - [`reconciler`]: applies plans ([`kafka_admin`], [`contract_file`]).
+//! - [`reconciler`]: applies plans ([`contract_file`]; Kafka in the
+//!   background, [`kafka_work`] through [`kafka_admin`]).
 //! - [`folder`]: resources from a watched folder of YAML.
 //! - [`kube_source`]: resources from the Kubernetes API, with leader election.
 
@@ -12,6 +13,7 @@ pub mod contract_file;
 pub mod duration;
 pub mod folder;
 pub mod kafka_admin;
+pub mod kafka_work;
 pub mod kube_source;
 pub mod plan;
 pub mod reconciler;
@@ -39,9 +41,9 @@ pub fn start_folder(
     config: Config,
     shutdown: CancellationToken,
 ) -> (StatusRx, tokio::task::JoinHandle<()>) {
-    let admin = kafka_admin::KafkaAdmin::new(config.kafka_overrides.clone());
+    let kafka = kafka_work::KafkaWork::new(config.kafka_overrides.clone());
     let (reconciler, statuses) =
-        reconciler::Reconciler::new(config.settings.clone(), &config.contract, admin);
+        reconciler::Reconciler::new(config.settings.clone(), &config.contract, kafka);
     let task = tokio::spawn(async move {
         if let Err(error) =
             folder::run(&config.resources, reconciler, config.resync, shutdown).await

@@ -1,60 +1,53 @@
-//! Applies plans: topics first (a broker is Ready only once its topic is),
-//! then the contract, then deletions of what is gone (retried until Kafka
-//! takes them: a group cannot be deleted while the dispatcher is still
-//! leaving it).
+//! Applies plans: the contract and statuses at once, Kafka's topics and
+//! deletions in the background ([`crate::kafka_work`], one worker per
+//! cluster). A broker is Ready only once its topic is reported to exist; a
+//! topic the previous contract already served is taken to exist until a
+//! worker says otherwise, so a restart does not take brokers away.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::Path,
     sync::Arc,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::{
     contract_file::ContractFile,
-    kafka_admin::KafkaAdmin,
+    kafka_work::{ClusterWork, Deletion, KafkaWork},
     plan::{self, plan, Observed, Settings, Status},
     resources::Resources,
 };
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Deletion {
-    Topic { bootstrap: String, name: String },
-    Group { bootstrap: String, name: String },
-}
-
-/// How long a consumer group outlives its trigger: the dispatcher sees
-/// the contract within its poll interval, and a commit of the trigger's
-/// position may be in flight.
-const GROUP_GRACE: Duration = Duration::from_secs(5);
 
 pub type StatusRx = watch::Receiver<Arc<Vec<Status>>>;
 
 pub struct Reconciler {
     settings: Settings,
     contract: ContractFile,
-    admin: KafkaAdmin,
+    kafka: KafkaWork,
+    /// (cluster, topic) → whether it exists, as last reported.
+    topics: HashMap<(String, String), Result<(), String>>,
     /// Ferry-created topics and groups of the last plan: what to delete
     /// once they are no longer wanted.
     owned_topics: BTreeSet<(String, String)>,
     groups: BTreeSet<(String, String)>,
-    /// Deletions still to do, and when each was decided.
-    pending: BTreeMap<Deletion, Instant>,
+    /// Deletions still to do, per cluster, and when each was decided.
+    pending: BTreeMap<(String, Deletion), Instant>,
     statuses: watch::Sender<Arc<Vec<Status>>>,
 }
 
 impl Reconciler {
     /// Picks up from the contract already published, so what was removed
     /// while the controller was down is still cleaned up.
-    pub fn new(settings: Settings, contract_path: &Path, admin: KafkaAdmin) -> (Self, StatusRx) {
+    pub fn new(settings: Settings, contract_path: &Path, kafka: KafkaWork) -> (Self, StatusRx) {
         let contract = ContractFile::open(contract_path);
         let (statuses, rx) = watch::channel(Arc::new(Vec::new()));
         let mut reconciler = Reconciler {
             settings,
             contract,
-            admin,
+            kafka,
+            topics: HashMap::new(),
             owned_topics: BTreeSet::new(),
             groups: BTreeSet::new(),
             pending: BTreeMap::new(),
@@ -62,6 +55,11 @@ impl Reconciler {
         };
         if let Ok(previous) = ferry_common::contract::read(contract_path) {
             for r in &previous.resources {
+                for topic in &r.topics {
+                    reconciler
+                        .topics
+                        .insert((r.bootstrap_servers.clone(), topic.clone()), Ok(()));
+                }
                 // Only names Ferry creates: an external topic is never ours
                 // to delete, and the contract does not say which were.
                 let name = r
@@ -83,13 +81,40 @@ impl Reconciler {
         (reconciler, rx)
     }
 
+    /// Notified whenever Kafka work finished, succeeded or not: reconcile
+    /// again then.
+    pub fn kafka_reported(&self) -> Arc<Notify> {
+        self.kafka.reported()
+    }
+
+    /// Plans, publishes the contract and statuses, and hands Kafka its
+    /// work; never waits for Kafka.
     pub async fn reconcile(&mut self, resources: &Resources) {
+        let reports = self.kafka.take_reports();
+        self.topics.extend(reports.topics);
+        for done in reports.deleted {
+            self.pending.remove(&done);
+        }
+
         let first = plan(resources, &self.settings, &Observed::default());
         let mut observed = Observed::default();
         for topic in &first.topics {
-            if let Err(why) = self.admin.ensure_topic(topic).await {
-                tracing::warn!(topic = %topic.name, %why, "topic not ready");
-                observed.failed_topics.insert(topic.name.clone(), why);
+            match self
+                .topics
+                .get(&(topic.bootstrap.clone(), topic.name.clone()))
+            {
+                Some(Ok(())) => {}
+                Some(Err(why)) => {
+                    observed
+                        .failed_topics
+                        .insert(topic.name.clone(), why.clone());
+                }
+                None => {
+                    observed.failed_topics.insert(
+                        topic.name.clone(),
+                        format!("waiting for Kafka at {} to create it", topic.bootstrap),
+                    );
+                }
             }
         }
         let plan = if observed.failed_topics.is_empty() {
@@ -100,6 +125,13 @@ impl Reconciler {
         if let Err(error) = self.contract.publish(plan.resources.clone()) {
             tracing::error!(%error, "cannot write the contract; will retry");
         }
+        self.statuses.send_if_modified(|current| {
+            let changed = **current != plan.statuses;
+            if changed {
+                *current = Arc::new(plan.statuses.clone());
+            }
+            changed
+        });
 
         let owned: BTreeSet<(String, String)> = plan
             .topics
@@ -113,61 +145,44 @@ impl Reconciler {
             .map(|t| (t.bootstrap.clone(), t.name.clone()))
             .collect();
         let now = Instant::now();
-        for (bootstrap, name) in self.owned_topics.difference(&wanted_topics) {
+        for (cluster, name) in self.owned_topics.difference(&wanted_topics) {
             self.pending
-                .entry(Deletion::Topic {
-                    bootstrap: bootstrap.clone(),
-                    name: name.clone(),
-                })
+                .entry((cluster.clone(), Deletion::Topic(name.clone())))
                 .or_insert(now);
         }
-        for (bootstrap, name) in self.groups.difference(&plan.groups) {
+        for (cluster, name) in self.groups.difference(&plan.groups) {
             self.pending
-                .entry(Deletion::Group {
-                    bootstrap: bootstrap.clone(),
-                    name: name.clone(),
-                })
+                .entry((cluster.clone(), Deletion::Group(name.clone())))
                 .or_insert(now);
         }
         // Something deleted and then declared again is wanted after all.
-        self.pending.retain(|d, _| match d {
-            Deletion::Topic { bootstrap, name } => {
-                !wanted_topics.contains(&(bootstrap.clone(), name.clone()))
-            }
-            Deletion::Group { bootstrap, name } => {
-                !plan.groups.contains(&(bootstrap.clone(), name.clone()))
+        self.pending.retain(|(cluster, d), _| {
+            let key = match d {
+                Deletion::Topic(name) | Deletion::Group(name) => (cluster.clone(), name.clone()),
+            };
+            match d {
+                Deletion::Topic(_) => !wanted_topics.contains(&key),
+                Deletion::Group(_) => !plan.groups.contains(&key),
             }
         });
-        for (deletion, decided) in self.pending.clone() {
-            let done = match &deletion {
-                Deletion::Topic { bootstrap, name } => {
-                    self.admin.delete_topic(bootstrap, name).await
-                }
-                // The dispatcher commits a trigger's position from outside
-                // its group, so no membership says when it let go: give it
-                // time to see the contract and finish a commit in flight.
-                Deletion::Group { .. } if decided.elapsed() < GROUP_GRACE => {
-                    Err("waiting for the dispatcher to let go".to_owned())
-                }
-                Deletion::Group { bootstrap, name } => {
-                    self.admin.delete_group(bootstrap, name).await
-                }
-            };
-            match done {
-                Ok(()) => {
-                    self.pending.remove(&deletion);
-                }
-                Err(why) => tracing::debug!(?deletion, %why, "deletion deferred"),
-            }
+        // A topic taken away is no longer known to exist.
+        self.topics.retain(|key, _| wanted_topics.contains(key));
+
+        let mut work: BTreeMap<String, ClusterWork> = BTreeMap::new();
+        for topic in &plan.topics {
+            work.entry(topic.bootstrap.clone())
+                .or_default()
+                .topics
+                .push(topic.clone());
         }
+        for ((cluster, deletion), decided) in &self.pending {
+            work.entry(cluster.clone())
+                .or_default()
+                .deletions
+                .insert(deletion.clone(), *decided);
+        }
+        self.kafka.assign(work);
         self.owned_topics = owned;
         self.groups = plan.groups.clone();
-        self.statuses.send_if_modified(|current| {
-            let changed = **current != plan.statuses;
-            if changed {
-                *current = Arc::new(plan.statuses.clone());
-            }
-            changed
-        });
     }
 }

@@ -1,0 +1,200 @@
+//! Kafka admin work in the background, one worker per cluster, so that a
+//! cluster that does not answer never holds up planning, the contract or
+//! statuses, nor another cluster's work.
+//!
+//! The reconciler says what each cluster should look like (topics that
+//! must exist, deletions still to do); each cluster's worker applies the
+//! latest of that, retries with backoff while something fails, and reports
+//! every result back, waking the reconciler.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::{kafka_admin::KafkaAdmin, plan::TopicSpec};
+
+/// How long a consumer group outlives its trigger: the dispatcher sees
+/// the contract within its poll interval, and a commit of the trigger's
+/// position may be in flight.
+pub const GROUP_GRACE: Duration = Duration::from_secs(5);
+
+/// Topics are checked again this often when nothing failed, so that one
+/// deleted behind Ferry's back is noticed.
+const RECHECK: Duration = Duration::from_secs(10);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Deletion {
+    Topic(String),
+    Group(String),
+}
+
+/// What one cluster should look like.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterWork {
+    pub topics: Vec<TopicSpec>,
+    /// Each with when it was decided.
+    pub deletions: BTreeMap<Deletion, Instant>,
+}
+
+/// What the workers found, per cluster.
+#[derive(Debug, Default)]
+pub struct Reports {
+    /// (cluster, topic) → whether it exists, or why not.
+    pub topics: HashMap<(String, String), Result<(), String>>,
+    /// Deletions done, to be dropped from the pending list.
+    pub deleted: Vec<(String, Deletion)>,
+}
+
+pub struct KafkaWork {
+    overrides: ferry_common::kafka::Overrides,
+    workers: HashMap<String, watch::Sender<Arc<ClusterWork>>>,
+    reports: Arc<Mutex<Reports>>,
+    reported: Arc<Notify>,
+    shutdown: CancellationToken,
+}
+
+impl KafkaWork {
+    pub fn new(overrides: ferry_common::kafka::Overrides) -> Self {
+        KafkaWork {
+            overrides,
+            workers: HashMap::new(),
+            reports: Arc::default(),
+            reported: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Hands each cluster its work; a cluster not named has nothing left
+    /// to do, and its worker stops.
+    pub fn assign(&mut self, work: BTreeMap<String, ClusterWork>) {
+        self.workers.retain(|cluster, _| work.contains_key(cluster));
+        for (cluster, work) in work {
+            let work = Arc::new(work);
+            match self.workers.get(&cluster) {
+                Some(tx) => {
+                    tx.send_if_modified(|current| {
+                        let changed = **current != *work;
+                        if changed {
+                            *current = work.clone();
+                        }
+                        changed
+                    });
+                }
+                None => {
+                    let (tx, rx) = watch::channel(work);
+                    tokio::spawn(worker(
+                        cluster.clone(),
+                        KafkaAdmin::new(self.overrides.clone()),
+                        rx,
+                        self.reports.clone(),
+                        self.reported.clone(),
+                        self.shutdown.child_token(),
+                    ));
+                    self.workers.insert(cluster, tx);
+                }
+            }
+        }
+    }
+
+    /// Takes what the workers reported since the last call.
+    pub fn take_reports(&self) -> Reports {
+        std::mem::take(&mut *self.reports.lock().expect("reports"))
+    }
+
+    /// Resolves once a worker has reported something.
+    pub fn reported(&self) -> Arc<Notify> {
+        self.reported.clone()
+    }
+}
+
+impl Drop for KafkaWork {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Applies one cluster's latest work until it is taken away.
+async fn worker(
+    cluster: String,
+    mut admin: KafkaAdmin,
+    mut work: watch::Receiver<Arc<ClusterWork>>,
+    reports: Arc<Mutex<Reports>>,
+    reported: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut last: HashMap<String, Result<(), String>> = HashMap::new();
+    loop {
+        let current = work.borrow_and_update().clone();
+        let mut unfinished = false;
+        for topic in &current.topics {
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = admin.ensure_topic(topic) => r,
+            };
+            if let Err(why) = &result {
+                tracing::warn!(cluster = %cluster, topic = %topic.name, %why, "topic not ready");
+                unfinished = true;
+            }
+            if last.get(&topic.name) != Some(&result) {
+                last.insert(topic.name.clone(), result.clone());
+                report(&reports, &reported, |r| {
+                    r.topics
+                        .insert((cluster.clone(), topic.name.clone()), result);
+                });
+            }
+        }
+        for (deletion, decided) in &current.deletions {
+            let done = match deletion {
+                // The dispatcher commits a trigger's position from outside
+                // its group, so no membership says when it let go: give it
+                // time to see the contract and finish a commit in flight.
+                Deletion::Group(_) if decided.elapsed() < GROUP_GRACE => {
+                    Err("waiting for the dispatcher to let go".to_owned())
+                }
+                Deletion::Group(name) => tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = admin.delete_group(&cluster, name) => r,
+                },
+                Deletion::Topic(name) => tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = admin.delete_topic(&cluster, name) => r,
+                },
+            };
+            match done {
+                Ok(()) => report(&reports, &reported, |r| {
+                    r.deleted.push((cluster.clone(), deletion.clone()))
+                }),
+                Err(why) => {
+                    tracing::debug!(cluster = %cluster, ?deletion, %why, "deletion deferred");
+                    unfinished = true;
+                }
+            }
+        }
+        let wait = if unfinished {
+            let wait = backoff;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            wait
+        } else {
+            backoff = FIRST_BACKOFF;
+            RECHECK
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = work.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+fn report(reports: &Mutex<Reports>, reported: &Notify, add: impl FnOnce(&mut Reports)) {
+    add(&mut reports.lock().expect("reports"));
+    reported.notify_one();
+}
