@@ -336,6 +336,8 @@ async fn a_restarted_controller_keeps_topics_groups_and_the_generation() {
             FERRY,
             &[
                 "controller",
+                "--admin",
+                "127.0.0.1:0",
                 "--resources",
                 resources.path().to_str().unwrap(),
                 "--contract",

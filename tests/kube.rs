@@ -95,6 +95,8 @@ async fn brokers_and_triggers_through_the_api() {
         FERRY,
         &[
             "controller",
+            "--admin",
+            "127.0.0.1:0",
             "--kube",
             "--namespace",
             "knative-eventing",

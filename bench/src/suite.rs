@@ -195,6 +195,8 @@ impl Bench {
             self.options.partitions.to_string(),
             "--resync-ms".into(),
             "1000".into(),
+            "--admin".into(),
+            "127.0.0.1:0".into(),
         ]
     }
 

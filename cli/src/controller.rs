@@ -4,7 +4,12 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use ferry_common::shutdown::Shutdown;
-use ferry_controller::plan::{ChannelAddresses, KafkaDefaults, Settings};
+use ferry_common::{admin::Admin, server};
+use ferry_controller::{
+    metrics::ControllerMetrics,
+    plan::{ChannelAddresses, KafkaDefaults, Settings},
+};
+use prometheus_client::registry::Registry;
 
 use crate::shared::KafkaArgs;
 
@@ -42,6 +47,10 @@ pub struct Args {
     /// With --kube: where the local copy of the contract is kept.
     #[arg(long, env = "FERRY_STATE_DIR", default_value = "/tmp/ferry-controller")]
     state_dir: PathBuf,
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
+    admin: std::net::SocketAddr,
 
     #[command(flatten)]
     kafka: KafkaArgs,
@@ -113,18 +122,30 @@ impl ControllerTuning {
             },
             resync: Duration::from_millis(self.resync_ms),
             kafka_overrides: kafka.overrides()?,
+            previous_contract: None,
+            metrics: ControllerMetrics::unregistered(),
         })
     }
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let metrics = ControllerMetrics::new(&mut registry);
+    let admin_listener = server::bind(args.admin).await?;
+    tracing::info!(admin = %admin_listener.local_addr()?, "controller admin port");
+    let ready = {
+        let metrics = metrics.clone();
+        std::sync::Arc::new(move || metrics.is_ready())
+    };
+    tokio::spawn(Admin::new(registry, ready).serve(admin_listener, shutdown.clone()));
     if args.kube {
-        return run_kube(args, shutdown).await;
+        return run_kube(args, metrics, shutdown).await;
     }
     let (Some(resources), Some(contract)) = (args.resources.clone(), args.contract.clone()) else {
         anyhow::bail!("--resources and --contract go together (or use --kube)");
     };
-    let config = args.tuning.config(resources, contract, &args.kafka, None)?;
+    let mut config = args.tuning.config(resources, contract, &args.kafka, None)?;
+    config.metrics = metrics;
     let (mut statuses, task) = ferry_controller::start_folder(config, shutdown);
     tokio::spawn(async move {
         while statuses.changed().await.is_ok() {
@@ -138,7 +159,11 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_kube(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
+async fn run_kube(
+    args: Args,
+    metrics: ControllerMetrics,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
     let base = args
@@ -158,6 +183,7 @@ async fn run_kube(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         resync: base.resync,
         kafka_overrides: base.kafka_overrides,
         state_file: args.state_dir.join("contract.json"),
+        metrics,
     };
     ferry_controller::kube_source::run(client, config, shutdown).await;
     Ok(())

@@ -11,8 +11,9 @@ use std::{
 
 use anyhow::Context;
 use ferry_common::{admin::Admin, metrics::Shared, server, shutdown::Shutdown};
-use ferry_controller::{plan::Status, StatusRx};
+use ferry_controller::{metrics::ControllerMetrics, plan::Status, StatusRx};
 use ferry_dispatcher::observed::Observed;
+use ferry_proto::Contract;
 use prometheus_client::registry::Registry;
 
 use crate::{
@@ -50,6 +51,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
     let contract = args.state_dir.join("contract.json");
+    let previous = set_aside_previous_contract(&contract)?;
     let mut registry = Registry::default();
     let shared = Shared::register(&mut registry, args.metrics.metrics_event_type);
     // One admin port serves all three, so the components' own go unused.
@@ -70,12 +72,14 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     .await?;
     // Brokers' addresses use the port actually bound (--listen may say 0).
     let local_ingress = format!("http://{}", reachable(receiver.ingress));
-    let controller_config = args.controller.config(
+    let mut controller_config = args.controller.config(
         args.resources.clone(),
         contract.clone(),
         &args.kafka,
         Some(&local_ingress),
     )?;
+    controller_config.previous_contract = previous;
+    controller_config.metrics = ControllerMetrics::new(&mut registry);
     let (statuses, controller_task) =
         ferry_controller::start_folder(controller_config, shutdown.clone());
     let dispatcher = ferry_dispatcher::start_embedded(
@@ -124,6 +128,32 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// Every resource's status; triggers and subscriptions with the lag and
 /// last delivery the dispatcher sees.
+/// The previous run's contract may name another cluster's topics, or
+/// resources the folder no longer declares: the data plane must serve what
+/// the folder declares now, so it starts on an empty contract (keeping the
+/// generation, which only grows) and the controller publishes the folder's
+/// at once. The old one is kept beside it, for the controller to clean up
+/// what it had created.
+fn set_aside_previous_contract(contract: &std::path::Path) -> anyhow::Result<Option<PathBuf>> {
+    let previous = contract.with_file_name("contract.previous.json");
+    let Ok(old) = ferry_common::contract::read(contract) else {
+        return Ok(previous.exists().then_some(previous));
+    };
+    if !old.resources.is_empty() {
+        std::fs::copy(contract, &previous)
+            .with_context(|| format!("cannot keep {}", previous.display()))?;
+    }
+    let empty = Contract {
+        generation: old.generation,
+        ..Default::default()
+    };
+    let tmp = contract.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&empty)?)
+        .and_then(|()| std::fs::rename(&tmp, contract))
+        .with_context(|| format!("cannot write {}", contract.display()))?;
+    Ok(previous.exists().then_some(previous))
+}
+
 fn resources(statuses: &[Status], observed: &Observed) -> serde_json::Value {
     let mut observed = observed.by_name();
     statuses

@@ -45,6 +45,7 @@ pub struct KubeConfig {
     pub kafka_overrides: ferry_common::kafka::Overrides,
     /// A local copy of the contract, to compare and to count generations.
     pub state_file: PathBuf,
+    pub metrics: crate::metrics::ControllerMetrics,
 }
 
 /// The kinds Ferry reconciles: (group, version, kind, plural).
@@ -126,6 +127,7 @@ pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken
             } => {}
             changed = leader.changed() => if changed.is_err() { return },
         }
+        config.metrics.leading(*leader.borrow());
         if !*leader.borrow() {
             if state.take().is_some() {
                 tracing::warn!("lost the lease; standing by");
@@ -143,7 +145,9 @@ pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken
             state = Some(Reconciler::new(
                 config.settings.clone(),
                 &config.state_file,
+                None,
                 kafka,
+                config.metrics.clone(),
             ));
             patched.clear();
         }

@@ -15,6 +15,7 @@ pub mod folder;
 pub mod kafka_admin;
 pub mod kafka_work;
 pub mod kube_source;
+pub mod metrics;
 pub mod plan;
 pub mod reconciler;
 pub mod resources;
@@ -33,6 +34,9 @@ pub struct Config {
     /// How often everything is reconciled again without a change.
     pub resync: Duration,
     pub kafka_overrides: ferry_common::kafka::Overrides,
+    /// The contract a previous run published, when it is not at `contract`.
+    pub previous_contract: Option<PathBuf>,
+    pub metrics: metrics::ControllerMetrics,
 }
 
 /// Reconciles a folder of resources until shutdown; the statuses are
@@ -42,8 +46,14 @@ pub fn start_folder(
     shutdown: CancellationToken,
 ) -> (StatusRx, tokio::task::JoinHandle<()>) {
     let kafka = kafka_work::KafkaWork::new(config.kafka_overrides.clone());
-    let (reconciler, statuses) =
-        reconciler::Reconciler::new(config.settings.clone(), &config.contract, kafka);
+    config.metrics.leading(true);
+    let (reconciler, statuses) = reconciler::Reconciler::new(
+        config.settings.clone(),
+        &config.contract,
+        config.previous_contract.as_deref(),
+        kafka,
+        config.metrics.clone(),
+    );
     let task = tokio::spawn(async move {
         if let Err(error) =
             folder::run(&config.resources, reconciler, config.resync, shutdown).await

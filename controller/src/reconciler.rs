@@ -16,6 +16,7 @@ use tokio::sync::{watch, Notify};
 use crate::{
     contract_file::ContractFile,
     kafka_work::{ClusterWork, Deletion, KafkaWork},
+    metrics::ControllerMetrics,
     plan::{self, plan, Observed, Settings, Status},
     resources::Resources,
 };
@@ -35,12 +36,22 @@ pub struct Reconciler {
     /// Deletions still to do, per cluster, and when each was decided.
     pending: BTreeMap<(String, Deletion), Instant>,
     statuses: watch::Sender<Arc<Vec<Status>>>,
+    metrics: ControllerMetrics,
 }
 
 impl Reconciler {
     /// Picks up from the contract already published, so what was removed
     /// while the controller was down is still cleaned up.
-    pub fn new(settings: Settings, contract_path: &Path, kafka: KafkaWork) -> (Self, StatusRx) {
+    ///
+    /// `previous` is where that contract is, when not at `contract_path`
+    /// (standalone moves it aside so its data plane never serves it).
+    pub fn new(
+        settings: Settings,
+        contract_path: &Path,
+        previous: Option<&Path>,
+        kafka: KafkaWork,
+        metrics: ControllerMetrics,
+    ) -> (Self, StatusRx) {
         let contract = ContractFile::open(contract_path);
         let (statuses, rx) = watch::channel(Arc::new(Vec::new()));
         let mut reconciler = Reconciler {
@@ -52,8 +63,9 @@ impl Reconciler {
             groups: BTreeSet::new(),
             pending: BTreeMap::new(),
             statuses,
+            metrics,
         };
-        if let Ok(previous) = ferry_common::contract::read(contract_path) {
+        if let Ok(previous) = ferry_common::contract::read(previous.unwrap_or(contract_path)) {
             for r in &previous.resources {
                 for topic in &r.topics {
                     reconciler
@@ -90,6 +102,7 @@ impl Reconciler {
     /// Plans, publishes the contract and statuses, and hands Kafka its
     /// work; never waits for Kafka.
     pub async fn reconcile(&mut self, resources: &Resources) {
+        let started = Instant::now();
         let reports = self.kafka.take_reports();
         self.topics.extend(reports.topics);
         for done in reports.deleted {
@@ -184,5 +197,6 @@ impl Reconciler {
         self.kafka.assign(work);
         self.owned_topics = owned;
         self.groups = plan.groups.clone();
+        self.metrics.reconciled(started.elapsed(), &plan.statuses);
     }
 }
