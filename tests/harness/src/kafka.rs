@@ -68,6 +68,38 @@ pub async fn produce_raw(bootstrap: &str, topic: &str, partition: i32, payload: 
         .expect("record written");
 }
 
+/// Writes a record with these headers, as any Kafka producer might.
+pub async fn produce_record(
+    bootstrap: &str,
+    topic: &str,
+    key: Option<&str>,
+    headers: &[(&str, &[u8])],
+    value: &[u8],
+) {
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    let mut owned = rdkafka::message::OwnedHeaders::new();
+    for (name, value) in headers {
+        owned = owned.insert(rdkafka::message::Header {
+            key: name,
+            value: Some(*value),
+        });
+    }
+    let mut record = rdkafka::producer::FutureRecord::<str, _>::to(topic)
+        .partition(0)
+        .payload(value)
+        .headers(owned);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("record written");
+}
+
 /// Reads a topic from the beginning of every partition without a consumer
 /// group, so it reads at once.
 pub struct TopicReader {

@@ -96,12 +96,18 @@ impl ContractFile {
     }
 
     pub fn write(&self, contract: &ferry_proto::Contract) {
+        self.write_bytes(&serde_json::to_vec_pretty(contract).expect("contract serialises"));
+    }
+
+    /// Writes a contract document as it stands: protobuf JSON as another
+    /// control plane writes it, unknown fields and all.
+    pub fn write_json(&self, contract: &serde_json::Value) {
+        self.write_bytes(&serde_json::to_vec_pretty(contract).expect("JSON serialises"));
+    }
+
+    fn write_bytes(&self, bytes: &[u8]) {
         let tmp = self.dir.path().join(".contract.json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(contract).expect("contract serialises"),
-        )
-        .expect("write");
+        std::fs::write(&tmp, bytes).expect("write");
         std::fs::rename(&tmp, self.path()).expect("rename");
     }
 }
