@@ -8,60 +8,16 @@ use std::time::Duration;
 
 use base64::Engine;
 use ferry_harness::{
-    bootstrap, dispatcher_config, http,
-    kafka::{create_topic, header, produce_record, wait_for_group, TopicReader},
+    bootstrap, http,
+    kafka::{create_topic, header, produce_record, TopicReader},
     metrics::Scrape,
-    receiver_config,
+    stack::Stack,
     subscriber::{Answer, Received, Subscriber},
-    unique, ContractFile, TestDispatcher, TestReceiver,
+    unique,
 };
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A receiver and a dispatcher following one contract file.
-struct Stack {
-    receiver: TestReceiver,
-    dispatcher: TestDispatcher,
-    _contract: ContractFile,
-    client: http::HttpClient,
-}
-
-impl Stack {
-    /// Starts both on `contract` and waits until every egress named in
-    /// `groups` has its positions on `topic`.
-    async fn start(contract: &Value, topic: &str, groups: &[&str]) -> Stack {
-        let file = ContractFile::new(&Default::default());
-        file.write_json(contract);
-        let receiver = TestReceiver::start(receiver_config(&file, &bootstrap())).await;
-        let dispatcher = TestDispatcher::start(dispatcher_config(&file, &bootstrap())).await;
-        receiver.ready().await;
-        for group in groups {
-            wait_for_group(&bootstrap(), group, topic, 1).await;
-        }
-        Stack {
-            receiver,
-            dispatcher,
-            _contract: file,
-            client: http::client(),
-        }
-    }
-
-    async fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> http::Answer {
-        http::post(
-            &self.client,
-            &self.receiver.url(path),
-            headers,
-            body.to_owned(),
-        )
-        .await
-    }
-
-    async fn dispatcher_metrics(&self) -> Scrape {
-        let admin = self.dispatcher.running.as_ref().unwrap().admin;
-        Scrape::get(&format!("http://{admin}")).await
-    }
-}
 
 fn event<'a>(id: &'a str, ty: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![

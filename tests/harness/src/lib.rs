@@ -10,6 +10,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod process;
+pub mod stack;
 pub mod subscriber;
 pub mod tansu;
 
