@@ -223,3 +223,116 @@ async fn brokers_and_triggers_through_the_api() {
     .expect("the lease exists");
     assert_eq!(lease["spec"]["holderIdentity"], "ferry-test-1");
 }
+
+/// With Knative's core in the cluster, its subscription controller writes
+/// a channel's `spec.subscribers` and owns Subscriptions' statuses: Ferry
+/// serves the channel's subscribers from its spec and reports them in the
+/// channel's `status.subscribers`, and writes no Subscription status.
+#[tokio::test]
+async fn beside_knatives_core_channels_serve_their_spec_subscribers() {
+    let api = KubeEmulator::start();
+    let client = http::client();
+    let ns = unique("ns");
+    // What tells Ferry that Knative's core runs.
+    create(
+        &client,
+        &format!(
+            "{}/apis/apps/v1/namespaces/knative-eventing/deployments",
+            api.url
+        ),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "eventing-controller", "namespace": "knative-eventing"},
+               "spec": {"selector": {"matchLabels": {"app": "eventing-controller"}},
+                        "template": {"metadata": {"labels": {"app": "eventing-controller"}},
+                                     "spec": {"containers": [{"name": "controller", "image": "x"}]}}}}),
+    )
+    .await;
+    let messaging = format!("{}/apis/messaging.knative.dev", api.url);
+    create(
+        &client,
+        &format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels"),
+        json!({"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel",
+               "metadata": {"name": "ch", "namespace": ns},
+               "spec": {"numPartitions": 1, "subscribers": [
+                   {"uid": "sub-uid", "generation": 2, "subscriberUri": "http://sink.test"}]}}),
+    )
+    .await;
+    let subscription_url = format!("{messaging}/v1/namespaces/{ns}/subscriptions");
+    create(
+        &client,
+        &subscription_url,
+        json!({"apiVersion": "messaging.knative.dev/v1", "kind": "Subscription",
+               "metadata": {"name": "sub", "namespace": ns, "uid": "sub-uid"},
+               "spec": {"channel": {"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel", "name": "ch"},
+                        "subscriber": {"uri": "http://sink.test"}}}),
+    )
+    .await;
+
+    let kubeconfig = api.kubeconfig();
+    let state = tempfile::tempdir().unwrap();
+    let _controller = FerryProcess::spawn(
+        FERRY,
+        &[
+            "controller",
+            "--admin",
+            "127.0.0.1:0",
+            "--kube",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--default-replication-factor",
+            "1",
+            "--resync-ms",
+            "300",
+        ],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("POD_NAME", "ferry-test-2"),
+        ],
+    );
+    let channel = eventually("the channel's subscribers in its status", WAIT, || {
+        let (client, url) = (
+            client.clone(),
+            format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels/ch"),
+        );
+        async move {
+            get(&client, &url)
+                .await
+                .filter(|c| c["status"]["subscribers"][0]["ready"] == "True")
+        }
+    })
+    .await;
+    let subscriber = &channel["status"]["subscribers"][0];
+    assert_eq!(subscriber["uid"], "sub-uid");
+    assert_eq!(subscriber["observedGeneration"], 2);
+
+    let configmap = format!(
+        "{}/api/v1/namespaces/knative-eventing/configmaps/kafka-broker-brokers-triggers",
+        api.url
+    );
+    let contract: ferry_proto::Contract = eventually("the channel in the contract", WAIT, || {
+        let (client, url) = (client.clone(), configmap.clone());
+        async move {
+            let data = get(&client, &url).await?["data"]["data"]
+                .as_str()?
+                .to_owned();
+            let contract: ferry_proto::Contract = serde_json::from_str(&data).ok()?;
+            (!contract.resources.is_empty()).then_some(contract)
+        }
+    })
+    .await;
+    let egress = &contract.resources[0].egresses[0];
+    assert_eq!(egress.consumer_group, format!("kafka.{ns}.ch.sub-uid"));
+    assert_eq!(egress.destination, "http://sink.test");
+
+    // The channel's status was written after a full pass: so would a
+    // Subscription's have been, were it Ferry's to write.
+    let subscription = get(&client, &format!("{subscription_url}/sub"))
+        .await
+        .expect("the subscription exists");
+    assert!(
+        subscription["status"]["conditions"].is_null(),
+        "{subscription}"
+    );
+}

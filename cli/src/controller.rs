@@ -7,7 +7,7 @@ use ferry_common::shutdown::Shutdown;
 use ferry_common::{admin::Admin, server};
 use ferry_controller::{
     metrics::ControllerMetrics,
-    plan::{ChannelAddresses, KafkaDefaults, Settings},
+    plan::{ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings},
 };
 use prometheus_client::registry::Registry;
 
@@ -47,6 +47,14 @@ pub struct Args {
     /// With --kube: where the local copy of the contract is kept.
     #[arg(long, env = "FERRY_STATE_DIR", default_value = "/tmp/ferry-controller")]
     state_dir: PathBuf,
+
+    /// With --kube, where channels' subscribers come from: `spec` (Knative's
+    /// subscription controller writes them into each channel, and owns the
+    /// Subscriptions' statuses), `subscriptions` (Ferry reads Subscriptions
+    /// and writes their statuses), or `auto`: `spec` when Knative's core
+    /// (Deployment knative-eventing/eventing-controller) runs.
+    #[arg(long, env = "FERRY_CHANNEL_SUBSCRIBERS", default_value = "auto", value_parser = ["auto", "spec", "subscriptions"])]
+    channel_subscribers: String,
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
@@ -119,6 +127,7 @@ impl ControllerTuning {
                 } else {
                     ChannelAddresses::Host
                 },
+                channel_subscribers: Default::default(),
             },
             resync: Duration::from_millis(self.resync_ms),
             kafka_overrides: kafka.overrides()?,
@@ -184,6 +193,11 @@ async fn run_kube(
         kafka_overrides: base.kafka_overrides,
         state_file: args.state_dir.join("contract.json"),
         metrics,
+        channel_subscribers: match args.channel_subscribers.as_str() {
+            "spec" => Some(ChannelSubscribers::ChannelSpec),
+            "subscriptions" => Some(ChannelSubscribers::Subscriptions),
+            _ => None,
+        },
     };
     ferry_controller::kube_source::run(client, config, shutdown).await;
     Ok(())

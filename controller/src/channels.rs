@@ -8,10 +8,10 @@ use ferry_proto::{egress::ReplyStrategy, DeliveryOrder, Egress, Empty, Ingress, 
 use crate::{
     duration,
     plan::{
-        egress_config, egress_delivery, resolve, ChannelAddresses, Observed, Plan, Ready, Settings,
-        Status, SubscriberStatus, TopicSpec,
+        egress_config, egress_delivery, resolve, ChannelAddresses, ChannelSubscribers, NotReady,
+        Observed, Plan, Ready, Settings, Status, SubscriberStatus, TopicSpec,
     },
-    resources::{Channel, Resources, Subscription},
+    resources::{Channel, ChannelSubscriber, Destination, Resources, Subscription},
 };
 
 pub fn topic_name(namespace: &str, name: &str) -> String {
@@ -57,10 +57,39 @@ pub(crate) fn plan_channels(
     observed: &Observed,
     plan: &mut Plan,
 ) {
+    let from_spec = settings.channel_subscribers == ChannelSubscribers::ChannelSpec;
     let mut channels: BTreeMap<(String, String), PlannedChannel> = BTreeMap::new();
-    for channel in &resources.channels {
-        let (planned, topic) = plan_channel(channel, settings, observed);
+    // Beside Knative's core, its channel controller makes a KafkaChannel of
+    // every `messaging.knative.dev/v1` Channel: that one is served.
+    for channel in resources
+        .channels
+        .iter()
+        .filter(|c| !(from_spec && c.kind == "Channel"))
+    {
+        let (mut planned, topic) = plan_channel(channel, settings, observed);
         plan.topics.extend(topic);
+        if from_spec {
+            let bootstrap = planned.bootstrap.clone();
+            for subscriber in &channel.spec.subscribers {
+                let group = consumer_group(
+                    channel.metadata.namespace(),
+                    &channel.metadata.name,
+                    &subscriber.uid,
+                );
+                plan.groups.insert((bootstrap.clone(), group.clone()));
+                let result = if planned.ready {
+                    spec_subscriber(channel, subscriber, &group, settings)
+                } else {
+                    Err(("ChannelNotReady", "the channel is not ready".to_owned()))
+                };
+                planned.add_subscriber(
+                    result,
+                    String::new(),
+                    subscriber.uid.clone(),
+                    subscriber.generation,
+                );
+            }
+        }
         channels.insert(
             (
                 channel.metadata.namespace().to_owned(),
@@ -69,6 +98,56 @@ pub(crate) fn plan_channels(
             planned,
         );
     }
+    if !from_spec {
+        plan_subscriptions(resources, settings, &mut channels, plan);
+    }
+    for planned in channels.into_values() {
+        plan.statuses.push(planned.status);
+        if planned.ready {
+            plan.resources.push(planned.resource);
+        }
+    }
+}
+
+impl PlannedChannel {
+    /// Adds a subscriber's egress, or its reason, to the channel's
+    /// `status.subscribers`; the reason, if any, is returned.
+    fn add_subscriber(
+        &mut self,
+        result: Result<Egress, NotReady>,
+        name: String,
+        uid: String,
+        observed_generation: Option<i64>,
+    ) -> Option<NotReady> {
+        let (ready, message, failed) = match result {
+            Ok(egress) => {
+                self.resource.egresses.push(egress);
+                (Ready::True, String::new(), None)
+            }
+            Err((reason, message)) => (
+                Ready::False,
+                format!("{reason}: {message}"),
+                Some((reason, message)),
+            ),
+        };
+        self.status.subscribers.push(SubscriberStatus {
+            name,
+            uid,
+            observed_generation,
+            ready,
+            message,
+        });
+        failed
+    }
+}
+
+/// Ferry's own reading of Subscriptions, each with a status of its own.
+fn plan_subscriptions(
+    resources: &Resources,
+    settings: &Settings,
+    channels: &mut BTreeMap<(String, String), PlannedChannel>,
+    plan: &mut Plan,
+) {
     let mut subscriptions: Vec<&Subscription> = resources.subscriptions.iter().collect();
     subscriptions.sort_by_key(|s| (s.metadata.namespace().to_owned(), s.metadata.name.clone()));
     for subscription in subscriptions {
@@ -103,30 +182,64 @@ pub(crate) fn plan_channels(
                 format!("channel '{}' is not ready", target.name),
             ))
         };
-        let (ready, message) = match result {
-            Ok(egress) => {
-                channel.resource.egresses.push(egress);
-                (Ready::True, String::new())
-            }
-            Err((reason, message)) => {
-                status = status.not_ready(reason, message.clone());
-                (Ready::False, format!("{reason}: {message}"))
-            }
-        };
-        channel.status.subscribers.push(SubscriberStatus {
-            name: subscription.metadata.name.clone(),
-            uid,
-            ready,
-            message,
-        });
+        let name = subscription.metadata.name.clone();
+        if let Some((reason, message)) = channel.add_subscriber(result, name, uid, None) {
+            status = status.not_ready(reason, message);
+        }
         plan.statuses.push(status);
     }
-    for planned in channels.into_values() {
-        plan.statuses.push(planned.status);
-        if planned.ready {
-            plan.resources.push(planned.resource);
-        }
-    }
+}
+
+/// One entry of a channel's `spec.subscribers`, as Knative's subscription
+/// controller resolved it: URIs already, and its own delivery.
+fn spec_subscriber(
+    channel: &Channel,
+    subscriber: &ChannelSubscriber,
+    group: &str,
+    settings: &Settings,
+) -> Result<Egress, NotReady> {
+    let ns = channel.metadata.namespace();
+    let uri = |u: &Option<String>| Destination {
+        reference: None,
+        uri: u.clone(),
+    };
+    let destination = resolve(&uri(&subscriber.subscriber_uri), ns, settings)
+        .map_err(|m| ("SubscriberResolveFailed", m))?;
+    let reply = match subscriber.reply_uri.as_deref().filter(|u| !u.is_empty()) {
+        Some(_) => ReplyStrategy::ReplyUrl(
+            resolve(&uri(&subscriber.reply_uri), ns, settings)
+                .map_err(|m| ("ReplyResolveFailed", m))?,
+        ),
+        None => ReplyStrategy::DiscardReply(Empty {}),
+    };
+    // The subscription's status is Knative's to write; this one only
+    // collects what egress_delivery reports along the way.
+    let mut scratch = Status::new("Subscription", ns, &subscriber.uid);
+    let (egress_config, order) = egress_delivery(
+        subscriber.delivery.as_ref(),
+        &channel.metadata,
+        DeliveryOrder::Ordered,
+        settings,
+        &mut scratch,
+    )?;
+    Ok(Egress {
+        consumer_group: group.to_owned(),
+        destination,
+        reply_strategy: Some(reply),
+        uid: subscriber.uid.clone(),
+        egress_config,
+        delivery_order: order as i32,
+        // spec.subscribers names no Subscription, only its uid.
+        reference: Some(Reference {
+            uuid: subscriber.uid.clone(),
+            namespace: ns.to_owned(),
+            name: subscriber.uid.clone(),
+            kind: "Subscription".to_owned(),
+            group_version: "messaging.knative.dev/v1".to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
 }
 
 fn plan_channel(

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::{
     api::{Api, DynamicObject, Patch, PatchParams, PostParams},
     core::{ApiResource, GroupVersionKind},
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     kafka_work::KafkaWork,
-    plan::{Ready, Settings, Status},
+    plan::{ChannelSubscribers, Ready, Settings, Status},
     reconciler::Reconciler,
     resources::{KReference, Resources},
 };
@@ -46,6 +46,25 @@ pub struct KubeConfig {
     /// A local copy of the contract, to compare and to count generations.
     pub state_file: PathBuf,
     pub metrics: crate::metrics::ControllerMetrics,
+    /// Where channels' subscribers come from; `None`: from Knative's core
+    /// if it runs in the cluster, else from Subscriptions.
+    pub channel_subscribers: Option<ChannelSubscribers>,
+}
+
+/// Knative Eventing's core controller, whose subscription controller
+/// writes channels' `spec.subscribers`.
+const KNATIVE_CORE: (&str, &str) = ("knative-eventing", "eventing-controller");
+
+/// Whether Knative's core runs here: its controller's Deployment exists.
+async fn knative_core_runs(client: &Client) -> bool {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), KNATIVE_CORE.0);
+    match absent_or(api.get(KNATIVE_CORE.1).await) {
+        Ok(found) => found.is_some(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether Knative's core runs; reading Subscriptions");
+            false
+        }
+    }
 }
 
 /// The kinds Ferry reconciles: (group, version, kind, plural).
@@ -79,7 +98,13 @@ fn resource(kind: &str) -> ApiResource {
 /// Every kind's API, cluster-wide.
 type Apis = Vec<(&'static str, Api<DynamicObject>)>;
 
-pub async fn run(client: Client, config: KubeConfig, shutdown: CancellationToken) {
+pub async fn run(client: Client, mut config: KubeConfig, shutdown: CancellationToken) {
+    config.settings.channel_subscribers = match config.channel_subscribers {
+        Some(chosen) => chosen,
+        None if knative_core_runs(&client).await => ChannelSubscribers::ChannelSpec,
+        None => ChannelSubscribers::Subscriptions,
+    };
+    tracing::info!(channel_subscribers = ?config.settings.channel_subscribers, "channels' subscribers");
     let apis: Apis = KINDS
         .iter()
         .map(|k| (k.2, Api::all_with(client.clone(), &resource(k.2))))
@@ -441,7 +466,11 @@ pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::V
                 } else {
                     "False"
                 };
-                json!({"uid": s.uid, "ready": ready, "message": s.message})
+                let mut entry = json!({"uid": s.uid, "ready": ready, "message": s.message});
+                if let Some(generation) = s.observed_generation {
+                    entry["observedGeneration"] = json!(generation);
+                }
+                entry
             })
             .collect();
         body["subscribers"] = json!(subscribers);

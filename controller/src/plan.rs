@@ -42,6 +42,23 @@ pub struct Settings {
     /// How channels are addressed: by the reference's Host header (in a
     /// cluster) or by a path under the ingress URL (standalone).
     pub channel_addresses: ChannelAddresses,
+    /// Where a channel's subscribers come from.
+    pub channel_subscribers: ChannelSubscribers,
+}
+
+/// Who turns Subscriptions into a channel's subscribers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChannelSubscribers {
+    /// Ferry reads Subscriptions itself and writes their statuses
+    /// (standalone, or a cluster without Knative's core).
+    #[default]
+    Subscriptions,
+    /// Knative's subscription controller writes them into each channel's
+    /// `spec.subscribers` (the Subscribable duck type) and owns their
+    /// statuses; Ferry reports `status.subscribers` on the channel, and
+    /// leaves `messaging.knative.dev/v1` Channels to Knative's channel
+    /// controller, which makes KafkaChannels of them.
+    ChannelSpec,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +122,9 @@ pub struct Status {
 pub struct SubscriberStatus {
     pub name: String,
     pub uid: String,
+    /// The generation of the subscriber entry (Subscribable duck type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
     pub ready: Ready,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,

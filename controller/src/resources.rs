@@ -151,6 +151,27 @@ pub struct KafkaChannelSpec {
     pub retention_duration: Option<String>,
     #[serde(default)]
     pub delivery: Option<DeliverySpec>,
+    /// Written by Knative's subscription controller (the Subscribable duck
+    /// type), where Knative's core runs.
+    #[serde(default)]
+    pub subscribers: Vec<ChannelSubscriber>,
+}
+
+/// One entry of a channel's `spec.subscribers`, with its destinations
+/// already resolved to URIs.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelSubscriber {
+    #[serde(default)]
+    pub uid: String,
+    #[serde(default)]
+    pub generation: Option<i64>,
+    #[serde(default)]
+    pub subscriber_uri: Option<String>,
+    #[serde(default)]
+    pub reply_uri: Option<String>,
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
 }
 
 /// A channel: a KafkaChannel, or a Channel whose template is one. `kind`

@@ -20,6 +20,7 @@ fn settings() -> Settings {
         },
         claim_unannotated: true,
         channel_addresses: ChannelAddresses::Host,
+        channel_subscribers: Default::default(),
     }
 }
 
@@ -506,4 +507,78 @@ spec:
             .as_deref(),
         Some("http://ch-kn-channel.ns.svc.cluster.local")
     );
+}
+
+#[test]
+fn beside_knatives_core_a_channels_subscribers_come_from_its_spec() {
+    let yaml = r#"
+apiVersion: messaging.knative.dev/v1beta1
+kind: KafkaChannel
+metadata: { name: ch, namespace: ns }
+spec:
+  subscribers:
+    - uid: sub-1
+      generation: 4
+      subscriberUri: http://one.ns.svc.cluster.local
+      replyUri: http://ingress.local/ns/b
+      delivery: { retry: 1, backoffDelay: PT0.5S, deadLetterSink: { uri: http://dls } }
+    - uid: sub-2
+      generation: 1
+      subscriberUri: ftp://nope
+---
+apiVersion: messaging.knative.dev/v1
+kind: Channel
+metadata: { name: made-by-knative, namespace: ns }
+spec:
+  channelTemplate: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel }
+"#
+    .to_owned()
+        + &subscription(
+            "ignored",
+            "  channel: { apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel, name: ch }\n  subscriber: { uri: http://three }",
+        );
+    let mut resources = Resources::default();
+    resources.add_yaml("test.yaml", &yaml);
+    let mut settings = settings();
+    settings.channel_subscribers = ferry_controller::plan::ChannelSubscribers::ChannelSpec;
+    let p = plan(&resources, &settings, &Observed::default());
+
+    let c = status(&p, "KafkaChannel", "ch");
+    assert_eq!(c.ready, Ready::True);
+    let subscribers: Vec<_> = c
+        .subscribers
+        .iter()
+        .map(|s| (s.uid.as_str(), s.observed_generation, s.ready))
+        .collect();
+    assert_eq!(
+        subscribers,
+        [
+            ("sub-1", Some(4), Ready::True),
+            ("sub-2", Some(1), Ready::False)
+        ]
+    );
+    assert!(c.subscribers[1]
+        .message
+        .starts_with("SubscriberResolveFailed"));
+    assert!(
+        !p.statuses.iter().any(|s| s.kind == "Subscription"),
+        "Subscriptions' statuses are Knative's to write"
+    );
+    assert!(
+        !p.statuses.iter().any(|s| s.name == "made-by-knative"),
+        "Knative's channel controller makes a KafkaChannel of a Channel"
+    );
+    let r = &p.resources[0];
+    assert_eq!(r.egresses.len(), 1);
+    let e = &r.egresses[0];
+    assert_eq!(e.consumer_group, "kafka.ns.ch.sub-1");
+    assert_eq!(e.destination, "http://one.ns.svc.cluster.local");
+    assert_eq!(
+        e.reply_strategy,
+        Some(ReplyStrategy::ReplyUrl("http://ingress.local/ns/b".into()))
+    );
+    let config = e.egress_config.as_ref().unwrap();
+    assert_eq!((config.retry, config.backoff_delay), (1, 500));
+    assert_eq!(config.dead_letter, "http://dls");
+    assert_eq!(e.delivery_order(), DeliveryOrder::Ordered);
 }
