@@ -283,3 +283,49 @@ fn every_deployment_has_probes() {
     }
     assert_eq!(deployments, 3, "controller, receiver, dispatcher");
 }
+
+/// deploy/ingress routes a broker's path on a public host to the
+/// receiver's Service, by a port that Service has, and tells the
+/// controller the public URL the broker then advertises.
+#[test]
+fn the_ingress_overlay_points_at_the_receivers_service() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let documents = |file: &str| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(deploy.join(file)).unwrap();
+        text.split("\n---")
+            .map(|d| serde_yaml_ng::from_str::<serde_json::Value>(d).unwrap())
+            .filter(|d| !d.is_null())
+            .collect()
+    };
+    let ingress = &documents("ingress/ingress.yaml")[0];
+    assert_eq!(ingress["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(ingress["kind"], "Ingress");
+    let path = &ingress["spec"]["rules"][0]["http"]["paths"][0];
+    let namespace_and_broker = path["path"].as_str().unwrap();
+    assert_eq!(
+        namespace_and_broker.split('/').count(),
+        3,
+        "/<namespace>/<broker>"
+    );
+    let backend = &path["backend"]["service"];
+    let service = documents("base/receiver.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "Service")
+        .unwrap();
+    assert_eq!(backend["name"], service["metadata"]["name"]);
+    let ports = service["spec"]["ports"].as_array().unwrap();
+    assert!(
+        ports.iter().any(|p| p["name"] == backend["port"]["name"]),
+        "{ports:?}"
+    );
+    let kustomization = &documents("ingress/kustomization.yaml")[0];
+    assert!(kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("../base")));
+    let patch = &documents("ingress/controller-public-url.yaml")[0];
+    let env = &patch["spec"]["template"]["spec"]["containers"][0]["env"][0];
+    assert_eq!(env["name"], "FERRY_INGRESS_URL");
+    let host = ingress["spec"]["rules"][0]["host"].as_str().unwrap();
+    assert!(env["value"].as_str().unwrap().ends_with(host), "{env}");
+}
