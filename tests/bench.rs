@@ -201,8 +201,13 @@ async fn the_suite_runs_ingress_dispatch_and_fanout_without_loss() {
     );
     assert_eq!(one[5], "0", "lost");
     assert_eq!(four[5], "0", "lost");
-    assert_eq!(
-        one[10], four[10],
-        "Kafka connections do not grow with the triggers"
+    // Kafka connections do not grow with the triggers. The peak is sampled
+    // from /proc while clients come and go (a stopping reader's sockets
+    // can still be open), so one client's worth (3 here) of noise either
+    // way is allowed; a consumer per trigger would cost 2 per trigger.
+    let (one, four): (usize, usize) = (one[10].parse().unwrap(), four[10].parse().unwrap());
+    assert!(
+        four <= one.max(3) + 3 && four < 2 * 4,
+        "Kafka connections grew with the triggers: {one} for one, {four} for four"
     );
 }

@@ -388,6 +388,23 @@ async fn filters_as_the_reference_evaluates_them() {
     );
 }
 
+/// A broker with one trigger without a filter, on a topic of its own.
+async fn one_trigger_taking_everything() -> (Stack, Subscriber, String, String) {
+    let ns = unique("ns");
+    let topic = unique("knative-broker-compat");
+    create_topic(&bootstrap(), &topic, 1).await;
+    let sub = Subscriber::accepting().await;
+    let group = format!("knative-trigger-{ns}-all");
+    let egresses = vec![trigger(&ns, "all", &sub.url(), json!({}))];
+    let stack = Stack::start(
+        &contract(1, vec![broker(&ns, "b", &topic, egresses)]),
+        &topic,
+        &[&group],
+    )
+    .await;
+    (stack, sub, ns, topic)
+}
+
 /// Records written by any Kafka producer are delivered: the JavaScript
 /// SDK's Kafka binding writes both `content-type` and `ce_datacontenttype`
 /// (accepted when they agree; when they differ `content-type` wins and the
@@ -395,25 +412,7 @@ async fn filters_as_the_reference_evaluates_them() {
 /// overrides on records that never went through Ferry's receiver.
 #[tokio::test]
 async fn records_from_other_producers_get_overrides_and_one_content_type() {
-    let ns = unique("ns");
-    let topic = unique("knative-broker-compat");
-    create_topic(&bootstrap(), &topic, 1).await;
-    let sub = Subscriber::accepting().await;
-    let group = format!("knative-trigger-{ns}-all");
-    let stack = Stack::start(
-        &contract(
-            1,
-            vec![broker(
-                &ns,
-                "b",
-                &topic,
-                vec![trigger(&ns, "all", &sub.url(), json!({}))],
-            )],
-        ),
-        &topic,
-        &[&group],
-    )
-    .await;
+    let (stack, sub, _, topic) = one_trigger_taking_everything().await;
     let base: [(&str, &[u8]); 4] = [
         ("ce_specversion", b"1.0"),
         ("ce_source", b"/js-sdk"),
@@ -462,25 +461,7 @@ async fn records_from_other_producers_get_overrides_and_one_content_type() {
 /// whose base64 data is sent as raw bytes no longer says it is base64.
 #[tokio::test]
 async fn structured_events_reach_binary_subscribers_with_their_content_type() {
-    let ns = unique("ns");
-    let topic = unique("knative-broker-compat");
-    create_topic(&bootstrap(), &topic, 1).await;
-    let sub = Subscriber::accepting().await;
-    let group = format!("knative-trigger-{ns}-all");
-    let stack = Stack::start(
-        &contract(
-            1,
-            vec![broker(
-                &ns,
-                "b",
-                &topic,
-                vec![trigger(&ns, "all", &sub.url(), json!({}))],
-            )],
-        ),
-        &topic,
-        &[&group],
-    )
-    .await;
+    let (stack, sub, ns, _) = one_trigger_taking_everything().await;
     let structured = [("content-type", "application/cloudevents+json")];
     let implied = r#"{"specversion":"1.0","id":"s-1","source":"/s","type":"t","data":{"n":1}}"#;
     let old = r#"{"specversion":"0.3","id":"s-2","source":"/s","type":"t","datacontenttype":"application/octet-stream","datacontentencoding":"base64","data":"AAEC"}"#;

@@ -40,6 +40,72 @@ async fn get(client: &HttpClient, url: &str) -> Option<Value> {
         .then(|| serde_json::from_str(&answer.body).expect("JSON"))
 }
 
+/// Waits until the object at `url` is as `accept` wants it.
+async fn wait_for(
+    client: &HttpClient,
+    url: &str,
+    what: &str,
+    accept: impl Fn(&Value) -> bool,
+) -> Value {
+    let accept = &accept;
+    eventually(what, WAIT, || async move {
+        get(client, url).await.filter(|object| accept(object))
+    })
+    .await
+}
+
+/// The contract in the ConfigMap the data plane mounts, once it names
+/// something.
+async fn published_contract(client: &HttpClient, api: &KubeEmulator) -> ferry_proto::Contract {
+    let configmap = format!(
+        "{}/api/v1/namespaces/knative-eventing/configmaps/kafka-broker-brokers-triggers",
+        api.url
+    );
+    eventually("the contract ConfigMap", WAIT, || {
+        let (client, url) = (client.clone(), configmap.clone());
+        async move {
+            let data = get(&client, &url).await?["data"]["data"]
+                .as_str()?
+                .to_owned();
+            let contract: ferry_proto::Contract = serde_json::from_str(&data).ok()?;
+            (!contract.resources.is_empty()).then_some(contract)
+        }
+    })
+    .await
+}
+
+/// `ferry controller --kube` against the emulator, as replica `pod`.
+fn controller(api: &KubeEmulator, state: &std::path::Path, pod: &str) -> FerryProcess {
+    let kubeconfig = api.kubeconfig();
+    FerryProcess::spawn(
+        FERRY,
+        &[
+            "controller",
+            "--admin",
+            "127.0.0.1:0",
+            "--kube",
+            "--namespace",
+            "knative-eventing",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--default-partitions",
+            "2",
+            "--default-replication-factor",
+            "1",
+            "--ingress-url",
+            "http://ingress.test",
+            "--resync-ms",
+            "300",
+        ],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("POD_NAME", pod),
+        ],
+    )
+}
+
 #[tokio::test]
 async fn brokers_and_triggers_through_the_api() {
     let api = KubeEmulator::start();
@@ -89,35 +155,8 @@ async fn brokers_and_triggers_through_the_api() {
     )
     .await;
 
-    let kubeconfig = api.kubeconfig();
     let state = tempfile::tempdir().unwrap();
-    let _controller = FerryProcess::spawn(
-        FERRY,
-        &[
-            "controller",
-            "--admin",
-            "127.0.0.1:0",
-            "--kube",
-            "--namespace",
-            "knative-eventing",
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--bootstrap-servers",
-            &bootstrap(),
-            "--default-partitions",
-            "2",
-            "--default-replication-factor",
-            "1",
-            "--ingress-url",
-            "http://ingress.test",
-            "--resync-ms",
-            "300",
-        ],
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("POD_NAME", "ferry-test-1"),
-        ],
-    );
+    let _controller = controller(&api, state.path(), "ferry-test-1");
 
     let broker = eventually("the broker's Ready status", WAIT, || {
         let (client, url) = (client.clone(), format!("{eventing}/brokers/b"));
@@ -165,21 +204,7 @@ async fn brokers_and_triggers_through_the_api() {
         "BrokerDoesNotExist"
     );
 
-    let configmap = format!(
-        "{}/api/v1/namespaces/knative-eventing/configmaps/kafka-broker-brokers-triggers",
-        api.url
-    );
-    let contract: ferry_proto::Contract = eventually("the contract ConfigMap", WAIT, || {
-        let (client, url) = (client.clone(), configmap.clone());
-        async move {
-            let data = get(&client, &url).await?["data"]["data"]
-                .as_str()?
-                .to_owned();
-            let contract: ferry_proto::Contract = serde_json::from_str(&data).ok()?;
-            (!contract.resources.is_empty()).then_some(contract)
-        }
-    })
-    .await;
+    let contract = published_contract(&client, &api).await;
     let resource = &contract.resources[0];
     assert_eq!(resource.topics, [format!("knative-broker-{ns}-b")]);
     assert_eq!(resource.ingress.as_ref().unwrap().path, format!("/{ns}/b"));
@@ -189,16 +214,9 @@ async fn brokers_and_triggers_through_the_api() {
         format!("knative-trigger-{ns}-t")
     );
 
-    let channel = eventually("the channel's Ready status", WAIT, || {
-        let (client, url) = (
-            client.clone(),
-            format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels/ch"),
-        );
-        async move {
-            get(&client, &url)
-                .await
-                .filter(|c| c["status"]["conditions"][0]["status"] == "True")
-        }
+    let channel_url = format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels/ch");
+    let channel = wait_for(&client, &channel_url, "the channel's Ready status", |c| {
+        c["status"]["conditions"][0]["status"] == "True"
     })
     .await;
     assert_eq!(
@@ -268,60 +286,18 @@ async fn beside_knatives_core_channels_serve_their_spec_subscribers() {
     )
     .await;
 
-    let kubeconfig = api.kubeconfig();
     let state = tempfile::tempdir().unwrap();
-    let _controller = FerryProcess::spawn(
-        FERRY,
-        &[
-            "controller",
-            "--admin",
-            "127.0.0.1:0",
-            "--kube",
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--bootstrap-servers",
-            &bootstrap(),
-            "--default-replication-factor",
-            "1",
-            "--resync-ms",
-            "300",
-        ],
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("POD_NAME", "ferry-test-2"),
-        ],
-    );
-    let channel = eventually("the channel's subscribers in its status", WAIT, || {
-        let (client, url) = (
-            client.clone(),
-            format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels/ch"),
-        );
-        async move {
-            get(&client, &url)
-                .await
-                .filter(|c| c["status"]["subscribers"][0]["ready"] == "True")
-        }
+    let _controller = controller(&api, state.path(), "ferry-test-2");
+    let channel_url = format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels/ch");
+    let channel = wait_for(&client, &channel_url, "the channel's subscribers", |c| {
+        c["status"]["subscribers"][0]["ready"] == "True"
     })
     .await;
     let subscriber = &channel["status"]["subscribers"][0];
     assert_eq!(subscriber["uid"], "sub-uid");
     assert_eq!(subscriber["observedGeneration"], 2);
 
-    let configmap = format!(
-        "{}/api/v1/namespaces/knative-eventing/configmaps/kafka-broker-brokers-triggers",
-        api.url
-    );
-    let contract: ferry_proto::Contract = eventually("the channel in the contract", WAIT, || {
-        let (client, url) = (client.clone(), configmap.clone());
-        async move {
-            let data = get(&client, &url).await?["data"]["data"]
-                .as_str()?
-                .to_owned();
-            let contract: ferry_proto::Contract = serde_json::from_str(&data).ok()?;
-            (!contract.resources.is_empty()).then_some(contract)
-        }
-    })
-    .await;
+    let contract = published_contract(&client, &api).await;
     let egress = &contract.resources[0].egresses[0];
     assert_eq!(egress.consumer_group, format!("kafka.{ns}.ch.sub-uid"));
     assert_eq!(egress.destination, "http://sink.test");
