@@ -221,3 +221,38 @@ async fn the_python_kafka_binding_reads_ferrys_records_and_writes_its_own() {
     }
     drop(stack);
 }
+
+/// Python's http.client writes the whole body before it reads the answer:
+/// `ferry standalone` must still answer it 413, not reset it.
+#[tokio::test]
+async fn python_gets_the_413_for_an_oversized_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    ferry_harness::process::write_resource(
+        dir.path(),
+        "broker.yaml",
+        &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n"),
+    );
+    let ferry = ferry_harness::process::Standalone::start(
+        env!("CARGO_BIN_EXE_ferry"),
+        dir.path(),
+        state.path(),
+        &bootstrap(),
+    )
+    .await;
+    let broker = ferry.wait_for_status("Broker", "b", "True").await;
+    // Twice the default limit of 1 MiB.
+    let answers = python(
+        "oversized",
+        json!({"url": broker["address"], "bytes": 2 * 1024 * 1024, "times": 30}),
+    )
+    .await;
+    for answer in answers.as_array().unwrap() {
+        assert_eq!(answer[0], 413, "{answer}");
+        assert!(
+            answer[1].as_str().unwrap().contains("exceeds the limit"),
+            "{answer}"
+        );
+    }
+}

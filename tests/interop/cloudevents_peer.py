@@ -12,6 +12,7 @@ without percent-encoding) and the current one (`cloudevents.core`).
   decode    {"headers": {name: value}, "body"}     -> {"attributes", "data"}
   kafka-decode {"headers": [[name, b64]], "key", "value"} -> {"attributes", "data"}
   kafka-encode {"mode", "event": {"attributes", "data"}} -> {"headers", "key", "value"}
+  oversized {"url", "bytes", "times"}              -> [[status, body] or [null, error], ...]
 """
 
 import base64
@@ -122,7 +123,22 @@ def kafka_encode(request):
     }
 
 
+def oversized(request):
+    """Posts an event whose body is larger than the receiver takes, as
+    http.client does it: the whole body written before the answer is read."""
+    spec = {"attributes": {"id": "big", "source": "/python/sdk", "type": "big"},
+            "data": "x" * request["bytes"]}
+    answers = []
+    for _ in range(request["times"]):
+        try:
+            answers.append(post(request["url"], *encode("core", "binary", spec)))
+        except OSError as error:
+            answers.append([None, repr(error)])
+    return answers
+
+
 COMMANDS = {
+    "oversized": oversized,
     "send": send,
     "decode": decode,
     "kafka-decode": kafka_decode,

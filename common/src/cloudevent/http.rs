@@ -114,6 +114,7 @@ fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, InvalidEvent> {
         let escaped = (bytes[i] == b'%')
             .then(|| bytes.get(i + 1..i + 3))
             .flatten()
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
             .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
         match escaped {
             Some(byte) => {
@@ -245,11 +246,12 @@ mod tests {
 
     #[test]
     fn lenient_header_values_as_real_clients_send_them() {
-        let cases: [(&[u8], &str); 8] = [
+        let cases: [(&[u8], &str); 9] = [
             (b"100% sure", "100% sure"),
             (b"50%", "50%"),
             (b"%4", "%4"),
             (b"%41%zz", "A%zz"),
+            (b"%+1", "%+1"),
             (b"\"quoted value\"", "quoted value"),
             (b"\"with \\\"escapes\\\\\"", "with \"escapes\\"),
             (b"\"", "\""),
