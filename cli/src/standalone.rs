@@ -80,6 +80,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     )?;
     controller_config.previous_contract = previous;
     controller_config.metrics = ControllerMetrics::new(&mut registry);
+    let controller_metrics = controller_config.metrics.clone();
     let (statuses, controller_task) =
         ferry_controller::start_folder(controller_config, shutdown.clone());
     let dispatcher = ferry_dispatcher::start_embedded(
@@ -89,9 +90,12 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         &shared,
     )?;
 
+    // Ready once the controller has Kafka's answer for every topic (so the
+    // contract names every broker that can be served) and the data plane
+    // serves that contract.
     let ready = {
         let (r, d) = (receiver.ready.clone(), dispatcher.ready.clone());
-        Arc::new(move || r.load(Ordering::Acquire) && d.is_ready())
+        Arc::new(move || controller_metrics.is_ready() && r.load(Ordering::Acquire) && d.is_ready())
     };
     let resources_route = {
         let (statuses, observed) = (statuses.clone(), dispatcher.observed.clone());

@@ -26,7 +26,8 @@ pub struct ControllerMetrics {
     duration: Histogram,
     resources: Family<ResourceLabels, Gauge>,
     leader: Gauge,
-    /// A pass has completed, or this replica stands by for another.
+    /// A pass has completed with every topic answered for, or this replica
+    /// stands by for another.
     ready: Arc<AtomicBool>,
 }
 
@@ -67,7 +68,9 @@ impl ControllerMetrics {
         Self::new(&mut Registry::default())
     }
 
-    pub fn reconciled(&self, took: Duration, statuses: &[Status]) {
+    /// One pass done; `settled` when Kafka has answered (yes or no) for
+    /// every topic the plan names, which is when this replica is ready.
+    pub fn reconciled(&self, took: Duration, statuses: &[Status], settled: bool) {
         self.reconciles.inc();
         self.duration.observe(took.as_secs_f64());
         let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
@@ -79,7 +82,9 @@ impl ControllerMetrics {
             };
             *counts.entry((status.kind.clone(), ready)).or_default() += 1;
         }
-        self.ready.store(true, Ordering::Release);
+        if settled {
+            self.ready.store(true, Ordering::Release);
+        }
         // A kind and readiness with nothing left has no series.
         self.resources.clear();
         for ((kind, ready), n) in counts {

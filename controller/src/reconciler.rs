@@ -111,6 +111,7 @@ impl Reconciler {
 
         let first = plan(resources, &self.settings, &Observed::default());
         let mut observed = Observed::default();
+        let mut settled = true;
         for topic in &first.topics {
             match self
                 .topics
@@ -123,6 +124,7 @@ impl Reconciler {
                         .insert(topic.name.clone(), why.clone());
                 }
                 None => {
+                    settled = false;
                     observed.failed_topics.insert(
                         topic.name.clone(),
                         format!("waiting for Kafka at {} to create it", topic.bootstrap),
@@ -197,6 +199,7 @@ impl Reconciler {
         self.kafka.assign(work);
         self.owned_topics = owned;
         self.groups = plan.groups.clone();
-        self.metrics.reconciled(started.elapsed(), &plan.statuses);
+        self.metrics
+            .reconciled(started.elapsed(), &plan.statuses, settled);
     }
 }
