@@ -40,6 +40,14 @@ async fn get(client: &HttpClient, url: &str) -> Option<Value> {
         .then(|| serde_json::from_str(&answer.body).expect("JSON"))
 }
 
+/// Subscription `sub` (uid `sub-uid`) of KafkaChannel `ch` to a URI.
+fn subscription(ns: &str) -> Value {
+    json!({"apiVersion": "messaging.knative.dev/v1", "kind": "Subscription",
+           "metadata": {"name": "sub", "namespace": ns, "uid": "sub-uid"},
+           "spec": {"channel": {"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel", "name": "ch"},
+                    "subscriber": {"uri": "http://sink.test"}}})
+}
+
 /// Waits until the object at `url` is as `accept` wants it.
 async fn wait_for(
     client: &HttpClient,
@@ -148,10 +156,7 @@ async fn brokers_and_triggers_through_the_api() {
     create(
         &client,
         &format!("{messaging}/v1/namespaces/{ns}/subscriptions"),
-        json!({"apiVersion": "messaging.knative.dev/v1", "kind": "Subscription",
-               "metadata": {"name": "sub", "namespace": ns, "uid": "sub-uid"},
-               "spec": {"channel": {"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel", "name": "ch"},
-                        "subscriber": {"uri": "http://sink.test"}}}),
+        subscription(&ns),
     )
     .await;
 
@@ -276,15 +281,7 @@ async fn beside_knatives_core_channels_serve_their_spec_subscribers() {
     )
     .await;
     let subscription_url = format!("{messaging}/v1/namespaces/{ns}/subscriptions");
-    create(
-        &client,
-        &subscription_url,
-        json!({"apiVersion": "messaging.knative.dev/v1", "kind": "Subscription",
-               "metadata": {"name": "sub", "namespace": ns, "uid": "sub-uid"},
-               "spec": {"channel": {"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel", "name": "ch"},
-                        "subscriber": {"uri": "http://sink.test"}}}),
-    )
-    .await;
+    create(&client, &subscription_url, subscription(&ns)).await;
 
     let state = tempfile::tempdir().unwrap();
     let _controller = controller(&api, state.path(), "ferry-test-2");

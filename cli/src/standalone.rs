@@ -11,9 +11,10 @@ use std::{
 
 use anyhow::Context;
 use ferry_common::{admin::Admin, metrics::Shared, server, shutdown::Shutdown};
-use ferry_controller::{metrics::ControllerMetrics, plan::Status, StatusRx};
+use ferry_controller::{
+    contract_file::ContractFile, metrics::ControllerMetrics, plan::Status, StatusRx,
+};
 use ferry_dispatcher::observed::Observed;
-use ferry_proto::Contract;
 use prometheus_client::registry::Registry;
 
 use crate::{
@@ -140,21 +141,15 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
 /// what it had created.
 fn set_aside_previous_contract(contract: &std::path::Path) -> anyhow::Result<Option<PathBuf>> {
     let previous = contract.with_file_name("contract.previous.json");
-    let Ok(old) = ferry_common::contract::read(contract) else {
-        return Ok(previous.exists().then_some(previous));
-    };
-    if !old.resources.is_empty() {
+    let has_resources =
+        ferry_common::contract::read(contract).is_ok_and(|c| !c.resources.is_empty());
+    if has_resources {
         std::fs::copy(contract, &previous)
             .with_context(|| format!("cannot keep {}", previous.display()))?;
+        ContractFile::open(contract)
+            .publish(Vec::new())
+            .with_context(|| format!("cannot write {}", contract.display()))?;
     }
-    let empty = Contract {
-        generation: old.generation,
-        ..Default::default()
-    };
-    let tmp = contract.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec(&empty)?)
-        .and_then(|()| std::fs::rename(&tmp, contract))
-        .with_context(|| format!("cannot write {}", contract.display()))?;
     Ok(previous.exists().then_some(previous))
 }
 

@@ -183,7 +183,7 @@ impl Ingress {
         let trace = telemetry::continued(seen.span.as_ref(), incoming.as_ref());
 
         let body = self.read_body(&parts.headers, body).await?;
-        let mut events = cloudevent::http::decode(&parts.headers, body)?;
+        let events = cloudevent::http::decode(&parts.headers, body)?;
         seen.types = events.iter().map(|e| e.ty().to_owned()).collect();
         if let (Some(span), [event]) = (&mut seen.span, &events[..]) {
             span.set(KeyValue::new("cloudevents.event_id", event.id().to_owned()));
@@ -195,7 +195,7 @@ impl Ingress {
 
         let producer = self.producers.get(&route.bootstrap)?;
         let records: Vec<kafka::Record> = events
-            .iter_mut()
+            .iter()
             .map(|event| {
                 let mut record = kafka::encode(event, route.mode);
                 if let Some(trace) = &trace {
