@@ -202,11 +202,11 @@ async fn topic_create_and_tail() {
         },
     )
     .unwrap();
-    let mut event = ferry_common::cloudevent::Event::new("tail-1", "/tools", "t.tail");
+    let mut event = ferry_event::Event::new("tail-1", "/tools", "t.tail");
     event.set("region", "eu".into());
-    let record = ferry_common::cloudevent::kafka::encode(
+    let record = ferry_event::kafka::encode(
         &event,
-        ferry_common::cloudevent::kafka::ContentMode::Binary,
+        ferry_event::kafka::ContentMode::Binary,
     );
     producer.send(&topic, &record).await.unwrap();
     let (ok, out) = ferry(vec![

@@ -9,12 +9,12 @@ use std::{
 
 use bytes::Bytes;
 use ferry_common::{
-    cloudevent::kafka::Record,
     kafka::Overrides,
     producer::future_record,
     server::{self, Body, Handler},
     shutdown::Shutdown,
 };
+use ferry_event::kafka::Record;
 use futures::{stream::FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use http::{Request, Response, StatusCode};

@@ -6,7 +6,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use ferry_common::cloudevent::{kafka, Event, Value};
+use ferry_event::{kafka, Event, Value};
 use http::HeaderMap;
 
 pub const SOURCE: &str = "/ferry/bench";
@@ -75,7 +75,7 @@ pub fn arrival(headers: &HeaderMap, body: Bytes) -> Option<Arrival> {
             sent_micros: text(SENT_HEADER).and_then(|v| v.parse().ok()),
         });
     }
-    let event = ferry_common::cloudevent::json::decode(body).ok()?;
+    let event = ferry_event::json::decode(body).ok()?;
     Some(Arrival {
         id: event.id().to_owned(),
         sent_micros: event.get_str(SENT).and_then(|v| v.parse().ok()),

@@ -12,7 +12,8 @@ use std::{
 };
 
 use bytes::Bytes;
-use ferry_common::{cloudevent::http::encode_binary_headers, shutdown::Shutdown};
+use ferry_common::shutdown::Shutdown;
+use ferry_event::http::encode_binary_headers;
 use fixedbitset::FixedBitSet;
 use hdrhistogram::Histogram;
 use http::{header, Request, Uri};

@@ -2,7 +2,7 @@
 //! failed yields its type's zero value (false, 0, ""), as the
 //! specification and its conformance suite say.
 
-use ferry_common::cloudevent::{self, Event};
+use ferry_event::Event;
 
 use crate::{
     parser::{BinaryOp, Expression, Node},
@@ -34,9 +34,9 @@ fn eval(node: &Node, event: &Event) -> Out {
     match node {
         Node::Literal(v) => (v.clone(), None),
         Node::Attribute(name) => match event.get(name) {
-            Some(cloudevent::Value::String(s)) => (Value::String(s.clone()), None),
-            Some(cloudevent::Value::Integer(i)) => (Value::Integer(*i as i32), None),
-            Some(cloudevent::Value::Boolean(b)) => (Value::Boolean(*b), None),
+            Some(ferry_event::Value::String(s)) => (Value::String(s.clone()), None),
+            Some(ferry_event::Value::Integer(i)) => (Value::Integer(*i as i32), None),
+            Some(ferry_event::Value::Boolean(b)) => (Value::Boolean(*b), None),
             None => (Value::Boolean(false), Some(ErrorKind::MissingAttribute)),
         },
         Node::Exists(name) => (Value::Boolean(event.get(name).is_some()), None),

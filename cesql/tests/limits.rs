@@ -2,7 +2,7 @@
 //! bounded at parse time, LIKE matching never backtracks exponentially.
 
 use ferry_cesql::{Expression, MAX_DEPTH, MAX_LENGTH};
-use ferry_common::cloudevent::Event;
+use ferry_event::Event;
 
 #[test]
 fn deep_nesting_is_refused_not_overflowed() {

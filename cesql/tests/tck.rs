@@ -5,7 +5,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 use ferry_cesql::{ErrorKind, Expression, Value};
-use ferry_common::cloudevent::{json, Event};
+use ferry_event::{json, Event};
 use serde_json::{json, Map, Value as Json};
 
 fn event(case: &Json) -> Event {

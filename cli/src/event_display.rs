@@ -4,7 +4,6 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use ferry_common::{
-    cloudevent,
     server::{self, Body, Handler},
     shutdown::Shutdown,
 };
@@ -33,10 +32,10 @@ impl Handler for Display {
                 )
             }
         };
-        match cloudevent::http::decode(&parts.headers, body) {
+        match ferry_event::http::decode(&parts.headers, body) {
             Ok(events) => {
                 for event in events {
-                    println!("{}", cloudevent::display::display(&event));
+                    println!("{}", ferry_event::display::display(&event));
                 }
                 server::text(StatusCode::ACCEPTED, "")
             }

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use ferry_common::cloudevent::{self, Event, Value};
+use ferry_event::{Event, Value};
 use http::{HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -72,9 +72,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/cloudevents+json"),
         );
-        cloudevent::json::encode(&event)
+        ferry_event::json::encode(&event)
     } else {
-        for (name, value) in cloudevent::http::encode_binary_headers(&event).iter() {
+        for (name, value) in ferry_event::http::encode_binary_headers(&event).iter() {
             request = request.header(name, value);
         }
         event.data().cloned().unwrap_or_default()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ferry_common::{cloudevent, shutdown::Shutdown};
+use ferry_common::shutdown::Shutdown;
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
@@ -125,13 +125,13 @@ async fn tail(
             .headers()
             .map(|h| h.iter().map(|h| (h.key, h.value)).collect::<Vec<_>>())
             .unwrap_or_default();
-        match cloudevent::kafka::decode(headers, message.payload()) {
+        match ferry_event::kafka::decode(headers, message.payload()) {
             Ok(event) => {
                 println!(
                     "partition {} offset {}\n{}",
                     message.partition(),
                     message.offset(),
-                    cloudevent::display::display(&event)
+                    ferry_event::display::display(&event)
                 );
                 if until_id.as_deref() == Some(event.id()) {
                     break;

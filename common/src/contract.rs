@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use ferry_proto::{Contract, Message};
+use ferry_proto::Contract;
 use tokio::sync::watch;
 
 use crate::{metrics::ContractMetrics, shutdown::Shutdown};
@@ -44,27 +44,22 @@ pub enum ContractError {
     },
 }
 
-/// Parses a contract: JSON when the first non-blank byte is `{`, binary
-/// protobuf otherwise. An empty document is the empty contract.
+/// Parses a contract (see [`ferry_proto::parse`]), logging the fields
+/// this version does not know.
 pub fn parse(bytes: &[u8]) -> Result<Contract, ContractError> {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => {
-            let json: serde_json::Value =
-                serde_json::from_slice(bytes).map_err(ContractError::Json)?;
-            log_unknown_fields(&json);
-            serde::Deserialize::deserialize(&json).map_err(ContractError::Json)
-        }
-        // Binary protobuf skips unknown fields by its nature.
-        _ => Contract::decode(bytes).map_err(ContractError::Binary),
-    }
+    let parsed = ferry_proto::parse(bytes).map_err(|error| match error {
+        ferry_proto::ParseError::Json(e) => ContractError::Json(e),
+        ferry_proto::ParseError::Binary(e) => ContractError::Binary(e),
+    })?;
+    log_unknown_fields(parsed.unknown);
+    Ok(parsed.contract)
 }
 
 /// Logs each unknown field path once per process: a contract is re-read on
 /// every change, and a newer control plane's field would otherwise be
 /// reported on every one of them.
-fn log_unknown_fields(json: &serde_json::Value) {
+fn log_unknown_fields(unknown: Vec<String>) {
     static LOGGED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
-    let unknown = ferry_proto::unknown_fields(json);
     if unknown.is_empty() {
         return;
     }
@@ -171,7 +166,7 @@ fn reload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_proto::Resource;
+    use ferry_proto::{Message, Resource};
 
     fn contract(generation: u64) -> Contract {
         Contract {

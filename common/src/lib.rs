@@ -1,6 +1,6 @@
 //! What Ferry's components share.
 //!
-//! - [`cloudevent`]: CloudEvents and their HTTP and Kafka bindings (pure).
+//! CloudEvents themselves live in `ferry-event`, which this crate builds on.
 //! - [`contract`]: reading the data-plane contract, and following its file.
 //! - [`kafka`]: librdkafka settings: Ferry's defaults and operator overrides.
 //! - [`producer`]: writing records, one idempotent producer per cluster.
@@ -13,17 +13,14 @@
 //! - [`shutdown`]: one signal for every task of a process.
 
 pub mod admin;
-pub mod cloudevent;
 pub mod contract;
 pub mod fswatch;
-pub mod group_offsets;
 pub mod kafka;
 pub mod metrics;
 pub mod producer;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
-pub mod trace;
 
 /// Why a data-plane component (receiver, dispatcher) could not start.
 #[derive(Debug, thiserror::Error)]

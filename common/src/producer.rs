@@ -24,7 +24,9 @@ use rdkafka::{
     util::Timeout,
 };
 
-use crate::{cloudevent::kafka::Record, kafka::ProducerSettings};
+use ferry_event::kafka::Record;
+
+use crate::kafka::ProducerSettings;
 
 /// Why a record was not written.
 #[derive(Debug, thiserror::Error)]

@@ -29,7 +29,7 @@ use opentelemetry::{
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
-use crate::trace::TraceContext;
+use ferry_event::trace::TraceContext;
 
 static TRACER: OnceLock<SdkTracer> = OnceLock::new();
 

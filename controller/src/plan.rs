@@ -432,7 +432,7 @@ fn plan_trigger(
         .filter
         .iter()
         .flat_map(|f| f.attributes.keys())
-        .find(|k| !is_attribute_name(k))
+        .find(|k| !ferry_event::is_valid_name(k))
     {
         return Err((
             "FilterInvalid",
@@ -611,13 +611,6 @@ pub(crate) fn egress_config(
     })
 }
 
-fn is_attribute_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-}
-
 /// One `spec.filters` entry: exactly one dialect, with valid attribute names.
 fn dialected_filter(
     filter: &SubscriptionsApiFilter,
@@ -630,7 +623,7 @@ fn dialected_filter(
                 map.len()
             )));
         }
-        match map.keys().find(|k| !is_attribute_name(k)) {
+        match map.keys().find(|k| !ferry_event::is_valid_name(k)) {
             Some(bad) => Err(invalid(format!(
                 "'{bad}' is not a CloudEvents attribute name"
             ))),

@@ -3,7 +3,7 @@
 
 use std::{hint::black_box, time::Instant};
 
-use ferry_common::cloudevent::Event;
+use ferry_event::Event;
 use ferry_dispatcher::filter::Filter;
 use ferry_proto::{
     dialected_filter::Filter as Dialect, All, Any, Cesql, DialectedFilter, Egress, Exact, Not,

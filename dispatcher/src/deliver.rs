@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use ferry_common::{
-    cloudevent::{self, kafka, Event, Value},
     producer::ProducerPool,
     telemetry::{self, KeyValue, SpanKind},
-    trace::TraceContext,
 };
+use ferry_event::{kafka, trace::TraceContext, Event, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -325,7 +324,7 @@ fn error_extensions(headers: &http::HeaderMap) -> Vec<(String, String)> {
         .filter_map(|(name, value)| {
             let name = name.as_str().strip_prefix("kne-")?;
             Some((name.to_owned(), value.to_str().ok()?.to_owned()))
-                .filter(|_| cloudevent::is_valid_name(name))
+                .filter(|_| ferry_event::is_valid_name(name))
         })
         .collect()
 }

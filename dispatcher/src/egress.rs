@@ -8,7 +8,6 @@ use ferry_proto::{
 };
 
 use ferry_common::{
-    cloudevent,
     metrics::{self, Labels},
 };
 
@@ -159,7 +158,7 @@ fn spec(
     overrides.sort();
     if let Some((name, _)) = overrides
         .iter()
-        .find(|(name, _)| !cloudevent::is_valid_name(name))
+        .find(|(name, _)| !ferry_event::is_valid_name(name))
     {
         return Err(format!(
             "cloudEventOverrides: invalid extension name '{name}'"

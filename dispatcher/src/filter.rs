@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use ferry_common::cloudevent::{Event, Value};
+use ferry_event::{Event, Value};
 use ferry_proto::{dialected_filter::Filter as Dialect, DialectedFilter, Egress};
 
 /// Why an egress's filter cannot be used.

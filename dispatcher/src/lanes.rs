@@ -258,7 +258,7 @@ impl Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ferry_common::cloudevent::Event;
+    use ferry_event::Event;
     use ferry_proto::{
         Contract, DeliveryOrder, Egress as ProtoEgress, Filter as LegacyFilter, Resource,
     };

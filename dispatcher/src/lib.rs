@@ -14,6 +14,7 @@ pub mod catch_up;
 pub mod deliver;
 pub mod egress;
 pub mod filter;
+pub mod group_offsets;
 pub mod lanes;
 mod metrics;
 pub mod observed;
@@ -37,7 +38,6 @@ use std::{
 use ferry_common::{
     admin::Admin,
     contract::{self, ContractRx},
-    group_offsets::GroupOffsets,
     kafka::ProducerSettings,
     metrics::Shared,
     producer::ProducerPool,
@@ -50,6 +50,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    group_offsets::GroupOffsets,
     deliver::Deliverer, egress::EgressSpec, metrics::Metrics, observed::Observed, reader::Wanted,
 };
 

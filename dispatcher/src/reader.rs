@@ -27,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use ferry_common::{group_offsets::GroupOffsets, kafka::ConsumerSettings};
+use ferry_common::kafka::ConsumerSettings;
 use futures::{stream, StreamExt};
 use rdkafka::{
     bindings::rd_kafka_resp_err_t as RespErr,
@@ -45,6 +45,7 @@ use crate::{
     catch_up::{CatchUp, Fetched},
     deliver::{Deliverer, Report},
     egress::EgressSpec,
+    group_offsets::GroupOffsets,
     lanes::{Egress, Lane, Offer, Start},
     metrics::Metrics,
     record::Record,

@@ -1,9 +1,10 @@
 //! A record of a broker's or channel's topic, decoded once for all of the
 //! egresses that read it.
 
-use ferry_common::{
-    cloudevent::{kafka, Event, InvalidEvent, Value},
+use ferry_event::{
+    kafka,
     trace::{self, TraceContext},
+    Event, InvalidEvent, Value,
 };
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 

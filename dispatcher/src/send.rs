@@ -5,10 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use ferry_common::{
-    cloudevent::{self, Event, InvalidEvent},
-    trace::TraceContext,
-};
+use ferry_event::{trace::TraceContext, Event, InvalidEvent};
 use http::{header, HeaderMap, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::{
@@ -59,11 +56,11 @@ impl Answer {
             return Ok(None);
         }
         let claims_event = self.headers.contains_key("ce-specversion")
-            || cloudevent::http::mode(&self.headers) != Ok(cloudevent::http::Mode::Binary);
+            || ferry_event::http::mode(&self.headers) != Ok(ferry_event::http::Mode::Binary);
         if !claims_event || (self.body.is_empty() && !self.headers.contains_key("ce-specversion")) {
             return Ok(None);
         }
-        let mut events = cloudevent::http::decode(&self.headers, self.body.clone())?;
+        let mut events = ferry_event::http::decode(&self.headers, self.body.clone())?;
         match events.len() {
             1 => Ok(events.pop()),
             n => Err(InvalidEvent::Malformed(format!(
@@ -130,10 +127,10 @@ fn request(url: &http::Uri, event: &Event, how: &Attempt<'_>) -> Request<Full<By
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/cloudevents+json; charset=utf-8"),
         );
-        (h, cloudevent::json::encode(event))
+        (h, ferry_event::json::encode(event))
     } else {
         (
-            cloudevent::http::encode_binary_headers(event),
+            ferry_event::http::encode_binary_headers(event),
             event.data().cloned().unwrap_or_default(),
         )
     };

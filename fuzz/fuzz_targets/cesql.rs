@@ -3,7 +3,7 @@
 #![no_main]
 
 use ferry_cesql::Expression;
-use ferry_common::cloudevent::{Event, Value};
+use ferry_event::{Event, Value};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! starts with `{`, binary protobuf otherwise.
 #![no_main]
 
-use ferry_common::contract::parse;
+use ferry_proto::parse;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Batched mode: an arbitrary body as application/cloudevents-batch+json.
 #![no_main]
 
-use ferry_common::cloudevent::json::decode_batch;
+use ferry_event::json::decode_batch;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

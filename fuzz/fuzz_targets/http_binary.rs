@@ -3,7 +3,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use ferry_common::cloudevent::http::decode;
+use ferry_event::http::decode;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use ferry_common::cloudevent::json::{decode, encode};
+use ferry_event::json::{decode, encode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

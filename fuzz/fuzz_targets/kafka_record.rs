@@ -2,7 +2,7 @@
 //! per line, no `=` for a null value), then the value after a blank line.
 #![no_main]
 
-use ferry_common::cloudevent::kafka::decode;
+use ferry_event::kafka::decode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

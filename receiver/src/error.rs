@@ -2,10 +2,10 @@
 //! HTTP status.
 
 use ferry_common::{
-    cloudevent::InvalidEvent,
     producer::ProduceError,
     server::{self, Body},
 };
+use ferry_event::InvalidEvent;
 use http::{
     header::{ALLOW, CONNECTION, WWW_AUTHENTICATE},
     Response, StatusCode,

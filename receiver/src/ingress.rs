@@ -11,10 +11,12 @@ use std::{
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use ferry_common::{
-    cloudevent::{self, kafka},
     producer::ProducerPool,
     server::{self, Body, Handler},
     telemetry::{self, KeyValue, SpanKind},
+};
+use ferry_event::{
+    kafka,
     trace::{self, TraceContext},
 };
 use futures::future::try_join_all;
@@ -183,7 +185,7 @@ impl Ingress {
         let trace = telemetry::continued(seen.span.as_ref(), incoming.as_ref());
 
         let body = self.read_body(&parts.headers, body).await?;
-        let events = cloudevent::http::decode(&parts.headers, body)?;
+        let events = ferry_event::http::decode(&parts.headers, body)?;
         seen.types = events.iter().map(|e| e.ty().to_owned()).collect();
         if let (Some(span), [event]) = (&mut seen.span, &events[..]) {
             span.set(KeyValue::new("cloudevents.event_id", event.id().to_owned()));

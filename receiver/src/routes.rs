@@ -3,10 +3,8 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use ferry_common::{
-    cloudevent::kafka::ContentMode,
-    metrics::{self, Labels},
-};
+use ferry_common::metrics::{self, Labels};
+use ferry_event::kafka::ContentMode;
 use ferry_proto::{Contract, Resource};
 
 /// Where and how one resource's events are written.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Event, DATACONTENTTYPE};
+use crate::{Event, DATACONTENTTYPE};
 
 /// Attributes the spec defines; everything else is an extension.
 const CONTEXT: [&str; 11] = [
@@ -39,7 +39,7 @@ pub fn display(event: &Event) -> String {
     }
     if let Some(data) = event.data() {
         out.push_str("Data,\n  ");
-        let json = super::is_json_media_type(event.get_str(DATACONTENTTYPE));
+        let json = crate::is_json_media_type(event.get_str(DATACONTENTTYPE));
         match std::str::from_utf8(data) {
             Ok(text) if json => match serde_json::from_str::<serde_json::Value>(text) {
                 Ok(v) => out.push_str(

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{
+use crate::{
     json, media_type_essence, validate::is_valid_name, Event, InvalidEvent, Value, DATACONTENTTYPE,
     PARTITIONKEY,
 };

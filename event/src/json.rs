@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{is_json_media_type, Event, InvalidEvent, Value, DATACONTENTTYPE, SPECVERSION};
+use crate::{is_json_media_type, Event, InvalidEvent, Value, DATACONTENTTYPE, SPECVERSION};
 
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
@@ -219,7 +219,7 @@ fn encode_object(event: &Event) -> Vec<u8> {
 /// Content types whose data is text and so can be a JSON string.
 fn is_text(content_type: Option<&str>) -> bool {
     let Some(ct) = content_type else { return false };
-    let essence = super::media_type_essence(ct);
+    let essence = crate::media_type_essence(ct);
     essence.starts_with("text/")
         || essence.ends_with("+xml")
         || essence == "application/xml"

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{header::CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
-use super::{
+use crate::{
     json, media_type_essence, validate::is_valid_name, Event, InvalidEvent, Value, DATACONTENTTYPE,
 };
 
@@ -74,7 +74,7 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, InvalidE
             Value::String(decode_header_value(attribute, value.as_bytes())?),
         )?;
     }
-    if event.get(super::SPECVERSION).is_none() {
+    if event.get(crate::SPECVERSION).is_none() {
         return Err(InvalidEvent::Malformed(
             "not a CloudEvent: no ce-specversion header, and the content type is not application/cloudevents+json"
                 .to_owned(),

@@ -1,7 +1,7 @@
 //! The CloudEvents specification's rules for a valid event (1.0, and 0.3
 //! where it differs).
 
-use super::{Event, Value, DATACONTENTTYPE, ID, SOURCE, SPECVERSION, TIME, TYPE};
+use crate::{Event, Value, DATACONTENTTYPE, ID, SOURCE, SPECVERSION, TIME, TYPE};
 
 /// Why an event is not a valid CloudEvent. The message is what a producer
 /// reads in the 400 answer's body.
@@ -45,7 +45,7 @@ impl InvalidEvent {
 /// Attributes every version requires.
 const REQUIRED: [&str; 4] = [SPECVERSION, ID, SOURCE, TYPE];
 
-pub(super) fn event(event: &Event) -> Result<(), InvalidEvent> {
+pub(crate) fn event(event: &Event) -> Result<(), InvalidEvent> {
     for name in REQUIRED {
         match event.get(name) {
             None => return Err(InvalidEvent::Missing(name)),

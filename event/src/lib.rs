@@ -1,14 +1,25 @@
-//! CloudEvents as they travel: attributes and data exactly as received, so
-//! an event reaches Kafka and the subscriber unchanged.
+//! Ferry's CloudEvents: the event as it travels (attributes and data
+//! exactly as received, so an event reaches Kafka and the subscriber
+//! unchanged), its wire codecs and the specification's rules, and the W3C
+//! trace context that travels with it.
 //!
-//! The codecs (`http`, `json`, `kafka`) turn wire messages into [`Event`]s
-//! and back; `validate` holds the specification's rules. Everything here is
-//! pure: no I/O.
+//! - [`Event`], [`Value`]: the event and an attribute's value.
+//! - [`http`] (binary, structured, batch), [`json`] (the JSON format) and
+//!   [`kafka`] (the Kafka protocol binding): wire messages to events and
+//!   back.
+//! - `validate`: what makes an event valid; [`is_valid_name`], the one
+//!   attribute-name rule every component uses.
+//! - [`trace`]: `traceparent` / `tracestate`.
+//! - [`display`]: an event as a person reads it (`ferry topic tail`).
+//!
+//! Pure: no I/O, no Kafka client, no server, no async runtime, so the
+//! CESQL crate and the fuzz targets build without librdkafka.
 
 pub mod display;
 pub mod http;
 pub mod json;
 pub mod kafka;
+pub mod trace;
 mod validate;
 
 use std::fmt;
