@@ -204,10 +204,7 @@ async fn topic_create_and_tail() {
     .unwrap();
     let mut event = ferry_event::Event::new("tail-1", "/tools", "t.tail");
     event.set("region", "eu".into());
-    let record = ferry_event::kafka::encode(
-        &event,
-        ferry_event::kafka::ContentMode::Binary,
-    );
+    let record = ferry_event::kafka::encode(&event, ferry_event::kafka::ContentMode::Binary);
     producer.send(&topic, &record).await.unwrap();
     let (ok, out) = ferry(vec![
         "tail".into(),

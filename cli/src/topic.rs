@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ferry_common::shutdown::Shutdown;
+use ferry_common::{kafka::partition_count, shutdown::Shutdown};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
@@ -99,14 +99,8 @@ async fn tail(
         .set("group.id", "ferry-topic-tail")
         .set("enable.auto.commit", "false")
         .create()?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
+    let partitions = partition_count(consumer.client(), topic, Duration::from_secs(10))
         .with_context(|| format!("no metadata for topic {topic}"))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
     if partitions == 0 {
         bail!("topic {topic} does not exist");
     }

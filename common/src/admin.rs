@@ -1,16 +1,18 @@
 //! The admin server every component runs (default port 9090): Prometheus
 //! metrics at `/metrics`, liveness at `/healthz`, readiness at `/readyz`.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use prometheus_client::{encoding::text::encode, registry::Registry};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
+    metrics::Shared,
     server::{self, Body, Handler},
     shutdown::Shutdown,
+    StartError,
 };
 
 /// Tells whether the component can take traffic.
@@ -42,6 +44,51 @@ impl Admin {
 
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) {
         server::serve(listener, Arc::new(self), shutdown).await
+    }
+}
+
+/// A component (receiver, dispatcher) run on its own, with an admin
+/// server of its own: bound first, so a taken port fails the start; the
+/// registry and the shared metrics are the ones the component reports into.
+pub struct OwnAdmin {
+    listener: TcpListener,
+    pub registry: Registry,
+    pub shared: Shared,
+}
+
+impl OwnAdmin {
+    pub async fn bind(addr: SocketAddr, metrics_event_type: bool) -> Result<Self, StartError> {
+        let listener = server::bind(addr).await?;
+        let mut registry = Registry::default();
+        let shared = Shared::register(&mut registry, metrics_event_type);
+        Ok(OwnAdmin {
+            listener,
+            registry,
+            shared,
+        })
+    }
+
+    /// Serves the admin port beside the started component's `task`.
+    pub fn serve(self, task: JoinHandle<()>, ready: Readiness, shutdown: Shutdown) -> Running {
+        let admin = self.listener.local_addr().expect("bound");
+        let server = Admin::new(self.registry, ready);
+        let task = tokio::spawn(async move {
+            let _ = tokio::join!(task, server.serve(self.listener, shutdown));
+        });
+        Running { admin, task }
+    }
+}
+
+/// A component running with its admin server.
+pub struct Running {
+    pub admin: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Waits until the component and its admin server have shut down.
+    pub async fn join(self) {
+        let _ = self.task.await;
     }
 }
 

@@ -14,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use ferry_proto::Contract;
+use ferry_proto::{Contract, Reference, Resource};
 use tokio::sync::watch;
 
 use crate::{metrics::ContractMetrics, shutdown::Shutdown};
@@ -42,6 +42,43 @@ pub enum ContractError {
         #[source]
         source: notify::Error,
     },
+}
+
+/// Where a resource's events live in Kafka, as receiver and dispatcher
+/// both read it: its first topic, on its cluster or else the process's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement<'a> {
+    pub topic: &'a str,
+    pub bootstrap: &'a str,
+}
+
+/// The resource's [`Placement`], or why it has none.
+pub fn placement<'a>(
+    resource: &'a Resource,
+    default_bootstrap: &'a str,
+) -> Result<Placement<'a>, &'static str> {
+    let topic = resource
+        .topics
+        .first()
+        .filter(|t| !t.is_empty())
+        .ok_or("no topic")?;
+    let bootstrap = match resource.bootstrap_servers.as_str() {
+        "" => default_bootstrap,
+        own => own,
+    };
+    if bootstrap.is_empty() {
+        return Err("no bootstrap servers in the contract and none configured");
+    }
+    Ok(Placement { topic, bootstrap })
+}
+
+/// `namespace/name` of the object a contract entry stands for, for logs;
+/// `fallback` (its uid) when the contract does not name it.
+pub fn display_name(reference: Option<&Reference>, fallback: &str) -> String {
+    reference.map_or_else(
+        || fallback.to_owned(),
+        |r| format!("{}/{}", r.namespace, r.name),
+    )
 }
 
 /// Parses a contract (see [`ferry_proto::parse`]), logging the fields
@@ -85,6 +122,22 @@ pub fn read(path: &Path) -> Result<Contract, ContractError> {
 
 /// The contract in force; `None` until one has been read.
 pub type ContractRx = watch::Receiver<Option<Arc<Contract>>>;
+
+/// The next contract in force, or `None` at shutdown or when the
+/// follower stops: the loop receiver and dispatcher both run over
+/// [`follow`]. The channel starts empty, so the first contract read is
+/// always seen as a change.
+pub async fn next(contracts: &mut ContractRx, shutdown: &Shutdown) -> Option<Arc<Contract>> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            changed = contracts.changed() => changed.ok()?,
+        }
+        if let Some(contract) = contracts.borrow_and_update().clone() {
+            return Some(contract);
+        }
+    }
+}
 
 /// Follows the contract file until shutdown. The receiver sees each new
 /// contract once; unparseable versions are logged, counted and skipped.

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use rdkafka::ClientConfig;
+use rdkafka::{client::Client, error::KafkaResult, ClientConfig, ClientContext};
 
 /// Environment variables with this prefix set librdkafka properties:
 /// `FERRY_RDKAFKA_LINGER_MS=1` sets `linger.ms=1`.
@@ -23,6 +23,22 @@ const OWNED: [&str; 9] = [
     "enable.auto.commit",
     "auto.offset.reset",
 ];
+
+/// How many partitions `topic` has, by a metadata request (which blocks:
+/// callers on the async workers run it on the blocking pool); 0 when the
+/// broker does not know the topic or reports an error for it.
+pub fn partition_count<C: ClientContext>(
+    client: &Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> KafkaResult<usize> {
+    let metadata = client.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len()))
+}
 
 /// Why the operator's Kafka settings were refused.
 #[derive(Debug, thiserror::Error)]

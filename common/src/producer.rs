@@ -26,7 +26,7 @@ use rdkafka::{
 
 use ferry_event::kafka::Record;
 
-use crate::kafka::ProducerSettings;
+use crate::kafka::{partition_count, ProducerSettings};
 
 /// Why a record was not written.
 #[derive(Debug, thiserror::Error)]
@@ -106,14 +106,7 @@ impl ClusterProducer {
         let producer = self.current.load_full();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(Some(&topic), timeout)
-                .is_ok_and(|metadata| {
-                    metadata.topics().iter().any(|t| {
-                        t.name() == topic && t.error().is_none() && !t.partitions().is_empty()
-                    })
-                })
+            partition_count(producer.client(), &topic, timeout).is_ok_and(|n| n > 0)
         })
         .await
         .unwrap_or(false)

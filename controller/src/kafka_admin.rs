@@ -3,6 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use ferry_common::kafka::partition_count;
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
@@ -54,14 +55,7 @@ impl KafkaAdmin {
             // librdkafka's metadata call blocks; keep it off the async workers
             // the receiver and dispatcher share in standalone.
             let exists = tokio::task::spawn_blocking(move || {
-                client
-                    .inner()
-                    .fetch_metadata(Some(&name), TIMEOUT)
-                    .map(|metadata| {
-                        metadata.topics().iter().any(|t| {
-                            t.name() == name && t.error().is_none() && !t.partitions().is_empty()
-                        })
-                    })
+                partition_count(client.inner(), &name, TIMEOUT).map(|n| n > 0)
             })
             .await
             .map_err(|e| e.to_string())?

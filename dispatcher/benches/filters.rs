@@ -3,8 +3,8 @@
 
 use std::{hint::black_box, time::Instant};
 
-use ferry_event::Event;
 use ferry_dispatcher::filter::Filter;
+use ferry_event::Event;
 use ferry_proto::{
     dialected_filter::Filter as Dialect, All, Any, Cesql, DialectedFilter, Egress, Exact, Not,
     Prefix, Suffix,

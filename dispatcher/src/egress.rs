@@ -8,6 +8,7 @@ use ferry_proto::{
 };
 
 use ferry_common::{
+    contract::{self, Placement},
     metrics::{self, Labels},
 };
 
@@ -106,20 +107,8 @@ fn spec(
     if egress.consumer_group.is_empty() {
         return Err("no consumer group".into());
     }
-    let topic = resource
-        .topics
-        .first()
-        .filter(|t| !t.is_empty())
-        .ok_or("the resource has no topic")?
-        .clone();
-    let bootstrap = if resource.bootstrap_servers.is_empty() {
-        &defaults.bootstrap
-    } else {
-        &resource.bootstrap_servers
-    };
-    if bootstrap.is_empty() {
-        return Err("no bootstrap servers in the contract and none configured".into());
-    }
+    let Placement { topic, bootstrap } =
+        contract::placement(resource, &defaults.bootstrap).map_err(str::to_owned)?;
     let destination = url("destination", &egress.destination)?;
     let reply = match &egress.reply_strategy {
         Some(ReplyStrategy::ReplyUrl(u)) => Reply::Url(url("replyUrl", u)?),
@@ -135,11 +124,7 @@ fn spec(
         .as_ref()
         .or(resource.egress_config.as_ref());
     let delivery = delivery(config, defaults).map_err(|e| e.to_string())?;
-    let name = egress
-        .reference
-        .as_ref()
-        .map(|r| format!("{}/{}", r.namespace, r.name))
-        .unwrap_or_else(|| key.to_owned());
+    let name = contract::display_name(egress.reference.as_ref(), key);
     let kind = egress
         .reference
         .as_ref()
@@ -175,8 +160,8 @@ fn spec(
         kind,
         labels,
         consumer_group: egress.consumer_group.clone(),
-        topic,
-        bootstrap: bootstrap.clone(),
+        topic: topic.to_owned(),
+        bootstrap: bootstrap.to_owned(),
         destination,
         reply,
         filter,

@@ -36,12 +36,11 @@ use std::{
 };
 
 use ferry_common::{
-    admin::Admin,
+    admin::OwnAdmin,
     contract::{self, ContractRx},
     kafka::ProducerSettings,
     metrics::Shared,
     producer::ProducerPool,
-    server,
     shutdown::Shutdown,
     StartError,
 };
@@ -50,8 +49,8 @@ use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    group_offsets::GroupOffsets,
-    deliver::Deliverer, egress::EgressSpec, metrics::Metrics, observed::Observed, reader::Wanted,
+    deliver::Deliverer, egress::EgressSpec, group_offsets::GroupOffsets, metrics::Metrics,
+    observed::Observed, reader::Wanted,
 };
 
 /// Everything the dispatcher needs to run.
@@ -68,38 +67,19 @@ pub struct Config {
     pub metrics_event_type: bool,
 }
 
-/// A started dispatcher.
-pub struct Running {
-    pub admin: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Running {
-    pub async fn join(self) {
-        let _ = self.task.await;
-    }
-}
+pub use ferry_common::admin::Running;
 
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
     start(config, shutdown).await?.join().await;
     Ok(())
 }
 
+/// Starts dispatching with an admin server of its own.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartError> {
-    let admin_listener = server::bind(config.admin).await?;
-    let admin_addr = admin_listener.local_addr().expect("bound");
-    let mut registry = Registry::default();
-    let shared = Shared::register(&mut registry, config.metrics_event_type);
-    let embedded = start_embedded(config, shutdown.clone(), &mut registry, &shared)?;
+    let mut own = OwnAdmin::bind(config.admin, config.metrics_event_type).await?;
+    let embedded = start_embedded(config, shutdown.clone(), &mut own.registry, &own.shared)?;
     let ready = embedded.ready.clone();
-    let admin = Admin::new(registry, Arc::new(move || ready.is_ready()));
-    let task = tokio::spawn(async move {
-        let _ = tokio::join!(embedded.task, admin.serve(admin_listener, shutdown));
-    });
-    Ok(Running {
-        admin: admin_addr,
-        task,
-    })
+    Ok(own.serve(embedded.task, Arc::new(move || ready.is_ready()), shutdown))
 }
 
 /// A dispatcher inside a larger process: its metrics go to the process's
@@ -199,18 +179,11 @@ impl Readiness {
 
 impl Supervisor {
     async fn run(mut self, mut contracts: ContractRx, ready: Arc<Readiness>, shutdown: Shutdown) {
-        loop {
-            let contract = contracts.borrow_and_update().clone();
-            if let Some(contract) = contract {
-                self.apply(&contract).await;
-                *ready.started.lock().expect("readiness lock") =
-                    self.started.values().map(|(_, s)| s.clone()).collect();
-                ready.loaded.store(true, Ordering::Release);
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                changed = contracts.changed() => if changed.is_err() { break },
-            }
+        while let Some(contract) = contract::next(&mut contracts, &shutdown).await {
+            self.apply(&contract).await;
+            *ready.started.lock().expect("readiness lock") =
+                self.started.values().map(|(_, s)| s.clone()).collect();
+            ready.loaded.store(true, Ordering::Release);
         }
         let all: Vec<_> = self.readers.keys().cloned().collect();
         self.stop(all).await;

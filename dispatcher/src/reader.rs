@@ -27,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use ferry_common::kafka::ConsumerSettings;
+use ferry_common::kafka::{partition_count, ConsumerSettings};
 use futures::{stream, StreamExt};
 use rdkafka::{
     bindings::rd_kafka_resp_err_t as RespErr,
@@ -824,13 +824,7 @@ fn partitions<C: Consumer<X>, X: ConsumerContext>(
     consumer: &C,
     topic: &str,
 ) -> KafkaResult<Vec<i32>> {
-    let metadata = consumer.fetch_metadata(Some(topic), KAFKA_TIMEOUT)?;
-    let count = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .filter(|t| t.error().is_none())
-        .map_or(0, |t| t.partitions().len() as i32);
+    let count = partition_count(consumer.client(), topic, KAFKA_TIMEOUT)? as i32;
     if count == 0 {
         return Err(KafkaError::MetadataFetch(
             rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,

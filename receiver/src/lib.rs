@@ -25,7 +25,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use ferry_common::{
-    admin::Admin,
+    admin::{self, OwnAdmin},
     contract::{self, ContractRx},
     kafka::ProducerSettings,
     metrics::Shared,
@@ -55,17 +55,17 @@ pub struct Config {
     pub metrics_event_type: bool,
 }
 
-/// A started receiver.
+/// A started receiver: its ingress address, and the admin server's.
 pub struct Running {
     pub ingress: SocketAddr,
     pub admin: SocketAddr,
-    task: JoinHandle<()>,
+    running: admin::Running,
 }
 
 impl Running {
     /// Waits until the receiver has shut down.
     pub async fn join(self) {
-        let _ = self.task.await;
+        self.running.join().await;
     }
 }
 
@@ -77,21 +77,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), StartError> {
 
 /// Binds the sockets and starts serving; returns the bound addresses.
 pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartError> {
-    let admin_listener = server::bind(config.admin).await?;
-    let admin_addr = admin_listener.local_addr().expect("bound");
-    let mut registry = Registry::default();
-    let shared = Shared::register(&mut registry, config.metrics_event_type);
-    let embedded = start_embedded(config, shutdown.clone(), &mut registry, &shared).await?;
+    let mut own = OwnAdmin::bind(config.admin, config.metrics_event_type).await?;
+    let embedded = start_embedded(config, shutdown.clone(), &mut own.registry, &own.shared).await?;
     let ready = embedded.ready.clone();
-    let admin = Admin::new(registry, Arc::new(move || ready.load(Ordering::Acquire)));
-    let ingress = embedded.ingress;
-    let task = tokio::spawn(async move {
-        let _ = tokio::join!(embedded.task, admin.serve(admin_listener, shutdown));
-    });
+    let running = own.serve(
+        embedded.task,
+        Arc::new(move || ready.load(Ordering::Acquire)),
+        shutdown,
+    );
     Ok(Running {
-        ingress,
-        admin: admin_addr,
-        task,
+        ingress: embedded.ingress,
+        admin: running.admin,
+        running,
     })
 }
 
@@ -162,28 +159,21 @@ async fn apply_contracts(
     shutdown: Shutdown,
 ) {
     let mut readiness: Option<JoinHandle<()>> = None;
-    loop {
-        let contract = contracts.borrow_and_update().clone();
-        if let Some(contract) = contract {
-            let (table, rejected) = Routes::build(&contract, &default_bootstrap);
-            for r in rejected {
-                tracing::error!(resource = %r.uid, reason = %r.reason, "resource not served");
-            }
-            let table = Arc::new(table);
-            producers.retain(|bootstrap| table.iter().any(|r| r.bootstrap == bootstrap));
-            routes.store(table.clone());
-            if let Some(previous) = readiness.take() {
-                previous.abort();
-            }
-            readiness = Some(tokio::spawn(readiness::check(
-                table,
-                producers.clone(),
-                ready.clone(),
-            )));
+    while let Some(contract) = contract::next(&mut contracts, &shutdown).await {
+        let (table, rejected) = Routes::build(&contract, &default_bootstrap);
+        for r in rejected {
+            tracing::error!(resource = %r.uid, reason = %r.reason, "resource not served");
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = contracts.changed() => if changed.is_err() { return },
+        let table = Arc::new(table);
+        producers.retain(|bootstrap| table.iter().any(|r| r.bootstrap == bootstrap));
+        routes.store(table.clone());
+        if let Some(previous) = readiness.take() {
+            previous.abort();
         }
+        readiness = Some(tokio::spawn(readiness::check(
+            table,
+            producers.clone(),
+            ready.clone(),
+        )));
     }
 }

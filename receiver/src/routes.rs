@@ -3,7 +3,10 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use ferry_common::metrics::{self, Labels};
+use ferry_common::{
+    contract::{self, Placement},
+    metrics::{self, Labels},
+};
 use ferry_event::kafka::ContentMode;
 use ferry_proto::{Contract, Resource};
 
@@ -110,25 +113,8 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Rout
     if keys.is_empty() {
         return Err("ingress has neither a path nor a host".into());
     }
-    let topic = resource
-        .topics
-        .first()
-        .filter(|t| !t.is_empty())
-        .ok_or("no topic")?
-        .clone();
-    let bootstrap = if resource.bootstrap_servers.is_empty() {
-        default_bootstrap
-    } else {
-        &resource.bootstrap_servers
-    };
-    if bootstrap.is_empty() {
-        return Err("no bootstrap servers in the contract and none configured".into());
-    }
-    let name = resource
-        .reference
-        .as_ref()
-        .map(|r| format!("{}/{}", r.namespace, r.name))
-        .unwrap_or_else(|| resource.uid.clone());
+    let Placement { topic, bootstrap } = contract::placement(resource, default_bootstrap)?;
+    let name = contract::display_name(resource.reference.as_ref(), &resource.uid);
     let mode = match ingress.content_mode() {
         ferry_proto::ContentMode::Binary => ContentMode::Binary,
         ferry_proto::ContentMode::Structured => ContentMode::Structured,
@@ -138,7 +124,7 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Rout
         Route {
             uid: resource.uid.clone(),
             name,
-            topic,
+            topic: topic.to_owned(),
             bootstrap: bootstrap.to_owned(),
             mode,
             audience: Some(ingress.audience.clone()).filter(|a| !a.is_empty()),
