@@ -14,7 +14,7 @@ use ferry_common::{admin::Admin, metrics::Shared, server, shutdown::Shutdown};
 use ferry_controller::{
     contract_file::ContractFile, metrics::ControllerMetrics, plan::Status, StatusRx,
 };
-use ferry_dispatcher::observed::Observed;
+use ferry_dispatcher::observed::ObservedEgresses;
 use prometheus_client::registry::Registry;
 
 use crate::{
@@ -153,7 +153,7 @@ fn set_aside_previous_contract(contract: &std::path::Path) -> anyhow::Result<Opt
     Ok(previous.exists().then_some(previous))
 }
 
-fn resources(statuses: &[Status], observed: &Observed) -> serde_json::Value {
+fn resources(statuses: &[Status], observed: &ObservedEgresses) -> serde_json::Value {
     let mut observed = observed.by_name();
     statuses
         .iter()

@@ -19,7 +19,7 @@ use crate::{egress::EgressSpec, metrics::Held, record::Record};
 
 /// How many records before the egress's position a catch-up consumer
 /// starts: a fetch that starts inside a produce batch may get only the
-/// batches after it (see `reader::arrival`), and the egress skips what is
+/// batches after it (see `gap`), and the egress skips what is
 /// below its position anyway.
 const REWIND: i64 = 1024;
 

@@ -1,12 +1,13 @@
-//! What happens to one event of one egress: filter → send (with retries) →
-//! reply → or else the dead-letter sink → or else dropped.
+//! The steps of one event's delivery to one egress, which the reader's
+//! `deliver` runs in order: the event as sent (overrides, span), send with
+//! retries, the reply, the dead-letter sink.
 
-use std::sync::Arc;
+use std::{borrow::Cow, sync::Arc};
 
 use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
 use ferry_common::{
     producer::ProducerPool,
-    telemetry::{self, KeyValue, SpanKind},
+    telemetry::{self, KeyValue, Span, SpanKind},
 };
 use ferry_event::{kafka, trace::TraceContext, Event, Value};
 use tokio_util::sync::CancellationToken;
@@ -14,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     egress::{Delivery, EgressSpec, Reply},
     metrics::Metrics,
-    observed::Observed,
+    observed::ObservedEgresses,
     record::Record,
+    report::Report,
     retry::{Action, Outcome},
     send::{self, Answer, HttpClient},
 };
@@ -23,30 +25,9 @@ use crate::{
 /// How much of a failed answer's body goes into `knativeerrordata`.
 const ERROR_DATA_LIMIT: usize = 1024;
 
-/// What became of an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Report {
-    Filtered,
-    Delivered,
-    DeadLettered,
-    /// Failed, and no dead-letter sink took it.
-    Dropped,
-}
-
-impl Report {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Report::Filtered => "filtered",
-            Report::Delivered => "delivered",
-            Report::DeadLettered => "dead_lettered",
-            Report::Dropped => "dropped",
-        }
-    }
-}
-
 /// The last failure of a destination, as the dead-letter extensions report it.
 #[derive(Debug)]
-struct Failure {
+pub struct Failure {
     destination: String,
     code: Option<u16>,
     body: bytes::Bytes,
@@ -60,27 +41,45 @@ pub struct Deliverer {
     pub client: HttpClient,
     pub producers: Arc<ProducerPool>,
     pub metrics: Metrics,
-    pub observed: Arc<Observed>,
+    pub observed: Arc<ObservedEgresses>,
+}
+
+/// One event on its way to one egress: as sent (with the egress's
+/// overrides), with its span and the trace context its requests carry.
+pub struct Outgoing<'a> {
+    pub event: Cow<'a, Event>,
+    trace: Option<Cow<'a, TraceContext>>,
+    span: Option<Span>,
+}
+
+impl Outgoing<'_> {
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.trace.as_deref()
+    }
+
+    /// Ends the span with the outcome.
+    pub fn end(mut self, report: Report) -> Report {
+        if let Some(span) = &mut self.span {
+            span.set(KeyValue::new("ferry.outcome", report.as_str()));
+            if matches!(report, Report::DeadLettered | Report::Dropped) {
+                span.fail(report.as_str());
+            }
+        }
+        report
+    }
 }
 
 // === impl Deliverer ===
 
 impl Deliverer {
-    /// Runs the whole pipeline for a record whose event passed the
-    /// egress's filter; `None` when `stop` interrupted a retry wait: the
-    /// event is then not committed and is delivered again by whoever reads
-    /// the partition next.
-    pub async fn deliver(
-        &self,
-        spec: &EgressSpec,
-        record: &Record,
-        stop: &CancellationToken,
-    ) -> Option<Report> {
+    /// The event of a record that passed the egress's filter, as it is
+    /// sent; counts how long it waited in Kafka.
+    pub fn outgoing<'a>(&self, spec: &EgressSpec, record: &'a Record) -> Outgoing<'a> {
         let event = record.event.as_ref().expect("only events are delivered");
         if let Some(written) = record.written_ms {
             self.metrics.processing(spec, written);
         }
-        let mut span = telemetry::span(
+        let span = telemetry::span(
             "ferry.dispatch",
             SpanKind::Consumer,
             record.trace.as_ref(),
@@ -99,60 +98,21 @@ impl Deliverer {
         // The subscriber, the reply and the dead letter continue the
         // dispatcher's span, or the producer's trace when none is exported.
         let trace = telemetry::continued(span.as_ref(), record.trace.as_ref());
-        let overridden;
         let event = if spec.overrides.is_empty() {
-            event
+            Cow::Borrowed(event)
         } else {
             let mut copy = event.clone();
             for (name, value) in &spec.overrides {
                 copy.set(name, Value::String(value.clone()));
             }
-            overridden = copy;
-            &overridden
+            Cow::Owned(copy)
         };
-        let report = self.pipeline(spec, event, trace.as_deref(), stop).await;
-        if let (Some(span), Some(report)) = (&mut span, report) {
-            span.set(KeyValue::new("ferry.outcome", report.as_str()));
-            if matches!(report, Report::DeadLettered | Report::Dropped) {
-                span.fail(report.as_str());
-            }
-        }
-        report
+        Outgoing { event, trace, span }
     }
 
-    async fn pipeline(
-        &self,
-        spec: &EgressSpec,
-        event: &Event,
-        trace: Option<&TraceContext>,
-        stop: &CancellationToken,
-    ) -> Option<Report> {
-        let failure = match self
-            .send(spec, &spec.destination, event, &spec.delivery, trace, stop)
-            .await?
-        {
-            Ok(answer) => match answer.reply() {
-                Ok(None) => return Some(Report::Delivered),
-                Ok(Some(reply)) => match self.reply(spec, reply, trace, stop).await? {
-                    Ok(()) => return Some(Report::Delivered),
-                    Err(failure) => failure,
-                },
-                Err(invalid) => Failure {
-                    destination: spec.destination.to_string(),
-                    code: Some(answer.code),
-                    reason: format!("malformed reply: {invalid}"),
-                    extensions: error_extensions(&answer.headers),
-                    body: answer.body,
-                },
-            },
-            Err(failure) => failure,
-        };
-        self.dead_letter(spec, event.clone(), failure, trace, stop)
-            .await
-    }
-
-    /// Sends with retries. The outer `Option` is `None` on shutdown.
-    async fn send(
+    /// Sends with retries. The outer `Option` is `None` when `stop`
+    /// interrupted a retry wait.
+    pub async fn send(
         &self,
         spec: &EgressSpec,
         url: &http::Uri,
@@ -198,7 +158,9 @@ impl Deliverer {
         }
     }
 
-    async fn reply(
+    /// Hands a subscriber's reply on: to the reply URL, back to the
+    /// broker's topic, or nowhere.
+    pub async fn reply(
         &self,
         spec: &EgressSpec,
         reply: Event,
@@ -242,7 +204,9 @@ impl Deliverer {
         }
     }
 
-    async fn dead_letter(
+    /// Sends the event, with the failure's extensions, to the dead-letter
+    /// sink if the egress has one.
+    pub async fn dead_letter(
         &self,
         spec: &EgressSpec,
         mut event: Event,
@@ -292,6 +256,23 @@ impl Deliverer {
                 );
                 Some(Report::Dropped)
             }
+        }
+    }
+}
+
+impl Failure {
+    /// An answer whose reply event is not valid.
+    pub fn malformed_reply(
+        spec: &EgressSpec,
+        answer: Answer,
+        invalid: impl std::fmt::Display,
+    ) -> Self {
+        Failure {
+            destination: spec.destination.to_string(),
+            code: Some(answer.code),
+            reason: format!("malformed reply: {invalid}"),
+            extensions: error_extensions(&answer.headers),
+            body: answer.body,
         }
     }
 }

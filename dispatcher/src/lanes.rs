@@ -1,6 +1,7 @@
 //! What one egress of a reader holds: per partition (a "lane"), the records
 //! waiting and running, the next offset it takes, and the position it may
-//! commit. Pure bookkeeping; the reader does the I/O.
+//! commit; which records it takes (its filter) and which deliveries may
+//! start. Pure bookkeeping: the reader reads, counts and delivers.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -10,12 +11,9 @@ use std::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    catch_up::CatchUp, deliver::Report, egress::EgressSpec, metrics::Metrics,
-    offsets::OffsetTracker, record::Record,
-};
+use crate::{egress::EgressSpec, offsets::OffsetTracker, record::Record};
 
-pub struct Egress {
+pub struct EgressLanes {
     pub key: Arc<str>,
     pub spec: Arc<EgressSpec>,
     /// Set once it has a lane on every partition the reader holds.
@@ -23,8 +21,6 @@ pub struct Egress {
     /// Interrupts its deliveries' retry waits when it is removed.
     pub stop: CancellationToken,
     pub lanes: HashMap<i32, Lane>,
-    /// Reads for it while it is behind the reader on some partition.
-    pub catch_up: Option<CatchUp>,
     /// Waiting for the reader's delivery budget (see `ready`).
     pub starved: bool,
     /// Deliveries finished since its positions were last taken for a
@@ -57,8 +53,10 @@ pub struct Queued {
 pub enum Offer {
     /// Queued for delivery.
     Queued,
-    /// Done at once: filtered out, or not an event.
-    Passed,
+    /// Done at once: its filter did not match.
+    Filtered,
+    /// Done at once: the record is not a CloudEvent.
+    NotAnEvent,
     /// Below the lane's position: already taken.
     Skipped,
 }
@@ -71,26 +69,18 @@ pub struct Start {
     pub permit: OwnedSemaphorePermit,
 }
 
-// === impl Egress ===
+// === impl EgressLanes ===
 
-impl Egress {
+impl EgressLanes {
     pub fn new(spec: Arc<EgressSpec>, started: Arc<AtomicBool>) -> Self {
-        Egress {
+        EgressLanes {
             key: spec.key.as_str().into(),
             spec,
             started,
             stop: CancellationToken::new(),
             lanes: HashMap::new(),
-            catch_up: None,
             starved: false,
             uncommitted: 0,
-        }
-    }
-
-    /// One record of the catch-up window is free again.
-    pub fn give_back_catch_up(&self) {
-        if let Some(catch_up) = &self.catch_up {
-            catch_up.give_back(1);
         }
     }
 
@@ -140,14 +130,14 @@ impl Egress {
         (starts, false)
     }
 
-    /// A delivery finished (`report`), or was interrupted (`None`: it stays
+    /// A delivery finished, or was interrupted (`finished` false: it stays
     /// uncommitted). Completions of a lane since revoked are ignored.
-    pub fn finish(&mut self, partition: i32, epoch: u64, offset: i64, report: Option<Report>) {
+    pub fn finish(&mut self, partition: i32, epoch: u64, offset: i64, finished: bool) {
         let Some(lane) = self.lanes.get_mut(&partition).filter(|l| l.epoch == epoch) else {
             return;
         };
         lane.running -= 1;
-        if report.is_some() {
+        if finished {
             lane.tracker.finish(offset);
             self.uncommitted += 1;
         }
@@ -222,7 +212,6 @@ impl Lane {
     pub fn offer(
         &mut self,
         spec: &EgressSpec,
-        metrics: &Metrics,
         offset: i64,
         record: &Arc<Record>,
         caught_up: bool,
@@ -242,14 +231,12 @@ impl Lane {
                 Offer::Queued
             }
             Ok(_) => {
-                metrics.report(spec, Report::Filtered);
                 self.tracker.pass(offset);
-                Offer::Passed
+                Offer::Filtered
             }
             Err(_) => {
-                metrics.invalid(spec);
                 self.tracker.pass(offset);
-                Offer::Passed
+                Offer::NotAnEvent
             }
         }
     }
@@ -262,10 +249,9 @@ mod tests {
     use ferry_proto::{
         Contract, DeliveryOrder, Egress as ProtoEgress, Filter as LegacyFilter, Resource,
     };
-    use prometheus_client::registry::Registry;
 
     /// An egress taking events of type `t` from a broker's topic.
-    fn egress(ordered: bool) -> Egress {
+    fn egress(ordered: bool) -> EgressLanes {
         let contract = Contract {
             resources: vec![Resource {
                 uid: "b".into(),
@@ -297,7 +283,7 @@ mod tests {
         assert!(rejected.is_empty(), "{rejected:?}");
         let spec = specs.pop().expect("one egress");
         assert_eq!(spec.ordered, ordered);
-        Egress::new(Arc::new(spec), Arc::default())
+        EgressLanes::new(Arc::new(spec), Arc::default())
     }
 
     fn record(ty: &str) -> Arc<Record> {
@@ -313,31 +299,18 @@ mod tests {
         Arc::new(Semaphore::new(n))
     }
 
-    fn metrics() -> Metrics {
-        Metrics::new(
-            &mut Registry::default(),
-            &ferry_common::metrics::Shared::unregistered(),
-        )
-    }
-
     #[test]
     fn a_lane_queues_matches_passes_the_rest_and_skips_what_it_took() {
-        let (e, m) = (egress(false), metrics());
+        let e = egress(false);
         let mut lane = Lane::new(1, 10, false);
+        assert_eq!(lane.offer(&e.spec, 9, &record("t"), false), Offer::Skipped);
+        assert_eq!(lane.offer(&e.spec, 10, &record("t"), false), Offer::Queued);
         assert_eq!(
-            lane.offer(&e.spec, &m, 9, &record("t"), false),
-            Offer::Skipped
+            lane.offer(&e.spec, 11, &record("other"), false),
+            Offer::Filtered
         );
         assert_eq!(
-            lane.offer(&e.spec, &m, 10, &record("t"), false),
-            Offer::Queued
-        );
-        assert_eq!(
-            lane.offer(&e.spec, &m, 11, &record("other"), false),
-            Offer::Passed
-        );
-        assert_eq!(
-            lane.offer(&e.spec, &m, 11, &record("t"), false),
+            lane.offer(&e.spec, 11, &record("t"), false),
             Offer::Skipped,
             "read twice"
         );
@@ -352,11 +325,11 @@ mod tests {
     #[test]
     fn unordered_runs_up_to_the_window_ordered_one_per_partition() {
         for (ordered, expected) in [(false, 3), (true, 2)] {
-            let (mut e, m) = (egress(ordered), metrics());
+            let mut e = egress(ordered);
             for partition in [0, 1] {
                 let mut lane = Lane::new(1, 0, false);
                 for offset in 0..3 {
-                    lane.offer(&e.spec, &m, offset, &record("t"), false);
+                    lane.offer(&e.spec, offset, &record("t"), false);
                 }
                 e.lanes.insert(partition, lane);
             }
@@ -369,22 +342,17 @@ mod tests {
                 "nothing more until one finishes"
             );
             let first = &starts[0];
-            e.finish(
-                first.partition,
-                first.epoch,
-                first.queued.offset,
-                Some(Report::Delivered),
-            );
+            e.finish(first.partition, first.epoch, first.queued.offset, true);
             assert_eq!(e.ready(3, &budget).0.len(), 1);
         }
     }
 
     #[test]
     fn deliveries_wait_for_the_readers_budget() {
-        let (mut e, m) = (egress(false), metrics());
+        let mut e = egress(false);
         let mut lane = Lane::new(1, 0, false);
         for offset in 0..5 {
-            lane.offer(&e.spec, &m, offset, &record("t"), false);
+            lane.offer(&e.spec, offset, &record("t"), false);
         }
         e.lanes.insert(0, lane);
         let budget = budget(2);
@@ -401,10 +369,10 @@ mod tests {
 
     #[test]
     fn a_full_egress_holds_the_reader_until_it_is_behind() {
-        let (mut e, m) = (egress(false), metrics());
+        let mut e = egress(false);
         let mut lane = Lane::new(1, 0, false);
         for offset in 0..4 {
-            lane.offer(&e.spec, &m, offset, &record("t"), false);
+            lane.offer(&e.spec, offset, &record("t"), false);
         }
         e.lanes.insert(0, lane);
         assert!(e.holds_reader(4));
@@ -415,17 +383,17 @@ mod tests {
 
     #[test]
     fn a_lane_behind_rejoins_at_the_readers_position_with_room_to_spare() {
-        let (mut e, m) = (egress(false), metrics());
+        let mut e = egress(false);
         let mut lane = Lane::new(1, 0, true);
         for offset in 0..3 {
-            lane.offer(&e.spec, &m, offset, &record("t"), true);
+            lane.offer(&e.spec, offset, &record("t"), true);
         }
         e.lanes.insert(0, lane);
         let next: HashMap<i32, i64> = [(0, 5)].into();
         assert!(!e.rejoin(&next, 100), "at 3, the reader is at 5");
         let mut lane = e.lanes.remove(&0).unwrap();
-        lane.offer(&e.spec, &m, 3, &record("t"), true);
-        lane.offer(&e.spec, &m, 4, &record("t"), true);
+        lane.offer(&e.spec, 3, &record("t"), true);
+        lane.offer(&e.spec, 4, &record("t"), true);
         e.lanes.insert(0, lane);
         assert!(
             !e.rejoin(&next, 8),
@@ -438,18 +406,18 @@ mod tests {
 
     #[test]
     fn only_finished_deliveries_of_the_current_lane_move_the_position() {
-        let (mut e, m) = (egress(false), metrics());
+        let mut e = egress(false);
         let mut lane = Lane::new(7, 0, false);
-        lane.offer(&e.spec, &m, 0, &record("t"), false);
+        lane.offer(&e.spec, 0, &record("t"), false);
         e.lanes.insert(0, lane);
         let start = e.ready(10, &budget(1)).0.pop().unwrap();
-        e.finish(0, 6, 0, Some(Report::Delivered));
+        e.finish(0, 6, 0, true);
         assert_eq!(
             e.positions(true),
             vec![(0, 0)],
             "a revoked lane's completion"
         );
-        e.finish(0, start.epoch, 0, None);
+        e.finish(0, start.epoch, 0, false);
         assert_eq!(
             e.positions(true),
             vec![(0, 0)],

@@ -3,26 +3,36 @@
 //! with Knative's delivery semantics.
 //!
 //! - [`egress`]: the contract → what each egress does (pure).
-//! - [`reader`]: one consumer per topic for all of its egresses: fetch →
-//!   filter → deliver → commit each egress's position to its own group;
-//!   [`catch_up`] reads for an egress that fell behind.
-//! - [`deliver`]: one event: send with retries → reply → dead letter.
-//! - [`lanes`], [`filter`], [`retry`], [`offsets`]: the pure decisions
-//!   underneath.
+//! - [`reader`]: the delivery loop, one per topic for all of its egresses:
+//!   fetch → offer to each egress → filter → send with retries → reply or
+//!   dead letter → finish → commit each egress's position to its own group.
+//! - The steps it calls: [`deliver`] (send, reply, dead letter over
+//!   [`send`]), [`positions`] (read, pin and commit group positions),
+//!   [`rebalance`] (assignment and revocation), [`laggards`] and
+//!   [`catch_up`] (an egress that fell behind reads for itself), `lag`.
+//! - The pure decisions underneath, with no consumer, metrics or I/O:
+//!   [`lanes`], [`filter`], [`retry`], [`offsets`], [`gap`].
 
 pub mod catch_up;
 pub mod deliver;
 pub mod egress;
 pub mod filter;
+pub mod gap;
 pub mod group_offsets;
+mod lag;
+pub mod laggards;
 pub mod lanes;
 mod metrics;
 pub mod observed;
 pub mod offsets;
+pub mod positions;
 pub mod reader;
+pub mod rebalance;
 mod record;
+pub mod report;
 pub mod retry;
 pub mod send;
+mod state;
 
 use std::{
     collections::HashMap,
@@ -50,7 +60,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     deliver::Deliverer, egress::EgressSpec, group_offsets::GroupOffsets, metrics::Metrics,
-    observed::Observed, reader::Wanted,
+    observed::ObservedEgresses, reader::Wanted,
 };
 
 /// Everything the dispatcher needs to run.
@@ -87,7 +97,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartE
 pub struct Embedded {
     pub ready: Arc<Readiness>,
     /// Each egress's lag and last delivery.
-    pub observed: Arc<Observed>,
+    pub observed: Arc<ObservedEgresses>,
     pub task: JoinHandle<()>,
 }
 
@@ -101,7 +111,7 @@ pub fn start_embedded(
 ) -> Result<Embedded, StartError> {
     let producers = Arc::new(ProducerPool::new(config.producer.clone()));
     shared.watch_producers("dispatcher", &producers);
-    let observed = Arc::new(Observed::default());
+    let observed = Arc::new(ObservedEgresses::default());
     let deliverer = Arc::new(Deliverer {
         client: send::client(),
         producers,
@@ -233,7 +243,7 @@ impl Supervisor {
                     continue;
                 }
             };
-            let reader_topic = reader::Topic {
+            let reader_topic = positions::Topic {
                 name: topic.clone(),
                 bootstrap: bootstrap.clone(),
                 offsets,

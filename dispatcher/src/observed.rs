@@ -10,7 +10,7 @@ use std::{
 
 use serde::{Serialize, Serializer};
 
-use crate::{deliver::Report, egress::EgressSpec};
+use crate::{egress::EgressSpec, report::Report};
 
 /// One egress as this dispatcher sees it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -41,7 +41,7 @@ fn rfc3339<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::
 /// Every egress's state, by egress key: updated on every delivery, so
 /// without building a key; read by kind and name, rarely.
 #[derive(Debug, Default)]
-pub struct Observed {
+pub struct ObservedEgresses {
     egresses: Mutex<HashMap<String, Entry>>,
 }
 
@@ -52,7 +52,7 @@ struct Entry {
     state: EgressState,
 }
 
-impl Observed {
+impl ObservedEgresses {
     /// Every egress's state, by (kind, `namespace/name`).
     pub fn by_name(&self) -> HashMap<(String, String), EgressState> {
         self.lock()
