@@ -1,15 +1,18 @@
-//! Ferry's control plane: Knative Broker and Trigger resources become
-//! topics, consumer groups, the data-plane contract and a status each.
+//! Ferry's control plane: Knative Brokers, Triggers, Channels and
+//! Subscriptions become topics, consumer groups, the data-plane contract
+//! and a status each.
 //!
 //! - [`resources`]: Knative objects as users write them.
-//! - [`plan`]: the reconciler's decisions (pure).
-//! - [`reconciler`]: applies plans ([`contract_file`]; Kafka in the
-//!   background, [`kafka_work`] through [`kafka_admin`]).
+//! - [`plan`]: the reconciler's decisions (pure): brokers, triggers,
+//!   channels, delivery, addresses.
+//! - [`reconciler`]: applies plans ([`contract_file`]; what to delete,
+//!   [`deletions`]; Kafka in the background, [`kafka_work`] through
+//!   [`kafka_admin`]).
 //! - [`folder`]: resources from a watched folder of YAML.
 //! - [`kube_source`]: resources from the Kubernetes API, with leader election.
 
-pub mod channels;
 pub mod contract_file;
+pub mod deletions;
 pub mod duration;
 pub mod folder;
 pub mod kafka_admin;

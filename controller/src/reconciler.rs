@@ -5,7 +5,7 @@
 //! worker says otherwise, so a restart does not take brokers away.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, HashMap},
     path::Path,
     sync::Arc,
     time::Instant,
@@ -15,9 +15,10 @@ use tokio::sync::{watch, Notify};
 
 use crate::{
     contract_file::ContractFile,
-    kafka_work::{ClusterWork, Deletion, KafkaWork},
+    deletions::{self, Names, Owned, Pending},
+    kafka_work::{ClusterWork, KafkaWork},
     metrics::ControllerMetrics,
-    plan::{self, plan, Observed, Settings, Status},
+    plan::{self, plan, Settings, Status, TopicHealth},
     resources::Resources,
 };
 
@@ -31,10 +32,8 @@ pub struct Reconciler {
     topics: HashMap<(String, String), Result<(), String>>,
     /// Ferry-created topics and groups of the last plan: what to delete
     /// once they are no longer wanted.
-    owned_topics: BTreeSet<(String, String)>,
-    groups: BTreeSet<(String, String)>,
-    /// Deletions still to do, per cluster, and when each was decided.
-    pending: BTreeMap<(String, Deletion), Instant>,
+    owned: Owned,
+    pending: Pending,
     statuses: watch::Sender<Arc<Vec<Status>>>,
     metrics: ControllerMetrics,
 }
@@ -59,9 +58,8 @@ impl Reconciler {
             contract,
             kafka,
             topics: HashMap::new(),
-            owned_topics: BTreeSet::new(),
-            groups: BTreeSet::new(),
-            pending: BTreeMap::new(),
+            owned: Owned::default(),
+            pending: Pending::new(),
             statuses,
             metrics,
         };
@@ -80,11 +78,13 @@ impl Reconciler {
                     .map(|re| plan::topic_name(&re.namespace, &re.name));
                 for topic in r.topics.iter().filter(|t| Some(*t) == name.as_ref()) {
                     reconciler
-                        .owned_topics
+                        .owned
+                        .topics
                         .insert((r.bootstrap_servers.clone(), topic.clone()));
                 }
                 for e in &r.egresses {
                     reconciler
+                        .owned
                         .groups
                         .insert((r.bootstrap_servers.clone(), e.consumer_group.clone()));
                 }
@@ -109,8 +109,8 @@ impl Reconciler {
             self.pending.remove(&done);
         }
 
-        let first = plan(resources, &self.settings, &Observed::default());
-        let mut observed = Observed::default();
+        let first = plan(resources, &self.settings, &TopicHealth::default());
+        let mut health = TopicHealth::default();
         let mut settled = true;
         for topic in &first.topics {
             match self
@@ -119,23 +119,21 @@ impl Reconciler {
             {
                 Some(Ok(())) => {}
                 Some(Err(why)) => {
-                    observed
-                        .failed_topics
-                        .insert(topic.name.clone(), why.clone());
+                    health.failed_topics.insert(topic.name.clone(), why.clone());
                 }
                 None => {
                     settled = false;
-                    observed.failed_topics.insert(
+                    health.failed_topics.insert(
                         topic.name.clone(),
                         format!("waiting for Kafka at {} to create it", topic.bootstrap),
                     );
                 }
             }
         }
-        let plan = if observed.failed_topics.is_empty() {
+        let plan = if health.failed_topics.is_empty() {
             first
         } else {
-            plan(resources, &self.settings, &observed)
+            plan(resources, &self.settings, &health)
         };
         if let Err(error) = self.contract.publish(plan.resources.clone()) {
             tracing::error!(%error, "cannot write the contract; will retry");
@@ -148,38 +146,24 @@ impl Reconciler {
             changed
         });
 
-        let owned: BTreeSet<(String, String)> = plan
+        let owned_topics: Names = plan
             .topics
             .iter()
             .filter(|t| !t.external)
             .map(|t| (t.bootstrap.clone(), t.name.clone()))
             .collect();
-        let wanted_topics: BTreeSet<(String, String)> = plan
+        let wanted_topics: Names = plan
             .topics
             .iter()
             .map(|t| (t.bootstrap.clone(), t.name.clone()))
             .collect();
-        let now = Instant::now();
-        for (cluster, name) in self.owned_topics.difference(&wanted_topics) {
-            self.pending
-                .entry((cluster.clone(), Deletion::Topic(name.clone())))
-                .or_insert(now);
-        }
-        for (cluster, name) in self.groups.difference(&plan.groups) {
-            self.pending
-                .entry((cluster.clone(), Deletion::Group(name.clone())))
-                .or_insert(now);
-        }
-        // Something deleted and then declared again is wanted after all.
-        self.pending.retain(|(cluster, d), _| {
-            let key = match d {
-                Deletion::Topic(name) | Deletion::Group(name) => (cluster.clone(), name.clone()),
-            };
-            match d {
-                Deletion::Topic(_) => !wanted_topics.contains(&key),
-                Deletion::Group(_) => !plan.groups.contains(&key),
-            }
-        });
+        deletions::schedule(
+            &mut self.pending,
+            &self.owned,
+            &wanted_topics,
+            &plan.groups,
+            Instant::now(),
+        );
         // A topic taken away is no longer known to exist.
         self.topics.retain(|key, _| wanted_topics.contains(key));
 
@@ -197,8 +181,10 @@ impl Reconciler {
                 .insert(deletion.clone(), *decided);
         }
         self.kafka.assign(work);
-        self.owned_topics = owned;
-        self.groups = plan.groups.clone();
+        self.owned = Owned {
+            topics: owned_topics,
+            groups: plan.groups.clone(),
+        };
         self.metrics
             .reconciled(started.elapsed(), &plan.statuses, settled);
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use ferry_controller::{
-    plan::{plan, ChannelAddresses, KafkaDefaults, Observed, Plan, Ready, Settings, Status},
+    plan::{plan, ChannelAddresses, KafkaDefaults, Plan, Ready, Settings, Status, TopicHealth},
     resources::Resources,
 };
 use ferry_proto::{egress::ReplyStrategy, BackoffPolicy, DeliveryOrder};
@@ -25,10 +25,10 @@ fn settings() -> Settings {
 }
 
 fn run(yaml: &str) -> Plan {
-    run_observed(yaml, &Observed::default())
+    run_observed(yaml, &TopicHealth::default())
 }
 
-fn run_observed(yaml: &str, observed: &Observed) -> Plan {
+fn run_observed(yaml: &str, observed: &TopicHealth) -> Plan {
     let mut resources = Resources::default();
     resources.add_yaml("test.yaml", yaml);
     plan(&resources, &settings(), observed)
@@ -232,7 +232,7 @@ fn broker_not_ready_reasons_and_their_triggers() {
     let t = trigger("t", "  broker: b\n  subscriber: { uri: http://s }");
     let p = run_observed(
         &(BROKER.to_owned() + &t),
-        &Observed {
+        &TopicHealth {
             failed_topics: [("knative-broker-ns-b".into(), "Kafka is down".into())].into(),
         },
     );
@@ -324,7 +324,7 @@ spec: { broker: mt, subscriber: { uri: http://s } }
     let mut resources = Resources::default();
     resources.add_yaml("good.yaml", yaml);
     resources.add_yaml("broken.yaml", "this: [is not yaml");
-    let p = plan(&resources, &settings(), &Observed::default());
+    let p = plan(&resources, &settings(), &TopicHealth::default());
     assert!(
         p.statuses
             .iter()
@@ -349,7 +349,9 @@ spec: { broker: mt, subscriber: { uri: http://s } }
     let mut r = Resources::default();
     r.add_yaml("x", BROKER);
     assert!(
-        plan(&r, &strict, &Observed::default()).statuses.is_empty(),
+        plan(&r, &strict, &TopicHealth::default())
+            .statuses
+            .is_empty(),
         "unannotated brokers are left to others"
     );
 }
@@ -541,7 +543,7 @@ spec:
     resources.add_yaml("test.yaml", &yaml);
     let mut settings = settings();
     settings.channel_subscribers = ferry_controller::plan::ChannelSubscribers::ChannelSpec;
-    let p = plan(&resources, &settings, &Observed::default());
+    let p = plan(&resources, &settings, &TopicHealth::default());
 
     let c = status(&p, "KafkaChannel", "ch");
     assert_eq!(c.ready, Ready::True);

@@ -1,43 +1,25 @@
-//! The reconciler's decisions for the pipe model: KafkaChannels (and
-//! Channels templated on them) and their Subscriptions. Pure, like `plan`.
+//! The pipe model: KafkaChannels (and Channels templated on them), their
+//! topics, and their subscribers, from Subscriptions or (beside Knative's
+//! core) from each channel's `spec.subscribers`.
 
 use std::collections::BTreeMap;
 
 use ferry_proto::{egress::ReplyStrategy, DeliveryOrder, Egress, Empty, Ingress, Reference};
 
+use super::{
+    addresses::{self, channel_host, channel_path, resolve},
+    delivery::{egress_config, egress_delivery, NotReady},
+    output::{Plan, TopicSpec},
+    settings::{ChannelSubscribers, Settings, TopicHealth},
+    status::{Ready, Status, SubscriberStatus},
+};
 use crate::{
     duration,
-    plan::{
-        egress_config, egress_delivery, resolve, ChannelAddresses, ChannelSubscribers, NotReady,
-        Observed, Plan, Ready, Settings, Status, SubscriberStatus, TopicSpec,
-    },
     resources::{Channel, ChannelSubscriber, Destination, Resources, Subscription},
 };
 
 pub fn topic_name(namespace: &str, name: &str) -> String {
     format!("knative-messaging-kafka.{namespace}.{name}")
-}
-
-/// The reference implementation's address for a Kafka channel.
-pub fn host(namespace: &str, name: &str) -> String {
-    format!("{name}-kn-channel.{namespace}.svc.cluster.local")
-}
-
-/// A path under the ingress that cannot collide with a broker's
-/// `/<namespace>/<name>`.
-pub fn path(namespace: &str, name: &str) -> String {
-    format!("/channels/{namespace}/{name}")
-}
-
-pub fn address(settings: &Settings, namespace: &str, name: &str) -> String {
-    match settings.channel_addresses {
-        ChannelAddresses::Host => format!("http://{}", host(namespace, name)),
-        ChannelAddresses::Path => format!(
-            "{}{}",
-            settings.ingress_url.trim_end_matches('/'),
-            path(namespace, name)
-        ),
-    }
 }
 
 pub fn consumer_group(namespace: &str, channel: &str, subscription_uid: &str) -> String {
@@ -51,10 +33,10 @@ struct PlannedChannel {
     bootstrap: String,
 }
 
-pub(crate) fn plan_channels(
+pub(super) fn plan_channels(
     resources: &Resources,
     settings: &Settings,
-    observed: &Observed,
+    health: &TopicHealth,
     plan: &mut Plan,
 ) {
     let from_spec = settings.channel_subscribers == ChannelSubscribers::ChannelSpec;
@@ -66,7 +48,7 @@ pub(crate) fn plan_channels(
         .iter()
         .filter(|c| !(from_spec && c.kind == "Channel"))
     {
-        let (mut planned, topic) = plan_channel(channel, settings, observed);
+        let (mut planned, topic) = plan_channel(channel, settings, health);
         plan.topics.extend(topic);
         if from_spec {
             let bootstrap = planned.bootstrap.clone();
@@ -245,7 +227,7 @@ fn spec_subscriber(
 fn plan_channel(
     channel: &Channel,
     settings: &Settings,
-    observed: &Observed,
+    health: &TopicHealth,
 ) -> (PlannedChannel, Option<TopicSpec>) {
     let (ns, name) = (channel.metadata.namespace(), channel.metadata.name.as_str());
     let status = Status::new(channel.kind, ns, name);
@@ -257,8 +239,8 @@ fn plan_channel(
         // Both: the reference's Host header in a cluster, and a path that
         // works anywhere (the receiver serves both).
         ingress: Some(Ingress {
-            path: path(ns, name),
-            host: host(ns, name),
+            path: channel_path(ns, name),
+            host: channel_host(ns, name),
             ..Default::default()
         }),
         reference: Some(Reference {
@@ -339,10 +321,10 @@ fn plan_channel(
         }
         Err(message) => return not_ready(status, "DeliveryInvalid", message, Some(topic)),
     }
-    if let Some(why) = observed.failed_topics.get(&topic.name) {
+    if let Some(why) = health.failed_topics.get(&topic.name) {
         return not_ready(status, "TopicNotReady", why.clone(), Some(topic));
     }
-    status.address = Some(address(settings, ns, name));
+    status.address = Some(addresses::channel(settings, ns, name));
     (
         PlannedChannel {
             resource,

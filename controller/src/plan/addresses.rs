@@ -1,0 +1,89 @@
+//! Where things are: a broker's and a channel's address, a Destination
+//! resolved to a URL, and the contract's reference to an object.
+
+use ferry_proto::Reference;
+
+use super::settings::{ChannelAddresses, Settings};
+use crate::resources::{Destination, Metadata};
+
+/// A broker's address: `<ingress URL>/<namespace>/<name>`.
+pub fn broker(settings: &Settings, namespace: &str, name: &str) -> String {
+    format!(
+        "{}/{namespace}/{name}",
+        settings.ingress_url.trim_end_matches('/')
+    )
+}
+
+/// The reference implementation's address for a Kafka channel.
+pub fn channel_host(namespace: &str, name: &str) -> String {
+    format!("{name}-kn-channel.{namespace}.svc.cluster.local")
+}
+
+/// A path under the ingress that cannot collide with a broker's
+/// `/<namespace>/<name>`.
+pub fn channel_path(namespace: &str, name: &str) -> String {
+    format!("/channels/{namespace}/{name}")
+}
+
+/// A channel's address: by its Host in a cluster, by its path standalone.
+pub fn channel(settings: &Settings, namespace: &str, name: &str) -> String {
+    match settings.channel_addresses {
+        ChannelAddresses::Host => format!("http://{}", channel_host(namespace, name)),
+        ChannelAddresses::Path => format!(
+            "{}{}",
+            settings.ingress_url.trim_end_matches('/'),
+            channel_path(namespace, name)
+        ),
+    }
+}
+
+/// The contract's reference to an `eventing.knative.dev/v1` object.
+pub(super) fn reference(metadata: &Metadata, kind: &str) -> Reference {
+    Reference {
+        uuid: metadata.uid(kind),
+        namespace: metadata.namespace().to_owned(),
+        name: metadata.name.clone(),
+        kind: kind.to_owned(),
+        group_version: "eventing.knative.dev/v1".to_owned(),
+        ..Default::default()
+    }
+}
+
+/// A Destination's URL: a Service (Kubernetes or Knative) by its cluster
+/// DNS name, a Broker by its address, or an absolute http URI.
+pub fn resolve(
+    destination: &Destination,
+    namespace: &str,
+    settings: &Settings,
+) -> Result<String, String> {
+    let uri = destination.uri.as_deref().filter(|u| !u.is_empty());
+    let Some(reference) = &destination.reference else {
+        let uri = uri.ok_or("neither ref nor uri is set")?;
+        return match uri.split_once("://") {
+            Some(("http", rest)) if !rest.is_empty() => Ok(uri.to_owned()),
+            Some((scheme, _)) => Err(format!(
+                "uri '{uri}': scheme '{scheme}' is not supported (use http)"
+            )),
+            None => Err(format!("uri '{uri}' is not absolute")),
+        };
+    };
+    let ns = reference.namespace.as_deref().unwrap_or(namespace);
+    let base = match (reference.api_version.as_str(), reference.kind.as_str()) {
+        ("v1", "Service") | ("serving.knative.dev/v1", "Service") => {
+            format!("http://{}.{ns}.svc.cluster.local", reference.name)
+        }
+        ("eventing.knative.dev/v1", "Broker") => broker(settings, ns, &reference.name),
+        ("messaging.knative.dev/v1beta1", "KafkaChannel")
+        | ("messaging.knative.dev/v1", "Channel") => channel(settings, ns, &reference.name),
+        (api, kind) => {
+            return Err(format!(
+                "cannot resolve a {kind} of {api}: Ferry resolves Services, Brokers and Channels"
+            ))
+        }
+    };
+    Ok(match uri {
+        Some(path) if path.starts_with('/') => format!("{base}{path}"),
+        Some(path) => format!("{base}/{path}"),
+        None => base,
+    })
+}

@@ -1,0 +1,106 @@
+//! An egress's delivery: retries, backoff, timeout and dead-letter sink
+//! (Knative's DeliverySpec) into the contract's EgressConfig, and its
+//! delivery order.
+
+use ferry_proto::{BackoffPolicy, DeliveryOrder, EgressConfig};
+
+use super::{addresses::resolve, settings::Settings, status::Status};
+use crate::{
+    duration,
+    resources::{DeliverySpec, Metadata, DELIVERY_ORDER_ANNOTATION},
+};
+
+/// Why a trigger is not ready: Knative's reason, and a message.
+pub(super) type NotReady = (&'static str, String);
+
+/// An egress's own delivery settings (which replace its resource's) and
+/// its delivery order (annotation `kafka.eventing.knative.dev/delivery.order`,
+/// else `default`); the status shows the dead-letter sink.
+pub(super) fn egress_delivery(
+    delivery: Option<&DeliverySpec>,
+    metadata: &Metadata,
+    default: DeliveryOrder,
+    settings: &Settings,
+    status: &mut Status,
+) -> Result<(Option<EgressConfig>, DeliveryOrder), NotReady> {
+    let config = delivery
+        .map(|d| egress_config(d, metadata.namespace(), settings))
+        .transpose()
+        .map_err(|m| ("DeliveryInvalid", m))?;
+    if let Some(c) = &config {
+        status.dead_letter_sink_uri = Some(c.dead_letter.clone()).filter(|d| !d.is_empty());
+    }
+    let order = match metadata
+        .annotations
+        .get(DELIVERY_ORDER_ANNOTATION)
+        .map(String::as_str)
+    {
+        None => default,
+        Some("unordered") => DeliveryOrder::Unordered,
+        Some("ordered") => DeliveryOrder::Ordered,
+        Some(other) => {
+            return Err((
+                "DeliveryOrderInvalid",
+                format!("delivery order '{other}' is neither ordered nor unordered"),
+            ))
+        }
+    };
+    Ok((config, order))
+}
+
+pub(super) fn egress_config(
+    delivery: &DeliverySpec,
+    namespace: &str,
+    settings: &Settings,
+) -> Result<EgressConfig, String> {
+    let millis = |field: &str, value: &Option<String>| -> Result<u64, String> {
+        value
+            .as_deref()
+            .map(|v| {
+                duration::parse(v)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|e| format!("{field}: {e}"))
+            })
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let retry = match delivery.retry {
+        None => 0,
+        Some(r) if r < 0 => return Err(format!("retry must not be negative (got {r})")),
+        Some(r) => u32::try_from(r).map_err(|_| format!("retry {r} is too large"))?,
+    };
+    let backoff_policy = match delivery
+        .backoff_policy
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("exponential") => BackoffPolicy::Exponential,
+        Some("linear") => BackoffPolicy::Linear,
+        Some(other) => {
+            return Err(format!(
+                "backoffPolicy '{other}' is neither linear nor exponential"
+            ))
+        }
+    };
+    let backoff_delay = match &delivery.backoff_delay {
+        // Knative's default backoffDelay when retries are asked for without
+        // one; a user's explicit `PT0S` retries at once, as in the reference.
+        None if retry > 0 => 200,
+        delay => millis("backoffDelay", delay)?,
+    };
+    let dead_letter = match &delivery.dead_letter_sink {
+        Some(sink) => {
+            resolve(sink, namespace, settings).map_err(|e| format!("deadLetterSink: {e}"))?
+        }
+        None => String::new(),
+    };
+    Ok(EgressConfig {
+        dead_letter,
+        retry,
+        backoff_policy: backoff_policy as i32,
+        backoff_delay,
+        timeout: millis("timeout", &delivery.timeout)?,
+        ..Default::default()
+    })
+}

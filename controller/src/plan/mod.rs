@@ -1,0 +1,45 @@
+//! The reconciler's decisions: resources (desired) and what Kafka said
+//! (observed) in; topics, consumer groups, the contract's resources and a
+//! status per object out. Pure: the folder source and the Kubernetes
+//! source share every decision, and tests need no Kafka.
+//!
+//! [`plan`] goes brokers → their triggers → channels and their
+//! subscriptions; the shared pieces are `delivery` (an egress's delivery
+//! settings) and `addresses` (addresses and Destinations).
+
+mod addresses;
+mod brokers;
+mod channels;
+mod delivery;
+mod output;
+mod settings;
+mod status;
+mod triggers;
+
+pub use addresses::resolve;
+pub use brokers::topic_name;
+pub use output::{Plan, TopicSpec};
+pub use settings::{ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth};
+pub use status::{Ready, Status, SubscriberStatus};
+pub use triggers::consumer_group;
+
+use crate::resources::Resources;
+
+pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) -> Plan {
+    let mut plan = Plan::default();
+    for (source, error) in &resources.errors {
+        plan.statuses
+            .push(Status::new("File", "", source).not_ready("Invalid", error.clone()));
+    }
+
+    let mut brokers = brokers::plan_brokers(resources, settings, health, &mut plan);
+    triggers::plan_triggers(resources, settings, &mut brokers, &mut plan);
+    plan.resources = brokers
+        .into_values()
+        .filter(|b| b.ready)
+        .map(|b| b.resource)
+        .collect();
+    channels::plan_channels(resources, settings, health, &mut plan);
+    plan.topics.sort();
+    plan
+}

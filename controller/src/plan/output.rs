@@ -1,0 +1,28 @@
+//! What a plan decides: the topics and consumer groups Kafka should have,
+//! the contract's resources, and a status per object.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::status::Status;
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TopicSpec {
+    pub bootstrap: String,
+    pub name: String,
+    pub partitions: i32,
+    pub replication: i32,
+    pub config: BTreeMap<String, String>,
+    /// Named by an annotation: never created or deleted by Ferry.
+    pub external: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// Every topic of Ferry's brokers, ready or not.
+    pub topics: Vec<TopicSpec>,
+    /// The contract's resources: ready brokers with their ready triggers.
+    pub resources: Vec<ferry_proto::Resource>,
+    /// (bootstrap, group) of every existing trigger of Ferry's brokers.
+    pub groups: BTreeSet<(String, String)>,
+    pub statuses: Vec<Status>,
+}

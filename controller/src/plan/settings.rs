@@ -1,0 +1,60 @@
+//! What a plan is made with: the controller's settings, Kafka's defaults,
+//! and what Kafka last said about the topics.
+
+use std::collections::BTreeMap;
+
+/// Kafka settings for brokers whose config names none, with the reference
+/// implementation's keys when read from a ConfigMap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaDefaults {
+    pub bootstrap: String,
+    pub partitions: i32,
+    pub replication: i32,
+    /// `default.topic.config.<key>`: topic configs such as retention.ms.
+    pub topic_config: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The ingress's base URL; a broker's address is `<base>/<ns>/<name>`.
+    pub ingress_url: String,
+    pub defaults: KafkaDefaults,
+    /// Whether brokers without a class annotation are Ferry's (true for a
+    /// folder of resources; false next to other broker classes).
+    pub claim_unannotated: bool,
+    /// How channels are addressed: by the reference's Host header (in a
+    /// cluster) or by a path under the ingress URL (standalone).
+    pub channel_addresses: ChannelAddresses,
+    /// Where a channel's subscribers come from.
+    pub channel_subscribers: ChannelSubscribers,
+}
+
+/// Who turns Subscriptions into a channel's subscribers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChannelSubscribers {
+    /// Ferry reads Subscriptions itself and writes their statuses
+    /// (standalone, or a cluster without Knative's core).
+    #[default]
+    Subscriptions,
+    /// Knative's subscription controller writes them into each channel's
+    /// `spec.subscribers` (the Subscribable duck type) and owns their
+    /// statuses; Ferry reports `status.subscribers` on the channel, and
+    /// leaves `messaging.knative.dev/v1` Channels to Knative's channel
+    /// controller, which makes KafkaChannels of them.
+    ChannelSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelAddresses {
+    /// `http://<name>-kn-channel.<namespace>.svc.cluster.local`
+    Host,
+    /// `<ingress URL>/channels/<namespace>/<name>`
+    Path,
+}
+
+/// What the last attempt to make topics real reported.
+#[derive(Clone, Debug, Default)]
+pub struct TopicHealth {
+    /// Topic name → why it is not usable.
+    pub failed_topics: BTreeMap<String, String>,
+}

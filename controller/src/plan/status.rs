@@ -1,0 +1,70 @@
+//! A resource's status in Knative's shape, as the plan decides it.
+
+use serde::Serialize;
+
+/// Knative's Ready condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Ready {
+    True,
+    False,
+    Unknown,
+}
+
+/// A resource's status in Knative's shape, flattened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub ready: Ready,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink_uri: Option<String>,
+    /// A channel's subscribers and their readiness.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subscribers: Vec<SubscriberStatus>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SubscriberStatus {
+    pub name: String,
+    pub uid: String,
+    /// The generation of the subscriber entry (Subscribable duck type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    pub ready: Ready,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+impl Status {
+    pub(crate) fn new(kind: &str, namespace: &str, name: &str) -> Self {
+        Status {
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            ready: Ready::True,
+            reason: String::new(),
+            message: String::new(),
+            address: None,
+            subscriber_uri: None,
+            dead_letter_sink_uri: None,
+            subscribers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn not_ready(mut self, reason: &str, message: impl Into<String>) -> Self {
+        self.ready = Ready::False;
+        self.reason = reason.to_owned();
+        self.message = message.into();
+        self
+    }
+}
