@@ -7,12 +7,14 @@
 
 mod eval;
 mod lexer;
+mod like;
 mod parser;
+mod value;
 
 use std::fmt;
 
-pub use eval::Value;
 pub use parser::Expression;
+pub use value::Value;
 
 /// Expressions longer than this are refused, so none can exhaust memory.
 pub const MAX_LENGTH: usize = 8192;

@@ -4,8 +4,9 @@
 //! puts them).
 
 use crate::{
-    eval::{Pattern, Value},
     lexer::{tokens, Token},
+    like::Pattern,
+    value::Value,
     ParseError, MAX_DEPTH, MAX_LENGTH,
 };
 
