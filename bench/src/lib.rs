@@ -12,7 +12,9 @@
 pub mod baseline;
 pub mod event;
 pub mod load;
+mod process;
 pub mod procstat;
 pub mod report;
+mod scenarios;
 pub mod sink;
 pub mod suite;

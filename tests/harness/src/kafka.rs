@@ -100,6 +100,47 @@ pub async fn produce_record(
         .expect("record written");
 }
 
+/// Writes binary-mode CloudEvents with these ids to partition 0 in one
+/// produce request, so they share one record batch: librdkafka holds them
+/// (`linger.ms`) until the batch is full (`batch.num.messages`).
+pub async fn produce_batch(bootstrap: &str, topic: &str, ids: &[String]) {
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "10000")
+        .set("batch.num.messages", ids.len().to_string())
+        .create()
+        .expect("producer");
+    let sends = ids.iter().map(|id| {
+        let headers = [
+            ("ce_specversion", "1.0"),
+            ("ce_id", id.as_str()),
+            ("ce_source", "/ferry/tests"),
+            ("ce_type", "t"),
+            ("content-type", "application/json"),
+        ];
+        let mut owned = rdkafka::message::OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(rdkafka::message::Header {
+                key,
+                value: Some(value),
+            });
+        }
+        let payload = format!("{{\"id\":\"{id}\"}}");
+        let producer = producer.clone();
+        async move {
+            let record = rdkafka::producer::FutureRecord::<(), _>::to(topic)
+                .partition(0)
+                .payload(&payload)
+                .headers(owned);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .expect("record written")
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
 /// Reads a topic from the beginning of every partition without a consumer
 /// group, so it reads at once.
 pub struct TopicReader {

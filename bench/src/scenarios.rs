@@ -1,0 +1,508 @@
+//! The six scenarios of BENCHMARKS.md, each measuring Ferry beside its
+//! baseline in the same run and adding its table to the suite's output.
+
+use std::time::{Duration, Instant};
+
+use ferry_common::shutdown::Shutdown;
+use fixedbitset::FixedBitSet;
+
+use crate::{
+    baseline,
+    event::RunId,
+    load::{self, Sent},
+    procstat::{self, Footprint},
+    report::{Percentiles, Report},
+    sink::{new_histogram, Behaviour, SinkHandle},
+};
+
+use crate::process::{free_addr, loopback, wait_listening, Sampler};
+use crate::suite::{Bench, READY_TIMEOUT, SIZE};
+
+impl Bench {
+    /// 1. Ingress: the most 1 KiB binary events per second, against a no-op
+    ///    HTTP server and a raw producer.
+    pub(crate) async fn ingress(&mut self) -> anyhow::Result<()> {
+        let run = RunId::fresh();
+        let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
+        self.apply("ingress", 0, false, &sink).await?;
+        let header = [
+            "target",
+            "events/s",
+            "p50 ms",
+            "p99 ms",
+            "non-202",
+            "RSS MiB (peak)",
+            "CPU µs/event",
+            "ratio",
+        ];
+        self.section(
+            &format!(
+                "1. Ingress: 1 KiB binary events, {} connections, as fast as possible",
+                self.options.connections
+            ),
+            &header,
+        );
+
+        let noop_addr = free_addr()?;
+        let noop = self.spawn(
+            "noop",
+            &[
+                "bench".into(),
+                "noop".into(),
+                "--listen".into(),
+                noop_addr.to_string(),
+            ],
+            None,
+        )?;
+        wait_listening(noop_addr).await?;
+        let sampler = Sampler::start(noop.pid(), self.kafka_port);
+        let ceiling = load::run(
+            &self.load(format!("http://{noop_addr}/").parse()?, None),
+            run,
+        )
+        .await?;
+        let noop_footprint = sampler.finish();
+        noop.stop().await;
+        self.ingress_row(
+            "no-op hyper server (HTTP ceiling)",
+            &ceiling,
+            noop_footprint,
+            None,
+        );
+
+        let receiver = self.receiver()?;
+        receiver.ready(READY_TIMEOUT).await?;
+        let sampler = Sampler::start(receiver.pid(), self.kafka_port);
+        let sent = load::run(&self.load(self.broker_url("ingress"), None), run).await?;
+        let footprint = sampler.finish();
+        receiver.stop().await;
+        let ratio = sent.rate() / ceiling.rate();
+        self.ingress_row("ferry receiver (acks=all)", &sent, footprint, Some(ratio));
+
+        let count = (sent.rate() * self.options.duration.as_secs_f64()).max(10_000.0) as u64;
+        let raw = baseline::produce(
+            &self.options.bootstrap,
+            &Self::topic("ingress"),
+            run,
+            count,
+            SIZE,
+            self.options.connections,
+        )
+        .await?;
+        self.row(&[
+            format!(
+                "raw rdkafka producer (acks=all, {} in flight)",
+                self.options.connections
+            ),
+            format!("{raw:.0}"),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            format!("receiver/raw {:.2}", sent.rate() / raw),
+        ]);
+        Ok(())
+    }
+
+    fn ingress_row(&mut self, target: &str, sent: &Sent, footprint: Footprint, ratio: Option<f64>) {
+        let latency = Percentiles::of(&sent.latency);
+        let non_202 = sent.rejected.values().sum::<u64>() + sent.errors;
+        self.row(&[
+            target.into(),
+            format!("{:.0}", sent.rate()),
+            format!("{:.2}", latency.p50),
+            format!("{:.2}", latency.p99),
+            non_202.to_string(),
+            format!("{:.1}", footprint.rss_mib),
+            per_event_micros(footprint, sent.accepted_count()),
+            ratio.map_or("1.00".into(), |r| format!("{r:.2}")),
+        ]);
+    }
+
+    /// 2. End to end at 1,000 events/s: broker → one trigger → sink.
+    pub(crate) async fn end_to_end(&mut self) -> anyhow::Result<()> {
+        let run = RunId::fresh();
+        let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
+        self.apply("e2e", 1, false, &sink).await?;
+        // Before the dispatcher starts: its new group begins after these.
+        let floor = Percentiles::of(
+            &baseline::kafka_latency(
+                &self.options.bootstrap,
+                &Self::topic("e2e"),
+                1000.0,
+                self.options.duration,
+            )
+            .await?,
+        );
+        let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
+        receiver.ready(READY_TIMEOUT).await?;
+        dispatcher.ready(READY_TIMEOUT).await?;
+        self.section(
+            "2. End to end at 1,000 events/s: broker → one trigger → sink",
+            &[
+                "path",
+                "sent",
+                "lost",
+                "dup",
+                "ingress p99 ms",
+                "e2e p50 ms",
+                "e2e p90 ms",
+                "e2e p99 ms",
+                "e2e max ms",
+                "receiver MiB",
+                "dispatcher MiB",
+            ],
+        );
+        self.row(&[
+            "raw producer → raw consumer (Kafka floor)".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            format!("{:.2}", floor.p50),
+            format!("{:.2}", floor.p90),
+            format!("{:.2}", floor.p99),
+            format!("{:.2}", floor.max),
+            "".into(),
+            "".into(),
+        ]);
+        self.warm_up("e2e", &sink).await?;
+        let receiver_sampler = Sampler::start(receiver.pid(), self.kafka_port);
+        let dispatcher_sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
+        let sent = load::run(&self.load(self.broker_url("e2e"), Some(1000.0)), run).await?;
+        sink.wait_for(
+            &sent.accepted,
+            1,
+            Instant::now() + Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .await;
+        let (rf, df) = (receiver_sampler.finish(), dispatcher_sampler.finish());
+        let report = Report::new(&sent, &sink.received(), 1);
+        self.row(&[
+            "HTTP → receiver → Kafka → dispatcher → HTTP".into(),
+            report.sent.to_string(),
+            report.lost.to_string(),
+            report.duplicates.to_string(),
+            format!("{:.2}", report.ingress_latency.p99),
+            format!("{:.2}", report.end_to_end.p50),
+            format!("{:.2}", report.end_to_end.p90),
+            format!("{:.2}", report.end_to_end.p99),
+            format!("{:.2}", report.end_to_end.max),
+            format!("{:.1}", rf.rss_mib),
+            format!("{:.1}", df.rss_mib),
+        ]);
+        receiver.stop().await;
+        dispatcher.stop().await;
+        Ok(())
+    }
+
+    /// Drains a backlog of `events` through `triggers` triggers: the
+    /// dispatcher starts once (its groups' positions are pinned), stops,
+    /// the backlog is written, and it starts again.
+    async fn drain_backlog(
+        &mut self,
+        broker: &str,
+        triggers: usize,
+        events: u64,
+        sink: &SinkHandle,
+        run: RunId,
+    ) -> anyhow::Result<(Report, Footprint, Footprint, Duration)> {
+        self.apply(broker, triggers, false, sink).await?;
+        let started = Instant::now();
+        let dispatcher = self.dispatcher()?;
+        dispatcher.ready(READY_TIMEOUT).await?;
+        let startup = started.elapsed();
+        let idle = procstat::footprint(dispatcher.pid(), self.kafka_port);
+        dispatcher.stop().await;
+        baseline::produce(
+            &self.options.bootstrap,
+            &Self::topic(broker),
+            run,
+            events,
+            SIZE,
+            1000,
+        )
+        .await?;
+        sink.reset();
+        let dispatcher = self.dispatcher()?;
+        let sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
+        let mut accepted = FixedBitSet::with_capacity(events as usize);
+        accepted.insert_range(..);
+        sink.wait_for(
+            &accepted,
+            triggers,
+            Instant::now() + READY_TIMEOUT,
+            Duration::from_secs(30),
+        )
+        .await;
+        let busy = sampler.finish();
+        dispatcher.stop().await;
+        let sent = Sent {
+            sent: events,
+            accepted,
+            rejected: Default::default(),
+            errors: 0,
+            latency: new_histogram(),
+            elapsed: Duration::ZERO,
+        };
+        Ok((
+            Report::new(&sent, &sink.received(), triggers),
+            idle,
+            busy,
+            startup,
+        ))
+    }
+
+    /// 3. Dispatch: a backlog delivered to a fast sink, against a raw
+    ///    consumer posting the same records.
+    pub(crate) async fn dispatch(&mut self) -> anyhow::Result<()> {
+        let run = RunId::fresh();
+        let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
+        let events = self.options.backlog;
+        let (report, _, busy, _) = self
+            .drain_backlog("dispatch", 1, events, &sink, run)
+            .await?;
+        sink.reset();
+        let raw = baseline::relay(
+            &self.options.bootstrap,
+            &Self::topic("dispatch"),
+            &sink.url("relay"),
+            events,
+            100,
+        )
+        .await?;
+        self.section(
+            &format!("3. Dispatch: a backlog of {events} events to a fast sink"),
+            &[
+                "target",
+                "events/s",
+                "lost",
+                "dup",
+                "RSS MiB (peak)",
+                "CPU µs/event",
+                "ratio",
+            ],
+        );
+        self.row(&[
+            "raw consumer posting 100 at once (ceiling)".into(),
+            format!("{raw:.0}"),
+            "".into(),
+            "".into(),
+            "".into(),
+            "".into(),
+            "1.00".into(),
+        ]);
+        self.row(&[
+            "ferry dispatcher (unordered, commits)".into(),
+            format!("{:.0}", report.delivered_rate),
+            report.lost.to_string(),
+            report.duplicates.to_string(),
+            format!("{:.1}", busy.rss_mib),
+            per_event_micros(busy, events),
+            format!("{:.2}", report.delivered_rate / raw),
+        ]);
+        Ok(())
+    }
+
+    /// 4. Fan-out: many triggers on one broker.
+    pub(crate) async fn fanout(&mut self) -> anyhow::Result<()> {
+        self.section(
+            "4. Fan-out: N triggers on one broker, a backlog delivered to each",
+            &[
+                "triggers",
+                "events × triggers",
+                "start s",
+                "deliveries/s",
+                "lost",
+                "dup",
+                "idle MiB",
+                "peak MiB",
+                "threads",
+                "Kafka connections",
+            ],
+        );
+        for triggers in self.options.fanout.clone() {
+            let run = RunId::fresh();
+            let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
+            let events = (self.options.backlog / triggers as u64).max(100);
+            let broker = format!("fanout{triggers}");
+            let (report, idle, busy, startup) = self
+                .drain_backlog(&broker, triggers, events, &sink, run)
+                .await?;
+            self.row(&[
+                triggers.to_string(),
+                format!("{events} × {triggers}"),
+                format!("{:.1}", startup.as_secs_f64()),
+                format!("{:.0}", report.delivered_rate),
+                report.lost.to_string(),
+                report.duplicates.to_string(),
+                format!("{:.1}", idle.rss_mib),
+                format!("{:.1}", busy.rss_mib),
+                busy.threads.to_string(),
+                busy.connections.to_string(),
+            ]);
+        }
+        Ok(())
+    }
+
+    /// 5. Ordered against unordered delivery to a subscriber that takes
+    ///    10 ms per event.
+    pub(crate) async fn ordering(&mut self) -> anyhow::Result<()> {
+        self.section(
+            "5. Ordered vs unordered: a subscriber taking 10 ms, 500 events/s offered",
+            &[
+                "delivery",
+                "sent",
+                "lost",
+                "delivered/s",
+                "e2e p50 ms",
+                "e2e p99 ms",
+                "e2e max ms",
+            ],
+        );
+        for ordered in [true, false] {
+            let run = RunId::fresh();
+            let sink = SinkHandle::start(
+                loopback(),
+                run,
+                Behaviour {
+                    delay: Duration::from_millis(10),
+                },
+            )
+            .await?;
+            let broker = if ordered { "ordered" } else { "unordered" };
+            self.apply(broker, 1, ordered, &sink).await?;
+            let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
+            receiver.ready(READY_TIMEOUT).await?;
+            dispatcher.ready(READY_TIMEOUT).await?;
+            self.warm_up(broker, &sink).await?;
+            let sent = load::run(&self.load(self.broker_url(broker), Some(500.0)), run).await?;
+            sink.wait_for(
+                &sent.accepted,
+                1,
+                Instant::now() + Duration::from_secs(120),
+                Duration::from_secs(15),
+            )
+            .await;
+            let report = Report::new(&sent, &sink.received(), 1);
+            self.row(&[
+                broker.into(),
+                report.sent.to_string(),
+                report.lost.to_string(),
+                format!("{:.0}", report.delivered_rate),
+                format!("{:.2}", report.end_to_end.p50),
+                format!("{:.2}", report.end_to_end.p99),
+                format!("{:.2}", report.end_to_end.max),
+            ]);
+            receiver.stop().await;
+            dispatcher.stop().await;
+        }
+        Ok(())
+    }
+
+    /// 6. Soak: 1,000 events/s through a broker with 10 triggers for
+    ///    `soak_minutes`, the dispatcher restarted (SIGTERM, as a rolling
+    ///    update does) at every minute; memory sampled at each minute.
+    pub(crate) async fn soak(&mut self) -> anyhow::Result<()> {
+        const TRIGGERS: usize = 10;
+        let minutes = self.options.soak_minutes;
+        self.section(
+            "6. Soak: 1,000 events/s, 10 triggers, the dispatcher restarted every minute",
+            &[
+                "minute",
+                "deliveries so far",
+                "receiver MiB",
+                "dispatcher MiB",
+            ],
+        );
+        let run = RunId::fresh();
+        let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
+        self.apply("soak", TRIGGERS, false, &sink).await?;
+        let (receiver, mut dispatcher) = (self.receiver()?, self.dispatcher()?);
+        receiver.ready(READY_TIMEOUT).await?;
+        dispatcher.ready(READY_TIMEOUT).await?;
+        self.warm_up("soak", &sink).await?;
+
+        let stop = Shutdown::new();
+        let mut load = self.load(self.broker_url("soak"), Some(1000.0));
+        load.duration = Duration::from_secs(minutes * 60 + 60);
+        let sending = tokio::spawn({
+            let stop = stop.clone();
+            async move { load::run_until(&load, run, stop).await }
+        });
+        let started = Instant::now();
+        for minute in 1..=minutes {
+            // Pacing a benchmark, not waiting for a result.
+            tokio::time::sleep_until((started + Duration::from_secs(minute * 60)).into()).await;
+            let rss = |pid| procstat::footprint(pid, self.kafka_port).rss_mib;
+            let (r, d) = (rss(receiver.pid()), rss(dispatcher.pid()));
+            self.row(&[
+                minute.to_string(),
+                sink.arrivals().to_string(),
+                format!("{r:.1}"),
+                format!("{d:.1}"),
+            ]);
+            if minute < minutes {
+                dispatcher.stop().await;
+                dispatcher = self.dispatcher()?;
+            }
+        }
+        stop.cancel();
+        let sent = sending.await??;
+        sink.wait_for(
+            &sent.accepted,
+            TRIGGERS,
+            Instant::now() + Duration::from_secs(300),
+            Duration::from_secs(60),
+        )
+        .await;
+        let report = Report::new(&sent, &sink.received(), TRIGGERS);
+        let duplicates =
+            report.duplicates as f64 / (report.accepted * TRIGGERS as u64).max(1) as f64;
+        self.section(
+            "6. Soak: totals",
+            &[
+                "sent",
+                "accepted",
+                "non-202",
+                "deliveries",
+                "lost",
+                "duplicates",
+                "duplicate %",
+            ],
+        );
+        self.row(&[
+            report.sent.to_string(),
+            report.accepted.to_string(),
+            (report.sent - report.accepted).to_string(),
+            report.received.to_string(),
+            report.lost.to_string(),
+            report.duplicates.to_string(),
+            format!("{:.3}", duplicates * 100.0),
+        ]);
+        report_lost(&report, run);
+        receiver.stop().await;
+        dispatcher.stop().await;
+        Ok(())
+    }
+}
+
+/// Names the first lost events, to look for in the topic.
+fn report_lost(report: &Report, run: RunId) {
+    if report.lost_examples.is_empty() {
+        return;
+    }
+    let examples: Vec<String> = report
+        .lost_examples
+        .iter()
+        .map(|&(seq, paths)| format!("{} ({paths} paths)", run.event_id(seq)))
+        .collect();
+    eprintln!("bench: lost events: {}", examples.join(", "));
+}
+
+/// CPU time per event, in microseconds.
+fn per_event_micros(footprint: Footprint, events: u64) -> String {
+    format!("{:.1}", footprint.cpu_seconds * 1e6 / events.max(1) as f64)
+}
