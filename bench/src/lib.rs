@@ -6,7 +6,8 @@
 //! - [`report`]: sent, accepted, received, lost, duplicates, latencies.
 //! - [`baseline`]: the ceilings: a no-op HTTP server, a raw producer and a
 //!   raw consume-and-post relay.
-//! - [`suite`]: the scenarios of BENCHMARKS.md against separate processes.
+//! - [`suite`]: the scenarios of BENCHMARKS.md against separate processes
+//!   (each scenario in `scenarios`, the processes in `process`).
 //! - [`procstat`]: a process's memory, threads and Kafka connections.
 
 pub mod baseline;

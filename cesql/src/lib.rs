@@ -4,6 +4,9 @@
 //! Evaluation never fails: like the specification, it yields a value and,
 //! when something went wrong, the first error met; an operator whose operand
 //! failed yields its type's zero value. A filter passes only on `true`.
+//!
+//! `lexer` → `parser` (literals are [`Value`]s, LIKE patterns compiled
+//! by `like`) → `eval`. Pure: it depends on `ferry-event` alone.
 
 mod eval;
 mod lexer;

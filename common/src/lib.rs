@@ -1,15 +1,17 @@
-//! What Ferry's components share.
+//! The plumbing Ferry's components share; CloudEvents themselves (the type,
+//! codecs, validation, trace context) live in the pure `ferry-event`.
 //!
-//! CloudEvents themselves live in `ferry-event`, which this crate builds on.
-//! - [`contract`]: reading the data-plane contract, and following its file.
+//! - [`contract`]: reading the data-plane contract, following its file, and
+//!   what receiver and dispatcher both read of a resource.
 //! - [`kafka`]: librdkafka settings: Ferry's defaults and operator overrides.
 //! - [`producer`]: writing records, one idempotent producer per cluster.
 //! - [`metrics`]: the metrics receiver and dispatcher share, with the
 //!   reference's names.
-//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`).
-//! - [`server`]: the HTTP serve loop with graceful drain.
-//! - [`trace`]: W3C trace context carried with events; [`telemetry`]: the
-//!   spans Ferry exports over OTLP when asked to.
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`),
+//!   and a component's own one when it runs alone.
+//! - [`server`]: the HTTP serve loop with graceful drain; [`fswatch`]: a
+//!   directory watch.
+//! - [`telemetry`]: the spans Ferry exports over OTLP when asked to.
 //! - [`shutdown`]: one signal for every task of a process.
 
 pub mod admin;

@@ -3,7 +3,7 @@
 //! only once Kafka acknowledged the write.
 //!
 //! A request goes through [`ingress`]: route (by the contract's path or
-//! host, [`routes`]) → decode and validate (`ferry_common::cloudevent`) →
+//! host, [`routes`]) → decode and validate (`ferry_event`) →
 //! produce (`ferry_common::producer`) → respond ([`error`] holds every
 //! failure's status code).
 
