@@ -68,64 +68,78 @@ impl Gaps {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{Arrival::*, *};
+
+    /// Records arriving one after another, with what each should cause.
+    fn run(steps: &[(i32, i64, i64, Arrival, &str)]) {
+        let mut gaps = Gaps::default();
+        for (partition, expected, offset, want, why) in steps {
+            assert_eq!(
+                &gaps.arrival(*partition, *expected, *offset),
+                want,
+                "partition {partition}, expected {expected}, got {offset}: {why}"
+            );
+        }
+    }
 
     #[test]
     fn records_that_skip_ahead_are_read_again_from_further_back_then_read_past() {
-        let mut gaps = Gaps::default();
-        assert_eq!(gaps.arrival(0, 100, 100), Arrival::InOrder);
-        assert_eq!(
-            gaps.arrival(0, 100, 40),
-            Arrival::InOrder,
-            "a re-read goes back"
-        );
-        assert_eq!(gaps.arrival(0, 100, 130), Arrival::ReadAgainFrom(36));
-        assert_eq!(gaps.arrival(0, 100, 130), Arrival::ReadAgainFrom(0));
-        assert_eq!(
-            gaps.arrival(0, 100, 107),
-            Arrival::ReadAgainFrom(0),
-            "the third re-read goes furthest back"
-        );
-        assert_eq!(
-            gaps.arrival(0, 100, 130),
-            Arrival::ReadPast,
-            "a real gap is read past"
-        );
-        assert_eq!(
-            gaps.arrival(0, 100, 130),
-            Arrival::ReadAgainFrom(36),
-            "read past: a new gap at the same place starts over"
-        );
+        run(&[
+            (0, 100, 100, InOrder, "the expected one"),
+            (0, 100, 40, InOrder, "a re-read goes back"),
+            (0, 100, 130, ReadAgainFrom(36), "first re-read: 64 back"),
+            (
+                0,
+                100,
+                130,
+                ReadAgainFrom(0),
+                "second: 1024 back, not below 0",
+            ),
+            (0, 100, 107, ReadAgainFrom(0), "third: furthest back"),
+            (0, 100, 130, ReadPast, "a real gap is read past"),
+            (
+                0,
+                100,
+                130,
+                ReadAgainFrom(36),
+                "a new gap there starts over",
+            ),
+        ]);
     }
 
     #[test]
     fn each_partition_and_each_missing_offset_counts_its_own_re_reads() {
-        let mut gaps = Gaps::default();
-        assert_eq!(
-            gaps.arrival(0, 20_000, 20_007),
-            Arrival::ReadAgainFrom(19_936)
-        );
-        assert_eq!(
-            gaps.arrival(1, 20_000, 20_007),
-            Arrival::ReadAgainFrom(19_936)
-        );
-        assert_eq!(
-            gaps.arrival(0, 20_000, 20_007),
-            Arrival::ReadAgainFrom(18_976)
-        );
-        assert_eq!(
-            gaps.arrival(0, 20_005, 20_007),
-            Arrival::ReadAgainFrom(19_941),
-            "another missing offset"
-        );
-        assert_eq!(
-            gaps.arrival(1, 20_000, 20_000),
-            Arrival::InOrder,
-            "the gap closed"
-        );
-        assert_eq!(
-            gaps.arrival(1, 20_001, 20_009),
-            Arrival::ReadAgainFrom(19_937)
-        );
+        run(&[
+            (0, 20_000, 20_007, ReadAgainFrom(19_936), "partition 0"),
+            (
+                1,
+                20_000,
+                20_007,
+                ReadAgainFrom(19_936),
+                "partition 1 apart",
+            ),
+            (
+                0,
+                20_000,
+                20_007,
+                ReadAgainFrom(18_976),
+                "partition 0 again",
+            ),
+            (
+                0,
+                20_005,
+                20_007,
+                ReadAgainFrom(19_941),
+                "another missing offset",
+            ),
+            (1, 20_000, 20_000, InOrder, "the gap closed"),
+            (
+                1,
+                20_001,
+                20_009,
+                ReadAgainFrom(19_937),
+                "closed: counts anew",
+            ),
+        ]);
     }
 }

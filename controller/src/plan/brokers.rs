@@ -7,7 +7,7 @@ use ferry_proto::{Empty, Ingress};
 
 use super::{
     addresses::{self, reference},
-    delivery::egress_config,
+    delivery::delivery_config,
     output::{Plan, TopicSpec},
     settings::{KafkaDefaults, Settings, TopicHealth},
     status::Status,
@@ -107,20 +107,8 @@ fn plan_broker(
         })
     };
     let mut status = status;
-    match broker
-        .spec
-        .delivery
-        .as_ref()
-        .map(|d| egress_config(d, ns, settings))
-        .transpose()
-    {
-        Ok(config) => {
-            status.dead_letter_sink_uri = config
-                .as_ref()
-                .map(|c| c.dead_letter.clone())
-                .filter(|d| !d.is_empty());
-            resource.egress_config = config;
-        }
+    match delivery_config(broker.spec.delivery.as_ref(), ns, settings, &mut status) {
+        Ok(config) => resource.egress_config = config,
         Err(message) => {
             return (
                 status.not_ready("DeliveryInvalid", message),

@@ -8,7 +8,7 @@ use ferry_proto::{egress::ReplyStrategy, DeliveryOrder, Egress, Empty, Ingress, 
 
 use super::{
     addresses::{self, channel_host, channel_path, resolve},
-    delivery::{egress_config, egress_delivery, NotReady},
+    delivery::{delivery_config, egress_delivery, NotReady},
     output::{Plan, TopicSpec},
     settings::{ChannelSubscribers, Settings, TopicHealth},
     status::{Ready, Status, SubscriberStatus},
@@ -306,19 +306,8 @@ fn plan_channel(
     };
     let mut resource = resource.clone();
     let mut status = status;
-    match spec
-        .delivery
-        .as_ref()
-        .map(|d| egress_config(d, ns, settings))
-        .transpose()
-    {
-        Ok(config) => {
-            status.dead_letter_sink_uri = config
-                .as_ref()
-                .map(|c| c.dead_letter.clone())
-                .filter(|d| !d.is_empty());
-            resource.egress_config = config;
-        }
+    match delivery_config(spec.delivery.as_ref(), ns, settings, &mut status) {
+        Ok(config) => resource.egress_config = config,
         Err(message) => return not_ready(status, "DeliveryInvalid", message, Some(topic)),
     }
     if let Some(why) = health.failed_topics.get(&topic.name) {

@@ -23,13 +23,8 @@ pub(super) fn egress_delivery(
     settings: &Settings,
     status: &mut Status,
 ) -> Result<(Option<EgressConfig>, DeliveryOrder), NotReady> {
-    let config = delivery
-        .map(|d| egress_config(d, metadata.namespace(), settings))
-        .transpose()
+    let config = delivery_config(delivery, metadata.namespace(), settings, status)
         .map_err(|m| ("DeliveryInvalid", m))?;
-    if let Some(c) = &config {
-        status.dead_letter_sink_uri = Some(c.dead_letter.clone()).filter(|d| !d.is_empty());
-    }
     let order = match metadata
         .annotations
         .get(DELIVERY_ORDER_ANNOTATION)
@@ -46,6 +41,23 @@ pub(super) fn egress_delivery(
         }
     };
     Ok((config, order))
+}
+
+/// Delivery settings (a resource's, or an egress's own), if any; the
+/// status shows the dead-letter sink.
+pub(super) fn delivery_config(
+    delivery: Option<&DeliverySpec>,
+    namespace: &str,
+    settings: &Settings,
+    status: &mut Status,
+) -> Result<Option<EgressConfig>, String> {
+    let config = delivery
+        .map(|d| egress_config(d, namespace, settings))
+        .transpose()?;
+    if let Some(c) = &config {
+        status.dead_letter_sink_uri = Some(c.dead_letter.clone()).filter(|d| !d.is_empty());
+    }
+    Ok(config)
 }
 
 pub(super) fn egress_config(
