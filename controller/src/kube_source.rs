@@ -428,22 +428,43 @@ fn absent_or<K>(result: Result<K, kube::Error>) -> Result<Option<K>, kube::Error
 }
 
 /// A status in Knative's shape: a Ready condition, the address, the URIs.
-pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::Value {
-    let condition_status = match status.ready {
+fn condition_name(ready: Ready) -> &'static str {
+    match ready {
         Ready::True => "True",
         Ready::False => "False",
         Ready::Unknown => "Unknown",
-    };
+    }
+}
+
+pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::Value {
+    let condition_status = condition_name(status.ready);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut condition = json!({
         "type": "Ready",
         "status": condition_status,
-        "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "lastTransitionTime": now,
     });
     if !status.reason.is_empty() {
         condition["reason"] = json!(status.reason);
         condition["message"] = json!(status.message);
     }
-    let mut body = json!({ "conditions": [condition] });
+    let mut conditions = vec![condition];
+    for c in &status.conditions {
+        let mut entry =
+            json!({"type": c.ty, "status": condition_name(c.status), "lastTransitionTime": now});
+        if !c.reason.is_empty() {
+            entry["reason"] = json!(c.reason);
+            entry["message"] = json!(c.message);
+        }
+        conditions.push(entry);
+    }
+    let mut body = json!({ "conditions": conditions });
+    if let Some(uri) = &status.sink_uri {
+        body["sinkUri"] = json!(uri);
+    }
+    if !status.ce_attributes.is_empty() {
+        body["ceAttributes"] = json!(status.ce_attributes);
+    }
     if let Some(generation) = generation {
         body["observedGeneration"] = json!(generation);
     }
@@ -567,6 +588,9 @@ mod tests {
             subscriber_uri: Some("http://s".into()),
             dead_letter_sink_uri: None,
             subscribers: vec![],
+            sink_uri: None,
+            ce_attributes: vec![],
+            conditions: vec![],
         };
         let v = knative_status(&status, Some(3));
         assert_eq!(v["status"]["observedGeneration"], 3);

@@ -57,6 +57,12 @@ pub fn start_folder(
         kafka,
         config.metrics.clone(),
     );
+    // The folder's controller is the only one, so it fires the PingSources.
+    tokio::spawn(ferry_sources::scheduler::run(
+        reconciler.pings(),
+        config.metrics.sources.clone(),
+        shutdown.clone(),
+    ));
     let task = tokio::spawn(async move {
         if let Err(error) =
             folder::run(&config.resources, reconciler, config.resync, shutdown).await

@@ -11,6 +11,7 @@ use std::{
     time::Instant,
 };
 
+use ferry_sources::{ping::Ping, scheduler::PingsRx};
 use tokio::sync::{watch, Notify};
 
 use crate::{
@@ -35,6 +36,7 @@ pub struct Reconciler {
     owned: Owned,
     pending: Pending,
     statuses: watch::Sender<Arc<Vec<Status>>>,
+    pings: watch::Sender<Arc<Vec<Ping>>>,
     metrics: ControllerMetrics,
 }
 
@@ -61,6 +63,7 @@ impl Reconciler {
             owned: Owned::default(),
             pending: Pending::new(),
             statuses,
+            pings: watch::channel(Arc::new(Vec::new())).0,
             metrics,
         };
         if let Ok(previous) = ferry_common::contract::read(previous.unwrap_or(contract_path)) {
@@ -91,6 +94,12 @@ impl Reconciler {
             }
         }
         (reconciler, rx)
+    }
+
+    /// The PingSources to fire, as of the last plan (see
+    /// `ferry_sources::scheduler`).
+    pub fn pings(&self) -> PingsRx {
+        self.pings.subscribe()
     }
 
     /// Notified whenever Kafka work finished, succeeded or not: reconcile
@@ -138,6 +147,13 @@ impl Reconciler {
         if let Err(error) = self.contract.publish(plan.resources.clone()) {
             tracing::error!(%error, "cannot write the contract; will retry");
         }
+        self.pings.send_if_modified(|current| {
+            let changed = **current != plan.pings;
+            if changed {
+                *current = Arc::new(plan.pings.clone());
+            }
+            changed
+        });
         self.statuses.send_if_modified(|current| {
             let changed = **current != plan.statuses;
             if changed {

@@ -237,6 +237,40 @@ pub struct ConfigMap {
     pub data: BTreeMap<String, String>,
 }
 
+/// `spec.ceOverrides` of a source.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct CeOverrides {
+    #[serde(default)]
+    pub extensions: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PingSourceSpec {
+    #[serde(default)]
+    pub schedule: String,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub data: Option<String>,
+    #[serde(default)]
+    pub data_base64: Option<String>,
+    #[serde(default)]
+    pub sink: Destination,
+    #[serde(default)]
+    pub ce_overrides: Option<CeOverrides>,
+}
+
+/// `sources.knative.dev/v1` PingSource.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct PingSource {
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub spec: PingSourceSpec,
+}
+
 /// Everything the reconciler reads, plus what could not be read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
@@ -245,6 +279,7 @@ pub struct Resources {
     pub config_maps: Vec<ConfigMap>,
     pub channels: Vec<Channel>,
     pub subscriptions: Vec<Subscription>,
+    pub ping_sources: Vec<PingSource>,
     /// Documents that could not be used: where, and why.
     pub errors: Vec<(String, String)>,
 }
@@ -286,6 +321,9 @@ impl Resources {
             }
             ("messaging.knative.dev/v1", "Subscription") => {
                 serde_json::from_value(document).map(|s| self.subscriptions.push(s))
+            }
+            ("sources.knative.dev/v1", "PingSource") => {
+                serde_json::from_value(document).map(|p| self.ping_sources.push(p))
             }
             _ => {
                 self.errors.push((

@@ -25,7 +25,7 @@ use crate::{ping::Ping, sink::Sender};
 type Labels = [(&'static str, String); 4];
 
 /// Events sent by sources, by kind, namespace, name and outcome.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SourceMetrics {
     events: Family<Labels, Counter>,
 }

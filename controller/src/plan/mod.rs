@@ -4,7 +4,7 @@
 //! source share every decision, and tests need no Kafka.
 //!
 //! [`plan`] goes brokers → their triggers → channels and their
-//! subscriptions; the shared pieces are `delivery` (an egress's delivery
+//! subscriptions → sources; the shared pieces are `delivery` (an egress's delivery
 //! settings) and `addresses` (addresses and Destinations).
 
 mod addresses;
@@ -13,6 +13,7 @@ mod channels;
 mod delivery;
 mod output;
 mod settings;
+mod sources;
 mod status;
 mod triggers;
 
@@ -20,7 +21,7 @@ pub use addresses::resolve;
 pub use brokers::topic_name;
 pub use output::{Plan, TopicSpec};
 pub use settings::{ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth};
-pub use status::{Ready, Status, SubscriberStatus};
+pub use status::{CeAttribute, Condition, Ready, Status, SubscriberStatus};
 pub use triggers::consumer_group;
 
 use crate::resources::Resources;
@@ -40,6 +41,7 @@ pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) ->
         .map(|b| b.resource)
         .collect();
     channels::plan_channels(resources, settings, health, &mut plan);
+    sources::plan_ping_sources(resources, settings, &mut plan);
     plan.topics.sort();
     plan
 }

@@ -31,6 +31,34 @@ pub struct Status {
     /// A channel's subscribers and their readiness.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub subscribers: Vec<SubscriberStatus>,
+    /// A source's resolved sink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sink_uri: Option<String>,
+    /// The (type, source) pairs a source emits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ce_attributes: Vec<CeAttribute>,
+    /// The kind's own conditions (a source's `SinkProvided`), which `Ready`
+    /// sums up.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CeAttribute {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub ty: &'static str,
+    pub status: Ready,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -58,6 +86,9 @@ impl Status {
             subscriber_uri: None,
             dead_letter_sink_uri: None,
             subscribers: Vec::new(),
+            sink_uri: None,
+            ce_attributes: Vec::new(),
+            conditions: Vec::new(),
         }
     }
 

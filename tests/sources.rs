@@ -1,0 +1,191 @@
+//! Sources in `ferry standalone`, on the real broker: a PingSource with a
+//! seconds schedule delivers through a broker and a trigger to a sink with
+//! Knative's attributes and the overrides; bad specs are reported naming
+//! the field; an edit changes the data at the next tick; deletion stops
+//! the ticks.
+
+use std::time::Duration;
+
+use ferry_harness::{
+    bootstrap, eventually,
+    process::{write_resource, Standalone},
+    subscriber::{Received, Subscriber},
+    unique,
+};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+const WAIT: Duration = Duration::from_secs(45);
+
+fn ping_yaml(ns: &str, name: &str, schedule: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  \
+         schedule: \"{schedule}\"\n{extra}  sink:\n    ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: b\n"
+    )
+}
+
+fn from(received: &[Received], source: &str) -> Vec<Received> {
+    received
+        .iter()
+        .filter(|r| r.header("ce-source") == Some(source))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_ping_source_ticks_into_a_broker_follows_edits_and_stops_when_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    let sink = Subscriber::accepting().await;
+    write_resource(
+        dir.path(),
+        "broker.yaml",
+        &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n"),
+    );
+    write_resource(
+        dir.path(),
+        "trigger.yaml",
+        &format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: pings\n  namespace: {ns}\nspec:\n  broker: b\n  \
+             filter:\n    attributes:\n      type: dev.knative.sources.ping\n  subscriber:\n    uri: {}\n",
+            sink.url()
+        ),
+    );
+    let data = "  contentType: application/json\n  data: '{\"message\": \"hello\"}'\n  ceOverrides:\n    extensions:\n      team: ferry\n";
+    write_resource(
+        dir.path(),
+        "ping.yaml",
+        &ping_yaml(&ns, "every-second", "* * * * * *", data),
+    );
+    write_resource(
+        dir.path(),
+        "bad-schedule.yaml",
+        &ping_yaml(&ns, "bad-schedule", "@every 1s", ""),
+    );
+    write_resource(
+        dir.path(),
+        "bad-zone.yaml",
+        &ping_yaml(&ns, "bad-zone", "* * * * *", "  timezone: Mars/Olympus\n"),
+    );
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+
+    let status = ferry
+        .wait_for_status("PingSource", "every-second", "True")
+        .await;
+    let source = format!("/apis/v1/namespaces/{ns}/pingsources/every-second");
+    assert_eq!(
+        status["sinkUri"],
+        format!("{}/{ns}/b", ferry.ingress),
+        "{status}"
+    );
+    assert_eq!(
+        status["ceAttributes"],
+        serde_json::json!([{"type": "dev.knative.sources.ping", "source": source}]),
+        "{status}"
+    );
+    assert_eq!(status["conditions"][0]["type"], "SinkProvided", "{status}");
+    let bad = ferry
+        .wait_for_status("PingSource", "bad-schedule", "False")
+        .await;
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.schedule: "),
+        "{bad}"
+    );
+    assert!(bad["message"].as_str().unwrap().contains("@every"), "{bad}");
+    let bad = ferry
+        .wait_for_status("PingSource", "bad-zone", "False")
+        .await;
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.timezone: "),
+        "{bad}"
+    );
+    ferry.ready().await;
+
+    // Ticks arrive through the broker, with Knative's attributes.
+    let got = eventually("two ticks", WAIT, || {
+        let got = from(&sink.received(), &source);
+        async move { (got.len() >= 2).then_some(got) }
+    })
+    .await;
+    for tick in &got {
+        assert_eq!(tick.header("ce-type"), Some("dev.knative.sources.ping"));
+        assert_eq!(tick.header("ce-specversion"), Some("1.0"));
+        assert_eq!(tick.header("ce-team"), Some("ferry"));
+        assert_eq!(tick.header("content-type"), Some("application/json"));
+        let time = tick.header("ce-time").unwrap();
+        let time = chrono::DateTime::parse_from_rfc3339(time).expect("an RFC 3339 time");
+        assert_eq!(
+            time.timestamp_subsec_nanos(),
+            0,
+            "the tick's time, on the second"
+        );
+        assert_eq!(tick.body.as_ref(), br#"{"message": "hello"}"#);
+    }
+    let mut ids: Vec<&str> = got.iter().map(|r| r.id()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), got.len(), "each tick has an id of its own");
+    let mut times: Vec<&str> = got.iter().map(|r| r.header("ce-time").unwrap()).collect();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), got.len(), "no tick fired twice");
+
+    // An edit changes the data from the next tick on.
+    let edited = "  contentType: text/plain\n  data: edited\n";
+    write_resource(
+        dir.path(),
+        "ping.yaml",
+        &ping_yaml(&ns, "every-second", "* * * * * *", edited),
+    );
+    eventually("an edited tick", WAIT, || {
+        let got = from(&sink.received(), &source);
+        async move {
+            got.iter()
+                .any(|r| r.body.as_ref() == b"edited")
+                .then_some(())
+        }
+    })
+    .await;
+
+    // Deleted: no tick after the deletion shows in /resources. A second
+    // source's two ticks mark time passing on the same scheduler.
+    std::fs::remove_file(dir.path().join("ping.yaml")).unwrap();
+    eventually("the PingSource gone from /resources", WAIT, || {
+        let ferry = &ferry;
+        async move {
+            (!ferry
+                .resources()
+                .await
+                .iter()
+                .any(|r| r["kind"] == "PingSource" && r["name"] == "every-second"))
+            .then_some(())
+        }
+    })
+    .await;
+    let gone_at = chrono::Utc::now();
+    write_resource(
+        dir.path(),
+        "marker.yaml",
+        &ping_yaml(&ns, "marker", "* * * * * *", ""),
+    );
+    let marker = format!("/apis/v1/namespaces/{ns}/pingsources/marker");
+    eventually("two ticks of the marker", WAIT, || {
+        let got = from(&sink.received(), &marker);
+        async move { (got.len() >= 2).then_some(()) }
+    })
+    .await;
+    let late: Vec<String> = from(&sink.received(), &source)
+        .iter()
+        .filter_map(|r| r.header("ce-time").map(str::to_owned))
+        .filter(|t| {
+            chrono::DateTime::parse_from_rfc3339(t).unwrap()
+                > gone_at + chrono::Duration::seconds(1)
+        })
+        .collect();
+    assert!(late.is_empty(), "ticks after the deletion: {late:?}");
+}
