@@ -1,10 +1,11 @@
 //! Ferry's control plane: Knative Brokers, Triggers, Channels and
 //! Subscriptions become topics, consumer groups, the data-plane contract
-//! and a status each.
+//! and a status each; PingSources become schedules that the folder
+//! controller fires (`ferry_sources::scheduler`).
 //!
 //! - [`resources`]: Knative objects as users write them.
 //! - [`plan`]: the reconciler's decisions (pure): brokers, triggers,
-//!   channels, delivery, addresses.
+//!   channels, sources, delivery, addresses.
 //! - [`reconciler`]: applies plans ([`contract_file`]; what to delete,
 //!   [`deletions`]; Kafka in the background, [`kafka_work`] through
 //!   [`kafka_admin`]).
