@@ -189,3 +189,62 @@ async fn a_ping_source_ticks_into_a_broker_follows_edits_and_stops_when_deleted(
         .collect();
     assert!(late.is_empty(), "ticks after the deletion: {late:?}");
 }
+
+/// A standalone killed and started again fires each tick at most once:
+/// every tick time has one event id (a redelivery after the kill repeats
+/// an id, never a tick), and ticks go on after the restart.
+#[tokio::test]
+async fn a_restarted_standalone_fires_no_tick_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    let sink = Subscriber::accepting().await;
+    write_resource(
+        dir.path(),
+        "broker.yaml",
+        &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n"),
+    );
+    write_resource(
+        dir.path(),
+        "trigger.yaml",
+        &format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: pings\n  namespace: {ns}\nspec:\n  broker: b\n  \
+             subscriber:\n    uri: {}\n",
+            sink.url()
+        ),
+    );
+    write_resource(
+        dir.path(),
+        "ping.yaml",
+        &ping_yaml(&ns, "p", "* * * * * *", ""),
+    );
+    let source = format!("/apis/v1/namespaces/{ns}/pingsources/p");
+    let ticks = |n: usize| {
+        let (sink, source) = (&sink, &source);
+        eventually("ticks", WAIT, move || {
+            let got = from(&sink.received(), source);
+            async move { (got.len() >= n).then_some(()) }
+        })
+    };
+
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    ticks(2).await;
+    drop(ferry); // killed
+    let before = from(&sink.received(), &source).len();
+    let _ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    ticks(before + 2).await;
+
+    let mut ids_by_time: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for tick in from(&sink.received(), &source) {
+        ids_by_time
+            .entry(tick.header("ce-time").unwrap().to_owned())
+            .or_default()
+            .insert(tick.id().to_owned());
+    }
+    let twice: Vec<_> = ids_by_time
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .collect();
+    assert!(twice.is_empty(), "ticks fired twice: {twice:?}");
+}
