@@ -248,3 +248,160 @@ async fn a_restarted_standalone_fires_no_tick_twice() {
         .collect();
     assert!(twice.is_empty(), "ticks fired twice: {twice:?}");
 }
+
+fn broker_and_trigger(dir: &std::path::Path, ns: &str, sink: &Subscriber) {
+    write_resource(
+        dir,
+        "broker.yaml",
+        &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n"),
+    );
+    write_resource(
+        dir,
+        "trigger.yaml",
+        &format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: all\n  namespace: {ns}\nspec:\n  broker: b\n  \
+             subscriber:\n    uri: {}\n",
+            sink.url()
+        ),
+    );
+}
+
+fn alive(pid: &str) -> bool {
+    std::process::Command::new("kill")
+        .args(["-0", pid])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// A ContainerSource in standalone runs its command with `K_SINK`: here
+/// `ferry send "$K_SINK"`, through the broker to the trigger's sink. Killed,
+/// it is started again; deleted, it stops.
+#[tokio::test]
+async fn a_container_source_runs_its_command_is_restarted_and_stops_when_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    let sink = Subscriber::accepting().await;
+    broker_and_trigger(dir.path(), &ns, &sink);
+    let pid_file = work.path().join("pid");
+    let script = format!(
+        "echo $$$$ > {pid}; {FERRY} send \"$K_SINK\" --type dev.ferry.container --source /container --id run-$$$$ \
+         --extension team=\"$TEAM\"; sleep 3600",
+        pid = pid_file.display()
+    );
+    let yaml = format!(
+        "apiVersion: sources.knative.dev/v1\nkind: ContainerSource\nmetadata:\n  name: c\n  namespace: {ns}\nspec:\n  \
+         template:\n    spec:\n      containers:\n        - name: sender\n          image: example.com/sender:1\n          \
+         command: [sh, -c]\n          args: ['{script}']\n          env:\n            - name: TEAM\n              value: ferry\n  \
+         sink:\n    ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: b\n"
+    );
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    // Once the trigger reads (it starts at the end of the topic), the
+    // source: its one event is sent at once.
+    ferry.ready().await;
+    write_resource(dir.path(), "container.yaml", &yaml);
+
+    let status = ferry.wait_for_status("ContainerSource", "c", "True").await;
+    assert_eq!(
+        status["sinkUri"],
+        format!("{}/{ns}/b", ferry.ingress),
+        "{status}"
+    );
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("'example.com/sender:1' is not used"),
+        "{status}"
+    );
+    let first = eventually("the command's event", WAIT, || {
+        let got = from(&sink.received(), "/container");
+        async move { got.first().cloned() }
+    })
+    .await;
+    assert_eq!(first.header("ce-team"), Some("ferry"), "the template's env");
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(first.id(), format!("run-{pid}"));
+
+    // Killed (with what it started): started again, with a new process.
+    std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pid}")])
+        .status()
+        .unwrap();
+    let again = eventually("the restarted command's event", WAIT, || {
+        let (got, old) = (from(&sink.received(), "/container"), format!("run-{pid}"));
+        async move { got.into_iter().find(|r| r.id() != old) }
+    })
+    .await;
+    let new_pid = again.id().strip_prefix("run-").unwrap().to_owned();
+    assert!(alive(&new_pid));
+
+    // Deleted: the process goes.
+    std::fs::remove_file(dir.path().join("container.yaml")).unwrap();
+    eventually("the process stopped", WAIT, || {
+        let gone = !alive(&new_pid);
+        async move { gone.then_some(()) }
+    })
+    .await;
+}
+
+/// `ferry run --binding` runs a command with the binding's `K_SINK` and
+/// `K_CE_OVERRIDES`; an unknown binding is an error.
+#[tokio::test]
+async fn ferry_run_passes_a_sink_bindings_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    let sink = Subscriber::accepting().await;
+    broker_and_trigger(dir.path(), &ns, &sink);
+    write_resource(
+        dir.path(),
+        "binding.yaml",
+        &format!(
+            "apiVersion: sources.knative.dev/v1\nkind: SinkBinding\nmetadata:\n  name: bind\n  namespace: {ns}\nspec:\n  \
+             subject:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: app\n  ceOverrides:\n    extensions:\n      team: ferry\n  \
+             sink:\n    ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: b\n"
+        ),
+    );
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    let status = ferry.wait_for_status("SinkBinding", "bind", "True").await;
+    assert_eq!(
+        status["sinkUri"],
+        format!("{}/{ns}/b", ferry.ingress),
+        "{status}"
+    );
+
+    let run = |binding: String| {
+        std::process::Command::new(FERRY)
+            .args(["run", "--binding", &binding, "--admin", &ferry.admin, "--"])
+            .args(["sh", "-c", "echo \"$K_SINK|$K_CE_OVERRIDES\""])
+            .output()
+            .unwrap()
+    };
+    let out = run(format!("{ns}/bind"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!(
+            "{}/{ns}/b|{{\"extensions\":{{\"team\":\"ferry\"}}}}",
+            ferry.ingress
+        )
+    );
+    let missing = run(format!("{ns}/nope"));
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("there is no SinkBinding"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}

@@ -6,6 +6,7 @@ mod controller;
 mod dispatcher;
 mod event_display;
 mod receiver;
+mod run;
 mod send;
 mod shared;
 mod standalone;
@@ -48,6 +49,8 @@ enum Command {
     EventDisplay(event_display::Args),
     /// Posts one CloudEvent.
     Send(send::Args),
+    /// Runs a command with a SinkBinding's K_SINK and K_CE_OVERRIDES.
+    Run(run::Args),
     /// Create a topic, or print its events.
     Topic(topic::Args),
     /// Measure: load, sink, baselines and the benchmark suite.
@@ -74,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             Command::Standalone(args) => standalone::run(args, shutdown).await,
             Command::EventDisplay(args) => event_display::run(args, shutdown).await,
             Command::Send(args) => send::run(args).await,
+            Command::Run(args) => run::run(args).await,
             Command::Topic(args) => topic::run(args, shutdown).await,
             Command::Bench(args) => bench::run(args, shutdown).await,
         }

@@ -590,6 +590,7 @@ mod tests {
             subscribers: vec![],
             sink_uri: None,
             ce_attributes: vec![],
+            ce_overrides: None,
             conditions: vec![],
         };
         let v = knative_status(&status, Some(3));

@@ -58,10 +58,14 @@ pub fn start_folder(
         kafka,
         config.metrics.clone(),
     );
-    // The folder's controller is the only one, so it fires the PingSources.
+    // The folder's controller is the only one, so it runs the sources.
     tokio::spawn(ferry_sources::scheduler::run(
-        reconciler.pings(),
+        reconciler.source_work(),
         config.metrics.sources.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(ferry_sources::container::run(
+        reconciler.source_work(),
         shutdown.clone(),
     ));
     let task = tokio::spawn(async move {

@@ -11,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use ferry_sources::{ping::Ping, scheduler::PingsRx};
+use ferry_sources::{Work, WorkRx};
 use tokio::sync::{watch, Notify};
 
 use crate::{
@@ -36,7 +36,7 @@ pub struct Reconciler {
     owned: Owned,
     pending: Pending,
     statuses: watch::Sender<Arc<Vec<Status>>>,
-    pings: watch::Sender<Arc<Vec<Ping>>>,
+    work: watch::Sender<Arc<Work>>,
     metrics: ControllerMetrics,
 }
 
@@ -63,7 +63,7 @@ impl Reconciler {
             owned: Owned::default(),
             pending: Pending::new(),
             statuses,
-            pings: watch::channel(Arc::new(Vec::new())).0,
+            work: watch::channel(Arc::default()).0,
             metrics,
         };
         if let Ok(previous) = ferry_common::contract::read(previous.unwrap_or(contract_path)) {
@@ -96,10 +96,9 @@ impl Reconciler {
         (reconciler, rx)
     }
 
-    /// The PingSources to fire, as of the last plan (see
-    /// `ferry_sources::scheduler`).
-    pub fn pings(&self) -> PingsRx {
-        self.pings.subscribe()
+    /// What the sources of the last plan run (see `ferry_sources`).
+    pub fn source_work(&self) -> WorkRx {
+        self.work.subscribe()
     }
 
     /// Notified whenever Kafka work finished, succeeded or not: reconcile
@@ -147,10 +146,10 @@ impl Reconciler {
         if let Err(error) = self.contract.publish(plan.resources.clone()) {
             tracing::error!(%error, "cannot write the contract; will retry");
         }
-        self.pings.send_if_modified(|current| {
-            let changed = **current != plan.pings;
+        self.work.send_if_modified(|current| {
+            let changed = **current != plan.sources;
             if changed {
-                *current = Arc::new(plan.pings.clone());
+                *current = Arc::new(plan.sources.clone());
             }
             changed
         });

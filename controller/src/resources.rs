@@ -271,6 +271,79 @@ pub struct PingSource {
     pub spec: PingSourceSpec,
 }
 
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+/// The part of a pod's container Ferry runs without Kubernetes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct ContainerSpec {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<EnvVar>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct PodSpec {
+    #[serde(default)]
+    pub containers: Vec<ContainerSpec>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct PodTemplate {
+    #[serde(default)]
+    pub spec: PodSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSourceSpec {
+    #[serde(default)]
+    pub template: PodTemplate,
+    #[serde(default)]
+    pub sink: Destination,
+    #[serde(default)]
+    pub ce_overrides: Option<CeOverrides>,
+}
+
+/// `sources.knative.dev/v1` ContainerSource.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct ContainerSource {
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub spec: ContainerSourceSpec,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SinkBindingSpec {
+    /// What the binding injects into (Kubernetes only).
+    #[serde(default)]
+    pub subject: Option<serde_json::Value>,
+    #[serde(default)]
+    pub sink: Destination,
+    #[serde(default)]
+    pub ce_overrides: Option<CeOverrides>,
+}
+
+/// `sources.knative.dev/v1` SinkBinding.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct SinkBinding {
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub spec: SinkBindingSpec,
+}
+
 /// Everything the reconciler reads, plus what could not be read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
@@ -280,6 +353,8 @@ pub struct Resources {
     pub channels: Vec<Channel>,
     pub subscriptions: Vec<Subscription>,
     pub ping_sources: Vec<PingSource>,
+    pub container_sources: Vec<ContainerSource>,
+    pub sink_bindings: Vec<SinkBinding>,
     /// Documents that could not be used: where, and why.
     pub errors: Vec<(String, String)>,
 }
@@ -324,6 +399,12 @@ impl Resources {
             }
             ("sources.knative.dev/v1", "PingSource") => {
                 serde_json::from_value(document).map(|p| self.ping_sources.push(p))
+            }
+            ("sources.knative.dev/v1", "ContainerSource") => {
+                serde_json::from_value(document).map(|c| self.container_sources.push(c))
+            }
+            ("sources.knative.dev/v1", "SinkBinding") => {
+                serde_json::from_value(document).map(|b| self.sink_bindings.push(b))
             }
             _ => {
                 self.errors.push((

@@ -5,8 +5,27 @@
 //! - [`ping`]: a validated PingSource and the event each tick sends (pure).
 //! - [`scheduler`]: the one task that fires every PingSource's ticks.
 //! - [`sink`]: sending a source's event to its sink, with retries.
+//! - [`container`]: a ContainerSource's command as a local process (the
+//!   standalone form of its Deployment), restarted when it exits.
+//!
+//! The controller publishes the [`Work`] of its last plan; the scheduler
+//! and the container runner each follow it.
 
+pub mod container;
 pub mod ping;
 pub mod schedule;
 pub mod scheduler;
 pub mod sink;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// What the sources of the last plan run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Work {
+    pub pings: Vec<ping::Ping>,
+    pub containers: Vec<container::Container>,
+}
+
+pub type WorkRx = watch::Receiver<Arc<Work>>;

@@ -17,10 +17,9 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ping::Ping, sink::Sender};
+use crate::{ping::Ping, sink::Sender, WorkRx};
 
 type Labels = [(&'static str, String); 4];
 
@@ -53,30 +52,26 @@ impl SourceMetrics {
     }
 }
 
-/// The PingSources in force; the controller replaces the list as they
-/// change.
-pub type PingsRx = watch::Receiver<Arc<Vec<Ping>>>;
-
 struct Entry {
     ping: Arc<Ping>,
     next: Option<DateTime<Utc>>,
 }
 
 /// Fires every PingSource's ticks until `stop`.
-pub async fn run(mut pings: PingsRx, metrics: SourceMetrics, stop: CancellationToken) {
+pub async fn run(mut work: WorkRx, metrics: SourceMetrics, stop: CancellationToken) {
     let sender = Arc::new(Sender::default());
     let mut table: HashMap<String, Entry> = HashMap::new();
-    sync(&mut table, &pings.borrow_and_update(), Utc::now());
+    sync(&mut table, &work.borrow_and_update().pings, Utc::now());
     loop {
         let due = table.values().filter_map(|e| e.next).min();
         tokio::select! {
             _ = stop.cancelled() => return,
-            changed = pings.changed() => {
+            changed = work.changed() => {
                 if changed.is_err() {
                     return;
                 }
-                let list = pings.borrow_and_update().clone();
-                sync(&mut table, &list, Utc::now());
+                let current = work.borrow_and_update().clone();
+                sync(&mut table, &current.pings, Utc::now());
             }
             _ = sleep_until(due) => {
                 let now = Utc::now();

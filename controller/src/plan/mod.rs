@@ -41,7 +41,7 @@ pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) ->
         .map(|b| b.resource)
         .collect();
     channels::plan_channels(resources, settings, health, &mut plan);
-    sources::plan_ping_sources(resources, settings, &mut plan);
+    sources::plan_sources(resources, settings, &mut plan);
     plan.topics.sort();
     plan
 }

@@ -25,6 +25,6 @@ pub struct Plan {
     /// (bootstrap, group) of every existing trigger of Ferry's brokers.
     pub groups: BTreeSet<(String, String)>,
     pub statuses: Vec<Status>,
-    /// The PingSources to fire, each valid and with its sink resolved.
-    pub pings: Vec<ferry_sources::ping::Ping>,
+    /// What the valid sources run, their sinks resolved.
+    pub sources: ferry_sources::Work,
 }

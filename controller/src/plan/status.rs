@@ -37,6 +37,10 @@ pub struct Status {
     /// The (type, source) pairs a source emits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ce_attributes: Vec<CeAttribute>,
+    /// What a source sets on its events (`{"extensions": {...}}`, the
+    /// value of `K_CE_OVERRIDES`), for `ferry run --binding`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ce_overrides: Option<serde_json::Value>,
     /// The kind's own conditions (a source's `SinkProvided`), which `Ready`
     /// sums up.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -88,6 +92,7 @@ impl Status {
             subscribers: Vec::new(),
             sink_uri: None,
             ce_attributes: Vec::new(),
+            ce_overrides: None,
             conditions: Vec::new(),
         }
     }

@@ -1,0 +1,68 @@
+//! `ferry run --binding <ns>/<name> -- CMD [ARGS...]`: runs a command with
+//! a SinkBinding's environment, `K_SINK` and `K_CE_OVERRIDES`, read from a
+//! running standalone's `/resources`, so a program written for SinkBinding
+//! runs unchanged on a laptop. Exits with the command's status.
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The SinkBinding, as namespace/name.
+    #[arg(long)]
+    binding: String,
+    /// The standalone's admin address.
+    #[arg(long, env = "FERRY_ADMIN", default_value = "http://127.0.0.1:9090")]
+    admin: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let (namespace, name) = args
+        .binding
+        .split_once('/')
+        .context("--binding is namespace/name")?;
+    let admin = if args.admin.contains("://") {
+        args.admin.clone()
+    } else {
+        format!("http://{}", args.admin)
+    };
+    let url: http::Uri = format!("{}/resources", admin.trim_end_matches('/')).parse()?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client
+        .get(url.clone())
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    if !response.status().is_success() {
+        bail!("{url} answered {}", response.status());
+    }
+    let body = response.into_body().collect().await?.to_bytes();
+    let resources: Vec<serde_json::Value> = serde_json::from_slice(&body)
+        .with_context(|| format!("{url} is not a list of resources"))?;
+    let binding = resources
+        .iter()
+        .find(|r| r["kind"] == "SinkBinding" && r["namespace"] == namespace && r["name"] == name)
+        .with_context(|| format!("there is no SinkBinding {namespace}/{name}"))?;
+    let Some(sink) = binding["sinkUri"]
+        .as_str()
+        .filter(|_| binding["ready"] == "True")
+    else {
+        bail!(
+            "SinkBinding {namespace}/{name} is not ready: {}",
+            binding["message"].as_str().unwrap_or_default()
+        );
+    };
+    let mut command = std::process::Command::new(&args.command[0]);
+    command.args(&args.command[1..]).env("K_SINK", sink);
+    if let Some(overrides) = binding.get("ceOverrides") {
+        command.env("K_CE_OVERRIDES", overrides.to_string());
+    }
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {}", args.command[0]))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
