@@ -309,3 +309,62 @@ async fn beside_knatives_core_channels_serve_their_spec_subscribers() {
         "{subscription}"
     );
 }
+
+/// A PingSource created through the API gets Knative's status, and with
+/// two replicas each tick is fired once: by the one holding the Lease.
+#[tokio::test]
+async fn ping_sources_through_the_api_are_fired_by_the_leader_only() {
+    let api = KubeEmulator::start();
+    let client = http::client();
+    let ns = unique("ns");
+    let sink = ferry_harness::subscriber::Subscriber::accepting().await;
+    let url = format!(
+        "{}/apis/sources.knative.dev/v1/namespaces/{ns}/pingsources",
+        api.url
+    );
+    create(
+        &client,
+        &url,
+        json!({"apiVersion": "sources.knative.dev/v1", "kind": "PingSource",
+               "metadata": {"name": "p", "namespace": ns, "generation": 2},
+               "spec": {"schedule": "* * * * * *", "data": "tick", "contentType": "text/plain",
+                        "sink": {"uri": sink.url()}}}),
+    )
+    .await;
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _first = controller(&api, one.path(), "controller-1");
+    let _second = controller(&api, two.path(), "controller-2");
+
+    let object = wait_for(
+        &client,
+        &format!("{url}/p"),
+        "the PingSource's status",
+        |o| o["status"]["conditions"][0]["status"] == "True",
+    )
+    .await;
+    let status = &object["status"];
+    assert_eq!(status["sinkUri"], sink.url(), "{status}");
+    assert_eq!(status["observedGeneration"], 2, "{status}");
+    assert_eq!(
+        status["ceAttributes"],
+        json!([{"type": "dev.knative.sources.ping",
+                "source": format!("/apis/v1/namespaces/{ns}/pingsources/p")}]),
+        "{status}"
+    );
+    assert!(
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "SinkProvided" && c["status"] == "True"),
+        "{status}"
+    );
+
+    let ticks = sink.wait_for(4, WAIT).await;
+    let mut times: Vec<&str> = ticks.iter().map(|t| t.header("ce-time").unwrap()).collect();
+    let all = times.len();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), all, "a tick fired twice: {times:?}");
+    assert!(ticks.iter().all(|t| t.body.as_ref() == b"tick"));
+}

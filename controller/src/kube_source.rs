@@ -68,7 +68,7 @@ async fn knative_core_runs(client: &Client) -> bool {
 }
 
 /// The kinds Ferry reconciles: (group, version, kind, plural).
-const KINDS: [(&str, &str, &str, &str); 5] = [
+const KINDS: [(&str, &str, &str, &str); 6] = [
     ("eventing.knative.dev", "v1", "Broker", "brokers"),
     ("eventing.knative.dev", "v1", "Trigger", "triggers"),
     (
@@ -84,6 +84,9 @@ const KINDS: [(&str, &str, &str, &str); 5] = [
         "Subscription",
         "subscriptions",
     ),
+    // The leader fires them (ContainerSources and SinkBindings need
+    // Deployments and injection, which this source does not do yet).
+    ("sources.knative.dev", "v1", "PingSource", "pingsources"),
 ];
 
 fn resource(kind: &str) -> ApiResource {
@@ -136,6 +139,8 @@ pub async fn run(client: Client, mut config: KubeConfig, shutdown: CancellationT
     );
     let mut ticker = tokio::time::interval(config.resync);
     let mut state: Option<(Reconciler, crate::StatusRx)> = None;
+    // Cancels the leader's PingSource scheduler when the lease is lost.
+    let mut firing: Option<CancellationToken> = None;
     let mut pushed: Option<String> = None;
     let mut patched: HashMap<(String, String, String), Status> = HashMap::new();
     loop {
@@ -157,6 +162,9 @@ pub async fn run(client: Client, mut config: KubeConfig, shutdown: CancellationT
             if state.take().is_some() {
                 tracing::warn!("lost the lease; standing by");
             }
+            if let Some(firing) = firing.take() {
+                firing.cancel();
+            }
             continue;
         }
         if state.is_none() {
@@ -175,6 +183,14 @@ pub async fn run(client: Client, mut config: KubeConfig, shutdown: CancellationT
                 config.metrics.clone(),
             ));
             patched.clear();
+            let token = shutdown.child_token();
+            let (reconciler, _) = state.as_ref().expect("set above");
+            tokio::spawn(ferry_sources::scheduler::run(
+                reconciler.source_work(),
+                config.metrics.sources.clone(),
+                token.clone(),
+            ));
+            firing = Some(token);
         }
         let (reconciler, statuses) = state.as_mut().expect("set above");
         let (resources, generations) = match list(&apis, &client, &config.namespace).await {
