@@ -368,3 +368,188 @@ async fn ping_sources_through_the_api_are_fired_by_the_leader_only() {
     assert_eq!(times.len(), all, "a tick fired twice: {times:?}");
     assert!(ticks.iter().all(|t| t.body.as_ref() == b"tick"));
 }
+
+/// `ferry standalone` given a kubeconfig runs ApiServerSources against
+/// that cluster: a ConfigMap created, updated and deleted becomes the
+/// three events, as references and as whole objects.
+#[tokio::test]
+async fn api_server_sources_turn_changes_into_events() {
+    use ferry_harness::{
+        process::{write_resource, Standalone},
+        subscriber::Subscriber,
+    };
+    let api = KubeEmulator::start();
+    let client = http::client();
+    let ns = unique("ns");
+    let (refs, whole) = (Subscriber::accepting().await, Subscriber::accepting().await);
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let source = |name: &str, mode: &str, sink: &str| {
+        format!(
+            "apiVersion: sources.knative.dev/v1\nkind: ApiServerSource\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  \
+             mode: {mode}\n  resources:\n    - apiVersion: v1\n      kind: ConfigMap\n      selector:\n        matchLabels:\n          app: watched\n  \
+             ceOverrides:\n    extensions:\n      team: ferry\n  sink:\n    uri: {sink}\n"
+        )
+    };
+    write_resource(
+        dir.path(),
+        "refs.yaml",
+        &source("refs", "Reference", &refs.url()),
+    );
+    write_resource(
+        dir.path(),
+        "whole.yaml",
+        &source("whole", "Resource", &whole.url()),
+    );
+    let kubeconfig = api.kubeconfig();
+    let ferry = Standalone::start_with_env(
+        FERRY,
+        dir.path(),
+        state.path(),
+        &bootstrap(),
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    )
+    .await;
+    let status = ferry
+        .wait_for_status("ApiServerSource", "refs", "True")
+        .await;
+    assert_eq!(status["sinkUri"], refs.url(), "{status}");
+    let api_url = api.url.trim_end_matches('/').to_owned();
+    assert_eq!(
+        status["ceAttributes"][0],
+        json!({"type": "dev.knative.apiserver.ref.add", "source": api_url}),
+        "{status}"
+    );
+    ferry
+        .wait_for_status("ApiServerSource", "whole", "True")
+        .await;
+
+    let configmaps = format!("{}/api/v1/namespaces/{ns}/configmaps", api.url);
+    // One the selector leaves out, then the watched one: created, updated,
+    // deleted.
+    create(
+        &client,
+        &configmaps,
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "other", "namespace": ns}, "data": {"k": "0"}}),
+    )
+    .await;
+    let watched = |value: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": ns, "labels": {"app": "watched"}},
+        "data": {"k": value}})
+    };
+    create(&client, &configmaps, watched("1")).await;
+    // Both sources have the object (by watch, or by their first list)
+    // before it changes.
+    eventually("the add, by both sources", WAIT, || {
+        let done = !refs.received().is_empty() && !whole.received().is_empty();
+        async move { done.then_some(()) }
+    })
+    .await;
+    let answer = http::request(
+        &client,
+        ::http::Method::PATCH,
+        &format!("{configmaps}/settings"),
+        &[("content-type", "application/merge-patch+json")],
+        json!({"data": {"k": "2"}}).to_string(),
+    )
+    .await;
+    assert!(
+        answer.status.is_success(),
+        "update: {} {}",
+        answer.status,
+        answer.body
+    );
+    // Seen before the next change (the emulator's watches end at once, so
+    // changes are seen by relisting).
+    eventually("the update, by both sources", WAIT, || {
+        let got: Vec<_> = refs
+            .received()
+            .into_iter()
+            .chain(whole.received())
+            .collect();
+        async move {
+            let seen = |ty| got.iter().any(|r| r.header("ce-type") == Some(ty));
+            (seen("dev.knative.apiserver.ref.update")
+                && seen("dev.knative.apiserver.resource.update"))
+            .then_some(())
+        }
+    })
+    .await;
+    let answer = http::request(
+        &client,
+        ::http::Method::DELETE,
+        &format!("{configmaps}/settings"),
+        &[],
+        "",
+    )
+    .await;
+    assert!(
+        answer.status.is_success(),
+        "delete: {} {}",
+        answer.status,
+        answer.body
+    );
+
+    let types = |sub: &Subscriber| {
+        sub.received()
+            .iter()
+            .map(|r| r.header("ce-type").unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let got = eventually("add, update and delete as references", WAIT, || {
+        let got = refs.received();
+        async move {
+            got.iter()
+                .any(|r| r.header("ce-type") == Some("dev.knative.apiserver.ref.delete"))
+                .then_some(got)
+        }
+    })
+    .await;
+    assert_eq!(
+        types(&refs),
+        [
+            "dev.knative.apiserver.ref.add",
+            "dev.knative.apiserver.ref.update",
+            "dev.knative.apiserver.ref.delete"
+        ],
+        "only the selected ConfigMap, each change once"
+    );
+    let add = &got[0];
+    assert_eq!(add.header("ce-source"), Some(api_url.as_str()));
+    assert_eq!(
+        add.header("ce-subject"),
+        Some(format!("/api/v1/namespaces/{ns}/configmaps/settings").as_str())
+    );
+    assert_eq!(add.header("ce-kind"), Some("ConfigMap"));
+    assert_eq!(add.header("ce-apiversion"), Some("v1"));
+    assert_eq!(add.header("ce-name"), Some("settings"));
+    assert_eq!(add.header("ce-namespace"), Some(ns.as_str()));
+    assert_eq!(add.header("ce-team"), Some("ferry"));
+    let data: Value = serde_json::from_slice(&add.body).unwrap();
+    assert_eq!(
+        data,
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "settings", "namespace": ns})
+    );
+
+    let got = eventually("the three changes as whole objects", WAIT, || {
+        let got = whole.received();
+        async move { (got.len() >= 3).then_some(got) }
+    })
+    .await;
+    assert_eq!(
+        types(&whole),
+        [
+            "dev.knative.apiserver.resource.add",
+            "dev.knative.apiserver.resource.update",
+            "dev.knative.apiserver.resource.delete"
+        ]
+    );
+    let update: Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(
+        update["data"]["k"], "2",
+        "the new object on update: {update}"
+    );
+    assert_eq!(update["kind"], "ConfigMap");
+}

@@ -91,6 +91,31 @@ pub struct ControllerTuning {
     /// (milliseconds); also how soon a refused deletion is retried.
     #[arg(long, env = "FERRY_RESYNC_MS", default_value_t = 5000)]
     pub resync_ms: u64,
+
+    /// A kubeconfig whose cluster ApiServerSources watch, for a folder of
+    /// resources or standalone (with --kube, the API the controller uses).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl ControllerTuning {
+    /// The cluster of --kubeconfig, for ApiServerSources; its URL goes into
+    /// the plan's settings. One that cannot be used is logged, and the
+    /// ApiServerSources say so in their statuses: the rest runs.
+    pub async fn cluster(&self, config: &mut ferry_controller::Config) {
+        let Some(path) = &self.kubeconfig else {
+            return;
+        };
+        match ferry_sources::apiserver::Cluster::from_kubeconfig(path).await {
+            Ok(cluster) => {
+                config.settings.api_server = Some(cluster.url.clone());
+                config.cluster = Some(cluster);
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot use the kubeconfig; ApiServerSources will not run")
+            }
+        }
+    }
 }
 
 impl ControllerTuning {
@@ -128,11 +153,13 @@ impl ControllerTuning {
                     ChannelAddresses::Host
                 },
                 channel_subscribers: Default::default(),
+                api_server: None,
             },
             resync: Duration::from_millis(self.resync_ms),
             kafka_overrides: kafka.overrides()?,
             previous_contract: None,
             metrics: ControllerMetrics::unregistered(),
+            cluster: None,
         })
     }
 }
@@ -155,6 +182,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     };
     let mut config = args.tuning.config(resources, contract, &args.kafka, None)?;
     config.metrics = metrics;
+    args.tuning.cluster(&mut config).await;
     let (mut statuses, task) = ferry_controller::start_folder(config, shutdown);
     tokio::spawn(async move {
         while statuses.changed().await.is_ok() {
@@ -182,13 +210,16 @@ async fn run_kube(
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let client = kube::Client::try_default()
+    let cluster = ferry_sources::apiserver::Cluster::infer()
         .await
-        .context("cannot reach the Kubernetes API")?;
+        .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
     let config = ferry_controller::kube_source::KubeConfig {
         namespace: args.namespace.clone(),
         identity,
-        settings: base.settings,
+        settings: ferry_controller::plan::Settings {
+            api_server: Some(cluster.url.clone()),
+            ..base.settings
+        },
         resync: base.resync,
         kafka_overrides: base.kafka_overrides,
         state_file: args.state_dir.join("contract.json"),
@@ -199,6 +230,6 @@ async fn run_kube(
             _ => None,
         },
     };
-    ferry_controller::kube_source::run(client, config, shutdown).await;
+    ferry_controller::kube_source::run(cluster, config, shutdown).await;
     Ok(())
 }

@@ -80,6 +80,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(&local_ingress),
     )?;
     controller_config.previous_contract = previous;
+    args.controller.cluster(&mut controller_config).await;
     controller_config.metrics = ControllerMetrics::new(&mut registry);
     let controller_metrics = controller_config.metrics.clone();
     let (statuses, controller_task) =

@@ -6,6 +6,7 @@
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
+use ferry_sources::apiserver::Cluster;
 use futures::StreamExt;
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::ConfigMap};
 use kube::{
@@ -68,7 +69,7 @@ async fn knative_core_runs(client: &Client) -> bool {
 }
 
 /// The kinds Ferry reconciles: (group, version, kind, plural).
-const KINDS: [(&str, &str, &str, &str); 6] = [
+const KINDS: [(&str, &str, &str, &str); 7] = [
     ("eventing.knative.dev", "v1", "Broker", "brokers"),
     ("eventing.knative.dev", "v1", "Trigger", "triggers"),
     (
@@ -84,9 +85,15 @@ const KINDS: [(&str, &str, &str, &str); 6] = [
         "Subscription",
         "subscriptions",
     ),
-    // The leader fires them (ContainerSources and SinkBindings need
+    // The leader runs them (ContainerSources and SinkBindings need
     // Deployments and injection, which this source does not do yet).
     ("sources.knative.dev", "v1", "PingSource", "pingsources"),
+    (
+        "sources.knative.dev",
+        "v1",
+        "ApiServerSource",
+        "apiserversources",
+    ),
 ];
 
 fn resource(kind: &str) -> ApiResource {
@@ -101,7 +108,8 @@ fn resource(kind: &str) -> ApiResource {
 /// Every kind's API, cluster-wide.
 type Apis = Vec<(&'static str, Api<DynamicObject>)>;
 
-pub async fn run(client: Client, mut config: KubeConfig, shutdown: CancellationToken) {
+pub async fn run(cluster: Cluster, mut config: KubeConfig, shutdown: CancellationToken) {
+    let client = cluster.client.clone();
     config.settings.channel_subscribers = match config.channel_subscribers {
         Some(chosen) => chosen,
         None if knative_core_runs(&client).await => ChannelSubscribers::ChannelSpec,
@@ -187,6 +195,12 @@ pub async fn run(client: Client, mut config: KubeConfig, shutdown: CancellationT
             let (reconciler, _) = state.as_ref().expect("set above");
             tokio::spawn(ferry_sources::scheduler::run(
                 reconciler.source_work(),
+                config.metrics.sources.clone(),
+                token.clone(),
+            ));
+            tokio::spawn(ferry_sources::apiserver::run(
+                reconciler.source_work(),
+                cluster.clone(),
                 config.metrics.sources.clone(),
                 token.clone(),
             ));

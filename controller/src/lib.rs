@@ -41,6 +41,8 @@ pub struct Config {
     /// The contract a previous run published, when it is not at `contract`.
     pub previous_contract: Option<PathBuf>,
     pub metrics: metrics::ControllerMetrics,
+    /// The Kubernetes API ApiServerSources watch, if one was given.
+    pub cluster: Option<ferry_sources::apiserver::Cluster>,
 }
 
 /// Reconciles a folder of resources until shutdown; the statuses are
@@ -68,6 +70,14 @@ pub fn start_folder(
         reconciler.source_work(),
         shutdown.clone(),
     ));
+    if let Some(cluster) = config.cluster.clone() {
+        tokio::spawn(ferry_sources::apiserver::run(
+            reconciler.source_work(),
+            cluster,
+            config.metrics.sources.clone(),
+            shutdown.clone(),
+        ));
+    }
     let task = tokio::spawn(async move {
         if let Err(error) =
             folder::run(&config.resources, reconciler, config.resync, shutdown).await

@@ -344,6 +344,51 @@ pub struct SinkBinding {
     pub spec: SinkBindingSpec,
 }
 
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServerResource {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub selector: Option<LabelSelector>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServerSourceSpec {
+    #[serde(default)]
+    pub resources: Vec<ApiServerResource>,
+    #[serde(default)]
+    pub owner: Option<KReference>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub namespace_selector: Option<LabelSelector>,
+    #[serde(default)]
+    pub service_account_name: Option<String>,
+    #[serde(default)]
+    pub sink: Destination,
+    #[serde(default)]
+    pub ce_overrides: Option<CeOverrides>,
+}
+
+/// `sources.knative.dev/v1` ApiServerSource.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct ApiServerSource {
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub spec: ApiServerSourceSpec,
+}
+
 /// Everything the reconciler reads, plus what could not be read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Resources {
@@ -355,6 +400,7 @@ pub struct Resources {
     pub ping_sources: Vec<PingSource>,
     pub container_sources: Vec<ContainerSource>,
     pub sink_bindings: Vec<SinkBinding>,
+    pub apiserver_sources: Vec<ApiServerSource>,
     /// Documents that could not be used: where, and why.
     pub errors: Vec<(String, String)>,
 }
@@ -405,6 +451,9 @@ impl Resources {
             }
             ("sources.knative.dev/v1", "SinkBinding") => {
                 serde_json::from_value(document).map(|b| self.sink_bindings.push(b))
+            }
+            ("sources.knative.dev/v1", "ApiServerSource") => {
+                serde_json::from_value(document).map(|a| self.apiserver_sources.push(a))
             }
             _ => {
                 self.errors.push((

@@ -21,6 +21,7 @@ fn settings() -> Settings {
         claim_unannotated: true,
         channel_addresses: ChannelAddresses::Host,
         channel_subscribers: Default::default(),
+        api_server: None,
     }
 }
 

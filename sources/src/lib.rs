@@ -7,10 +7,13 @@
 //! - [`sink`]: sending a source's event to its sink, with retries.
 //! - [`container`]: a ContainerSource's command as a local process (the
 //!   standalone form of its Deployment), restarted when it exits.
+//! - [`apiserver`]: ApiServerSources, changes to Kubernetes objects as
+//!   events.
 //!
 //! The controller publishes the [`Work`] of its last plan; the scheduler
 //! and the container runner each follow it.
 
+pub mod apiserver;
 pub mod container;
 pub mod ping;
 pub mod schedule;
@@ -26,6 +29,7 @@ use tokio::sync::watch;
 pub struct Work {
     pub pings: Vec<ping::Ping>,
     pub containers: Vec<container::Container>,
+    pub apiservers: Vec<apiserver::ApiServer>,
 }
 
 pub type WorkRx = watch::Receiver<Arc<Work>>;

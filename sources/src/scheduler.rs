@@ -40,12 +40,13 @@ impl SourceMetrics {
         metrics
     }
 
-    fn count(&self, ping: &Ping, outcome: &'static str) {
+    /// One event a source of `kind` tried to send.
+    pub fn count(&self, kind: &'static str, namespace: &str, name: &str, outcome: &'static str) {
         self.events
             .get_or_create(&[
-                ("kind", "PingSource".to_owned()),
-                ("namespace", ping.namespace.clone()),
-                ("name", ping.name.clone()),
+                ("kind", kind.to_owned()),
+                ("namespace", namespace.to_owned()),
+                ("name", name.to_owned()),
                 ("outcome", outcome.to_owned()),
             ])
             .inc();
@@ -127,11 +128,11 @@ fn fire(
         match result {
             Ok(()) => {
                 tracing::debug!(source = %ping.key(), id = event.id(), %tick, "ping sent");
-                metrics.count(&ping, "sent");
+                metrics.count("PingSource", &ping.namespace, &ping.name, "sent");
             }
             Err(reason) => {
                 tracing::warn!(source = %ping.key(), id = event.id(), %tick, sink = %ping.sink, %reason, "ping not delivered");
-                metrics.count(&ping, "failed");
+                metrics.count("PingSource", &ping.namespace, &ping.name, "failed");
             }
         }
     });

@@ -27,6 +27,8 @@ pub struct Settings {
     pub channel_addresses: ChannelAddresses,
     /// Where a channel's subscribers come from.
     pub channel_subscribers: ChannelSubscribers,
+    /// The Kubernetes API server ApiServerSources watch, when there is one.
+    pub api_server: Option<String>,
 }
 
 /// Who turns Subscriptions into a channel's subscribers.

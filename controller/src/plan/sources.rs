@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use ferry_sources::{
+    apiserver::{self, ApiServer, Change, Mode, Namespaces, Watched},
     container::{self, Container},
     ping::{self, Ping, PingSpec},
 };
@@ -16,7 +17,8 @@ use super::{
     status::{CeAttribute, Condition, Ready, Status},
 };
 use crate::resources::{
-    CeOverrides, ContainerSource, Destination, Metadata, PingSource, Resources, SinkBinding,
+    ApiServerSource, CeOverrides, ContainerSource, Destination, Metadata, PingSource, Resources,
+    SinkBinding,
 };
 
 /// Every source: a status each, and what the valid ones run.
@@ -34,6 +36,87 @@ pub(super) fn plan_sources(resources: &Resources, settings: &Settings, plan: &mu
     for binding in sorted(&resources.sink_bindings, |b| &b.metadata) {
         plan.statuses.push(plan_sink_binding(binding, settings));
     }
+    for source in sorted(&resources.apiserver_sources, |s| &s.metadata) {
+        let (status, planned) = plan_apiserver_source(source, settings);
+        plan.statuses.push(status);
+        plan.sources.apiservers.extend(planned);
+    }
+}
+
+/// An ApiServerSource: what it watches, how it reports, and where to.
+fn plan_apiserver_source(
+    source: &ApiServerSource,
+    settings: &Settings,
+) -> (Status, Option<ApiServer>) {
+    let (ns, name) = (source.metadata.namespace(), source.metadata.name.as_str());
+    let spec = &source.spec;
+    let status = Status::new("ApiServerSource", ns, name);
+    let (sink, mut status) = match resolve_sink(&spec.sink, ns, settings, status) {
+        Ok(resolved) => resolved,
+        Err(status) => return (*status, None),
+    };
+    let mode = match spec.mode.as_deref() {
+        None | Some("") | Some("Reference") => Mode::Reference,
+        Some("Resource") => Mode::Resource,
+        Some(other) => {
+            let message = format!("spec.mode: '{other}' is neither Reference nor Resource");
+            return (status.not_ready("InvalidSpec", message), None);
+        }
+    };
+    if spec.resources.is_empty() {
+        let message = "spec.resources: there is nothing to watch";
+        return (status.not_ready("InvalidSpec", message), None);
+    }
+    if let Some((i, _)) = spec
+        .resources
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.api_version.is_empty() || r.kind.is_empty())
+    {
+        let message = format!("spec.resources[{i}]: apiVersion and kind are required");
+        return (status.not_ready("InvalidSpec", message), None);
+    }
+    let Some(api_url) = &settings.api_server else {
+        let message = "no Kubernetes API to watch: give a kubeconfig (KUBECONFIG or --kubeconfig)";
+        return (status.not_ready("NoKubernetesAPI", message), None);
+    };
+    status.ce_attributes = [Change::Add, Change::Update, Change::Delete]
+        .into_iter()
+        .map(|change| CeAttribute {
+            ty: apiserver::event_type(mode, change),
+            source: api_url.clone(),
+        })
+        .collect();
+    let (extensions, _) = overrides(&spec.ce_overrides);
+    let planned = ApiServer {
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        resources: spec
+            .resources
+            .iter()
+            .map(|r| Watched {
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+                labels: r
+                    .selector
+                    .as_ref()
+                    .map(|s| s.match_labels.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        owner: spec
+            .owner
+            .as_ref()
+            .map(|o| (o.api_version.clone(), o.kind.clone())),
+        mode,
+        namespaces: match &spec.namespace_selector {
+            None => Namespaces::Own,
+            Some(selector) => Namespaces::Matching(selector.match_labels.clone()),
+        },
+        sink,
+        extensions,
+    };
+    (status, Some(planned))
 }
 
 fn sorted<T>(items: &[T], metadata: impl Fn(&T) -> &Metadata) -> Vec<&T> {
