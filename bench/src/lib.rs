@@ -9,6 +9,7 @@
 //! - [`suite`]: the scenarios of BENCHMARKS.md against separate processes
 //!   (each scenario in `scenarios`, the processes in `process`).
 //! - [`procstat`]: a process's memory, threads and Kafka connections.
+//! - [`ticks`]: the sink of the sources scenario: how late each tick came.
 
 pub mod baseline;
 pub mod event;
@@ -19,3 +20,4 @@ pub mod report;
 mod scenarios;
 pub mod sink;
 pub mod suite;
+pub mod ticks;

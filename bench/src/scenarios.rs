@@ -1,7 +1,13 @@
 //! The six scenarios of BENCHMARKS.md, each measuring Ferry beside its
 //! baseline in the same run and adding its table to the suite's output.
 
-use std::time::{Duration, Instant};
+use std::{
+    fmt::Write as _,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use chrono::Timelike;
 
 use ferry_common::shutdown::Shutdown;
 use fixedbitset::FixedBitSet;
@@ -16,7 +22,8 @@ use crate::{
 };
 
 use crate::process::{free_addr, loopback, wait_listening, Sampler};
-use crate::suite::{Bench, READY_TIMEOUT, SIZE};
+use crate::suite::{Bench, NAMESPACE, READY_TIMEOUT, SIZE};
+use crate::ticks::TickSinkHandle;
 
 impl Bench {
     /// 1. Ingress: the most 1 KiB binary events per second, against a no-op
@@ -505,4 +512,93 @@ fn report_lost(report: &Report, run: RunId) {
 /// CPU time per event, in microseconds.
 fn per_event_micros(footprint: Footprint, events: u64) -> String {
     format!("{:.1}", footprint.cpu_seconds * 1e6 / events.max(1) as f64)
+}
+
+impl Bench {
+    /// 7. Sources: `--pings` PingSources on a one-second schedule, into
+    ///    one broker (a trigger to a sink that times each tick), and
+    ///    straight to that sink (the scheduler and its sends alone).
+    pub(crate) async fn pings(&mut self) -> anyhow::Result<()> {
+        let n = self.options.pings;
+        self.section(
+            &format!("7. Sources: {n} PingSources, every second"),
+            &[
+                "path",
+                "ticks/s (expected)",
+                "sources heard",
+                "lateness p50 ms",
+                "p99 ms",
+                "max ms",
+                "controller RSS MiB (peak)",
+                "controller CPU µs/tick",
+            ],
+        );
+        let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
+        receiver.ready(READY_TIMEOUT).await?;
+        dispatcher.ready(READY_TIMEOUT).await?;
+        for through_broker in [true, false] {
+            let sink = TickSinkHandle::start(loopback()).await?;
+            let url = sink.url();
+            self.apply_to("pings", 1, false, &|_| url.clone()).await?;
+            let target = if through_broker {
+                "ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: pings".to_owned()
+            } else {
+                format!("uri: {url}")
+            };
+            let mut yaml = String::new();
+            for i in 0..n {
+                let _ = write!(
+                    yaml,
+                    "---\napiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata:\n  name: ping-{i}\n  namespace: {NAMESPACE}\nspec:\n  schedule: \"* * * * * *\"\n  data: tick\n  contentType: text/plain\n  sink:\n    {target}\n"
+                );
+            }
+            let file = self.options.work_dir.join("resources").join("pings.yaml");
+            std::fs::write(&file, yaml)?;
+            // Warm: a few seconds of ticks along the whole path first.
+            let deadline = Instant::now() + READY_TIMEOUT;
+            while sink.early() < 3 * n as u64 {
+                if Instant::now() >= deadline {
+                    bail!("the PingSources' ticks did not arrive (see the work folder's logs)");
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let controller = self
+                .controller
+                .as_ref()
+                .context("the controller runs")?
+                .pid();
+            let seconds = self.options.duration.as_secs().max(1);
+            let start = chrono::Utc::now() + chrono::Duration::seconds(1);
+            let start = start.with_nanosecond(0).unwrap_or(start);
+            let end = start + chrono::Duration::seconds(seconds as i64);
+            sink.open_window(start, end);
+            let sampler = Sampler::start(controller, self.kafka_port);
+            let until_end = (end - chrono::Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(until_end).await;
+            let footprint = sampler.finish();
+            // The window's last ticks are still on their way.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            std::fs::remove_file(&file)?;
+            let ticks = sink.ticks();
+            let ms = |q: f64| format!("{:.1}", ticks.lateness.value_at_quantile(q) as f64 / 1000.0);
+            self.row(&[
+                if through_broker {
+                    "into one broker"
+                } else {
+                    "straight to the sink"
+                }
+                .to_owned(),
+                format!("{:.0} ({n})", ticks.arrivals as f64 / seconds as f64),
+                ticks.sources.len().to_string(),
+                ms(0.5),
+                ms(0.99),
+                format!("{:.1}", ticks.lateness.max() as f64 / 1000.0),
+                format!("{:.1}", footprint.rss_mib),
+                per_event_micros(footprint, ticks.arrivals.max(1)),
+            ]);
+        }
+        receiver.stop().await;
+        dispatcher.stop().await;
+        Ok(())
+    }
 }

@@ -42,6 +42,8 @@ pub struct Options {
     pub backlog: u64,
     /// Length of the soak (scenario 6), in minutes.
     pub soak_minutes: u64,
+    /// PingSources of the sources scenario (7).
+    pub pings: usize,
 }
 
 pub(crate) const NAMESPACE: &str = "bench";
@@ -73,6 +75,7 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
             4 => bench.fanout().await?,
             5 => bench.ordering().await?,
             6 => bench.soak().await?,
+            7 => bench.pings().await?,
             other => bail!("there is no scenario {other}"),
         }
     }
@@ -181,6 +184,18 @@ impl Bench {
         ordered: bool,
         sink: &SinkHandle,
     ) -> anyhow::Result<()> {
+        self.apply_to(broker, triggers, ordered, &|t| sink.url(&format!("t{t}")))
+            .await
+    }
+
+    /// [`Self::apply`] with trigger `t`'s subscriber at `subscriber(t)`.
+    pub(crate) async fn apply_to(
+        &self,
+        broker: &str,
+        triggers: usize,
+        ordered: bool,
+        subscriber: &dyn Fn(usize) -> String,
+    ) -> anyhow::Result<()> {
         let mut yaml = format!(
             "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  namespace: {NAMESPACE}\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n"
         );
@@ -189,7 +204,7 @@ impl Bench {
             let _ = write!(
                 yaml,
                 "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {broker}-t{t}\n  namespace: {NAMESPACE}\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: {order}\nspec:\n  broker: {broker}\n  subscriber:\n    uri: {}\n",
-                sink.url(&format!("t{t}"))
+                subscriber(t)
             );
         }
         let dir = self.options.work_dir.join("resources");

@@ -107,6 +107,9 @@ struct SuiteArgs {
     /// Minutes of the soak (scenario 6, not in the default set).
     #[arg(long, default_value_t = 10)]
     soak_minutes: u64,
+    /// PingSources of the sources scenario (7, not in the default set).
+    #[arg(long, default_value_t = 1000)]
+    pings: usize,
     /// Logs, resources and the contract [default: a fresh temporary folder].
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -155,6 +158,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
                 fanout: args.fanout,
                 backlog: args.backlog,
                 soak_minutes: args.soak_minutes,
+                pings: args.pings,
             };
             let tables = suite::run(options).await?;
             println!("{tables}");

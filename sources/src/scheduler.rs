@@ -17,11 +17,17 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{ping::Ping, sink::Sender, WorkRx};
 
 type Labels = [(&'static str, String); 4];
+
+/// Sends in flight at once: a thousand sources ticking on the same second
+/// share a few kept-alive connections instead of opening a thousand
+/// (which made the last ticks half a second late; BENCHMARKS.md, 7).
+const SENDS_IN_FLIGHT: usize = 64;
 
 /// Events sent by sources, by kind, namespace, name and outcome.
 #[derive(Clone, Debug, Default)]
@@ -61,6 +67,7 @@ struct Entry {
 /// Fires every PingSource's ticks until `stop`.
 pub async fn run(mut work: WorkRx, metrics: SourceMetrics, stop: CancellationToken) {
     let sender = Arc::new(Sender::default());
+    let sending = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
     let mut table: HashMap<String, Entry> = HashMap::new();
     sync(&mut table, &work.borrow_and_update().pings, Utc::now());
     loop {
@@ -80,7 +87,7 @@ pub async fn run(mut work: WorkRx, metrics: SourceMetrics, stop: CancellationTok
                     let Some(tick) = entry.next.filter(|t| *t <= now) else {
                         continue;
                     };
-                    fire(entry.ping.clone(), tick, &sender, &metrics, &stop);
+                    fire(entry.ping.clone(), tick, &sender, &sending, &metrics, &stop);
                     // Late by more than a period (a busy machine): on from
                     // now, not a burst of the ticks passed.
                     entry.next = entry.ping.schedule.next_after(tick.max(now));
@@ -115,11 +122,20 @@ fn fire(
     ping: Arc<Ping>,
     tick: DateTime<Utc>,
     sender: &Arc<Sender>,
+    sending: &Arc<Semaphore>,
     metrics: &SourceMetrics,
     stop: &CancellationToken,
 ) {
-    let (sender, metrics, stop) = (sender.clone(), metrics.clone(), stop.clone());
+    let (sender, sending, metrics, stop) = (
+        sender.clone(),
+        sending.clone(),
+        metrics.clone(),
+        stop.clone(),
+    );
     tokio::spawn(async move {
+        let Ok(_turn) = sending.acquire().await else {
+            return;
+        };
         let event = ping.event(tick);
         let result = match ping.sink.parse::<http::Uri>() {
             Ok(url) => sender.send(&url, &event, &stop).await,
