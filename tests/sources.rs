@@ -33,24 +33,12 @@ fn from(received: &[Received], source: &str) -> Vec<Received> {
 
 #[tokio::test]
 async fn a_ping_source_ticks_into_a_broker_follows_edits_and_stops_when_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let ns = unique("ns");
-    let sink = Subscriber::accepting().await;
-    write_resource(
-        dir.path(),
-        "broker.yaml",
-        &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n"),
-    );
-    write_resource(
-        dir.path(),
-        "trigger.yaml",
-        &format!(
-            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: pings\n  namespace: {ns}\nspec:\n  broker: b\n  \
-             filter:\n    attributes:\n      type: dev.knative.sources.ping\n  subscriber:\n    uri: {}\n",
-            sink.url()
-        ),
-    );
+    let Setup {
+        dir,
+        state,
+        ns,
+        sink,
+    } = setup(Some("dev.knative.sources.ping")).await;
     let data = "  contentType: application/json\n  data: '{\"message\": \"hello\"}'\n  ceOverrides:\n    extensions:\n      team: ferry\n";
     write_resource(
         dir.path(),
@@ -195,24 +183,12 @@ async fn a_ping_source_ticks_into_a_broker_follows_edits_and_stops_when_deleted(
 /// an id, never a tick), and ticks go on after the restart.
 #[tokio::test]
 async fn a_restarted_standalone_fires_no_tick_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let ns = unique("ns");
-    let sink = Subscriber::accepting().await;
-    write_resource(
-        dir.path(),
-        "broker.yaml",
-        &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n"),
-    );
-    write_resource(
-        dir.path(),
-        "trigger.yaml",
-        &format!(
-            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: pings\n  namespace: {ns}\nspec:\n  broker: b\n  \
-             subscriber:\n    uri: {}\n",
-            sink.url()
-        ),
-    );
+    let Setup {
+        dir,
+        state,
+        ns,
+        sink,
+    } = setup(None).await;
     write_resource(
         dir.path(),
         "ping.yaml",
@@ -249,7 +225,33 @@ async fn a_restarted_standalone_fires_no_tick_twice() {
     assert!(twice.is_empty(), "ticks fired twice: {twice:?}");
 }
 
-fn broker_and_trigger(dir: &std::path::Path, ns: &str, sink: &Subscriber) {
+/// A folder of resources and a state folder for a standalone, a fresh
+/// namespace, and broker `b` with trigger `all` to a fresh sink, for
+/// events of type `only` or all.
+struct Setup {
+    dir: tempfile::TempDir,
+    state: tempfile::TempDir,
+    ns: String,
+    sink: Subscriber,
+}
+
+async fn setup(only: Option<&str>) -> Setup {
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ns = unique("ns");
+    let sink = Subscriber::accepting().await;
+    broker_and_trigger(dir.path(), &ns, &sink, only);
+    Setup {
+        dir,
+        state,
+        ns,
+        sink,
+    }
+}
+
+fn broker_and_trigger(dir: &std::path::Path, ns: &str, sink: &Subscriber, only: Option<&str>) {
+    let filter = only.map_or(String::new(), |ty| {
+        format!("  filter:\n    attributes:\n      type: {ty}\n")
+    });
     write_resource(
         dir,
         "broker.yaml",
@@ -259,8 +261,8 @@ fn broker_and_trigger(dir: &std::path::Path, ns: &str, sink: &Subscriber) {
         dir,
         "trigger.yaml",
         &format!(
-            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: all\n  namespace: {ns}\nspec:\n  broker: b\n  \
-             subscriber:\n    uri: {}\n",
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: all\n  namespace: {ns}\nspec:\n  broker: b\n\
+             {filter}  subscriber:\n    uri: {}\n",
             sink.url()
         ),
     );
@@ -280,12 +282,13 @@ fn alive(pid: &str) -> bool {
 /// it is started again; deleted, it stops.
 #[tokio::test]
 async fn a_container_source_runs_its_command_is_restarted_and_stops_when_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    let ns = unique("ns");
-    let sink = Subscriber::accepting().await;
-    broker_and_trigger(dir.path(), &ns, &sink);
+    let Setup {
+        dir,
+        state,
+        ns,
+        sink,
+    } = setup(None).await;
     let pid_file = work.path().join("pid");
     let script = format!(
         "echo $$$$ > {pid}; {FERRY} send \"$K_SINK\" --type dev.ferry.container --source /container --id run-$$$$ \
@@ -355,11 +358,7 @@ async fn a_container_source_runs_its_command_is_restarted_and_stops_when_deleted
 /// `K_CE_OVERRIDES`; an unknown binding is an error.
 #[tokio::test]
 async fn ferry_run_passes_a_sink_bindings_environment() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let ns = unique("ns");
-    let sink = Subscriber::accepting().await;
-    broker_and_trigger(dir.path(), &ns, &sink);
+    let Setup { dir, state, ns, .. } = setup(None).await;
     write_resource(
         dir.path(),
         "binding.yaml",

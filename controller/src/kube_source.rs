@@ -193,17 +193,13 @@ pub async fn run(cluster: Cluster, mut config: KubeConfig, shutdown: Cancellatio
             patched.clear();
             let token = shutdown.child_token();
             let (reconciler, _) = state.as_ref().expect("set above");
-            tokio::spawn(ferry_sources::scheduler::run(
+            ferry_sources::spawn(
                 reconciler.source_work(),
                 config.metrics.sources.clone(),
+                Some(cluster.clone()),
+                ferry_sources::Local::WithoutProcesses,
                 token.clone(),
-            ));
-            tokio::spawn(ferry_sources::apiserver::run(
-                reconciler.source_work(),
-                cluster.clone(),
-                config.metrics.sources.clone(),
-                token.clone(),
-            ));
+            );
             firing = Some(token);
         }
         let (reconciler, statuses) = state.as_mut().expect("set above");

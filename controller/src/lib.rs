@@ -61,23 +61,13 @@ pub fn start_folder(
         config.metrics.clone(),
     );
     // The folder's controller is the only one, so it runs the sources.
-    tokio::spawn(ferry_sources::scheduler::run(
+    ferry_sources::spawn(
         reconciler.source_work(),
         config.metrics.sources.clone(),
+        config.cluster.clone(),
+        ferry_sources::Local::WithProcesses,
         shutdown.clone(),
-    ));
-    tokio::spawn(ferry_sources::container::run(
-        reconciler.source_work(),
-        shutdown.clone(),
-    ));
-    if let Some(cluster) = config.cluster.clone() {
-        tokio::spawn(ferry_sources::apiserver::run(
-            reconciler.source_work(),
-            cluster,
-            config.metrics.sources.clone(),
-            shutdown.clone(),
-        ));
-    }
+    );
     let task = tokio::spawn(async move {
         if let Err(error) =
             folder::run(&config.resources, reconciler, config.resync, shutdown).await

@@ -33,3 +33,31 @@ pub struct Work {
 }
 
 pub type WorkRx = watch::Receiver<Arc<Work>>;
+
+/// Which sources a controller runs itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Local {
+    /// ContainerSources as local processes too (a folder, standalone).
+    WithProcesses,
+    /// No local processes (in a cluster their Deployments run them).
+    WithoutProcesses,
+}
+
+/// Starts the sources of `work` until `stop`: the PingSource scheduler,
+/// ApiServerSources when there is a cluster to watch, and (`local`)
+/// ContainerSources' processes.
+pub fn spawn(
+    work: WorkRx,
+    metrics: scheduler::SourceMetrics,
+    cluster: Option<apiserver::Cluster>,
+    local: Local,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(scheduler::run(work.clone(), metrics.clone(), stop.clone()));
+    if let Some(cluster) = cluster {
+        tokio::spawn(apiserver::run(work.clone(), cluster, metrics, stop.clone()));
+    }
+    if local == Local::WithProcesses {
+        tokio::spawn(container::run(work, stop));
+    }
+}
