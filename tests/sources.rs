@@ -47,6 +47,14 @@ async fn a_ping_source_ticks_into_a_broker_follows_edits_and_stops_when_deleted(
     );
     write_resource(
         dir.path(),
+        "unreachable.yaml",
+        &format!(
+            "apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata:\n  name: unreachable\n  namespace: {ns}\nspec:\n  \
+             schedule: \"* * * * * *\"\n  sink:\n    uri: http://127.0.0.1:1/\n"
+        ),
+    );
+    write_resource(
+        dir.path(),
         "bad-schedule.yaml",
         &ping_yaml(&ns, "bad-schedule", "@every 1s", ""),
     );
@@ -113,6 +121,27 @@ async fn a_ping_source_ticks_into_a_broker_follows_edits_and_stops_when_deleted(
     times.sort();
     times.dedup();
     assert_eq!(times.len(), got.len(), "no tick fired twice");
+
+    // Counted by outcome: the ticks sent, and those of a source whose sink
+    // does not answer, after their retries.
+    eventually("ticks counted as sent and as failed", WAIT, || {
+        let (admin, ns) = (ferry.admin.clone(), ns.clone());
+        async move {
+            let metrics = ferry_harness::metrics::Scrape::get(&admin).await;
+            let count = |name: &str, outcome: &str| {
+                let labels = [
+                    ("kind", "PingSource"),
+                    ("namespace", ns.as_str()),
+                    ("name", name),
+                    ("outcome", outcome),
+                ];
+                metrics.sum("ferry_source_events_total", &labels)
+            };
+            (count("every-second", "sent") >= 2.0 && count("unreachable", "failed") >= 1.0)
+                .then_some(())
+        }
+    })
+    .await;
 
     // An edit changes the data from the next tick on.
     let edited = "  contentType: text/plain\n  data: edited\n";

@@ -27,7 +27,7 @@ pub struct ControllerMetrics {
     resources: Family<ResourceLabels, Gauge>,
     leader: Gauge,
     /// What the sources the controller runs (PingSources) sent.
-    pub sources: ferry_sources::scheduler::SourceMetrics,
+    pub sources: ferry_sources::sink::SourceMetrics,
     /// A pass has completed with every topic answered for, or this replica
     /// stands by for another.
     ready: Arc<AtomicBool>,
@@ -40,7 +40,7 @@ impl ControllerMetrics {
             duration: Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
             resources: Family::default(),
             leader: Gauge::default(),
-            sources: ferry_sources::scheduler::SourceMetrics::register(registry),
+            sources: ferry_sources::sink::SourceMetrics::register(registry),
             ready: Arc::default(),
         };
         registry.register(

@@ -24,10 +24,13 @@ use kube::{
     runtime::{watcher, WatchStreamExt},
     Client,
 };
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::{scheduler::SourceMetrics, sink::Sender, WorkRx};
+use crate::{
+    keeper,
+    sink::{Origin, Sender, SourceMetrics},
+    WorkRx,
+};
 
 /// One `spec.resources` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,55 +222,16 @@ impl Cluster {
 
 /// Runs every ApiServerSource of the current work until `stop`; without a
 /// cluster there is nothing to watch (the plan says so in the statuses).
-pub async fn run(
-    mut work: WorkRx,
-    cluster: Cluster,
-    metrics: SourceMetrics,
-    stop: CancellationToken,
-) {
-    let sender = std::sync::Arc::new(Sender::default());
-    let mut running: HashMap<String, (ApiServer, CancellationToken, JoinHandle<()>)> =
-        HashMap::new();
-    loop {
-        let wanted = work.borrow_and_update().apiservers.clone();
-        let mut kept = HashMap::new();
-        for source in wanted {
-            let key = source.key();
-            match running.remove(&key) {
-                Some(same) if same.0 == source => {
-                    kept.insert(key, same);
-                }
-                old => {
-                    if let Some((_, token, task)) = old {
-                        token.cancel();
-                        let _ = task.await;
-                    }
-                    let token = stop.child_token();
-                    let task = tokio::spawn(watch_source(
-                        source.clone(),
-                        cluster.clone(),
-                        sender.clone(),
-                        metrics.clone(),
-                        token.clone(),
-                    ));
-                    kept.insert(key, (source, token, task));
-                }
-            }
-        }
-        for (_, (_, token, task)) in running.drain() {
-            token.cancel();
-            let _ = task.await;
-        }
-        running = kept;
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            changed = work.changed() => if changed.is_err() { break },
-        }
-    }
-    for (_, (_, token, task)) in running.drain() {
-        token.cancel();
-        let _ = task.await;
-    }
+pub async fn run(work: WorkRx, cluster: Cluster, metrics: SourceMetrics, stop: CancellationToken) {
+    let sender = std::sync::Arc::new(Sender::new(metrics));
+    keeper::keep(
+        work,
+        |w| &w.apiservers,
+        ApiServer::key,
+        |source, token| tokio::spawn(watch_source(source, cluster.clone(), sender.clone(), token)),
+        stop,
+    )
+    .await;
 }
 
 /// One source: a watch per (resource, namespace), each change sent.
@@ -275,7 +239,6 @@ async fn watch_source(
     source: ApiServer,
     cluster: Cluster,
     sender: std::sync::Arc<Sender>,
-    metrics: SourceMetrics,
     stop: CancellationToken,
 ) {
     let namespaces: Vec<Option<String>> = match &source.namespaces {
@@ -324,7 +287,6 @@ async fn watch_source(
                 api,
                 cluster.url.clone(),
                 sender.clone(),
-                metrics.clone(),
                 stop.clone(),
             )));
         }
@@ -334,7 +296,6 @@ async fn watch_source(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn watch_one(
     source: ApiServer,
     watched: Watched,
@@ -342,7 +303,6 @@ async fn watch_one(
     api: Api<DynamicObject>,
     api_url: String,
     sender: std::sync::Arc<Sender>,
-    metrics: SourceMetrics,
     stop: CancellationToken,
 ) {
     let mut events = watcher(api, watcher::Config::default())
@@ -366,18 +326,12 @@ async fn watch_one(
                 continue;
             }
             let event = event(&source, &api_url, &resource, change, &object);
-            let result = match source.sink.parse::<http::Uri>() {
-                Ok(url) => sender.send(&url, &event, &stop).await,
-                Err(e) => Err(format!("sink '{}' is not a URL: {e}", source.sink)),
+            let origin = Origin {
+                kind: "ApiServerSource",
+                namespace: &source.namespace,
+                name: &source.name,
             };
-            let outcome = match result {
-                Ok(()) => "sent",
-                Err(reason) => {
-                    tracing::warn!(source = %source.key(), id = event.id(), r#type = event.ty(), %reason, "event not delivered");
-                    "failed"
-                }
-            };
-            metrics.count("ApiServerSource", &source.namespace, &source.name, outcome);
+            sender.deliver(origin, &source.sink, &event, &stop).await;
         }
     }
 }

@@ -5,17 +5,16 @@
 //! log, stopped when the source is deleted or Ferry stops. The image is
 //! not used.
 
-use std::{collections::HashMap, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
-    task::JoinHandle,
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::WorkRx;
+use crate::{keeper, WorkRx};
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -72,58 +71,16 @@ pub fn expand(text: &str, env: &[(String, String)]) -> String {
     out
 }
 
-struct Running {
-    spec: Container,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
-
 /// Keeps one process per ContainerSource of the current work until `stop`.
-pub async fn run(mut work: WorkRx, stop: CancellationToken) {
-    let mut running: HashMap<String, Running> = HashMap::new();
-    loop {
-        let wanted = work.borrow_and_update().containers.clone();
-        let mut kept = HashMap::new();
-        for container in wanted {
-            let key = container.key();
-            match running.remove(&key) {
-                Some(old) if old.spec == container => {
-                    kept.insert(key, old);
-                }
-                old => {
-                    if let Some(old) = old {
-                        halt(old).await;
-                    }
-                    let child_stop = stop.child_token();
-                    let task = tokio::spawn(supervise(container.clone(), child_stop.clone()));
-                    kept.insert(
-                        key,
-                        Running {
-                            spec: container,
-                            stop: child_stop,
-                            task,
-                        },
-                    );
-                }
-            }
-        }
-        for (_, gone) in running.drain() {
-            halt(gone).await;
-        }
-        running = kept;
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            changed = work.changed() => if changed.is_err() { break },
-        }
-    }
-    for (_, r) in running.drain() {
-        halt(r).await;
-    }
-}
-
-async fn halt(running: Running) {
-    running.stop.cancel();
-    let _ = running.task.await;
+pub async fn run(work: WorkRx, stop: CancellationToken) {
+    keeper::keep(
+        work,
+        |w| &w.containers,
+        Container::key,
+        |container, token| tokio::spawn(supervise(container, token)),
+        stop,
+    )
+    .await;
 }
 
 /// Runs the process, again and again, until `stop`.

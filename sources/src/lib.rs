@@ -4,7 +4,7 @@
 //! - [`schedule`]: a PingSource's cron schedule in its time zone (pure).
 //! - [`ping`]: a validated PingSource and the event each tick sends (pure).
 //! - [`scheduler`]: the one task that fires every PingSource's ticks.
-//! - [`sink`]: sending a source's event to its sink, with retries.
+//! - [`sink`]: sending a source's event to its sink, with retries, counted.
 //! - [`container`]: a ContainerSource's command as a local process (the
 //!   standalone form of its Deployment), restarted when it exits.
 //! - [`apiserver`]: ApiServerSources, changes to Kubernetes objects as
@@ -15,6 +15,7 @@
 
 pub mod apiserver;
 pub mod container;
+mod keeper;
 pub mod ping;
 pub mod schedule;
 pub mod scheduler;
@@ -48,7 +49,7 @@ pub enum Local {
 /// ContainerSources' processes.
 pub fn spawn(
     work: WorkRx,
-    metrics: scheduler::SourceMetrics,
+    metrics: sink::SourceMetrics,
     cluster: Option<apiserver::Cluster>,
     local: Local,
     stop: tokio_util::sync::CancellationToken,

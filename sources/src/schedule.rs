@@ -5,7 +5,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::{
     parser::{CronParser, Seconds, Year},
@@ -81,13 +81,10 @@ impl Schedule {
         })
     }
 
-    /// The first tick strictly after `after`, on a whole second.
+    /// The first tick strictly after `after` (always on a whole second:
+    /// the tests hold it to that).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        // From the whole second: a tick is always on a second, whatever
-        // the parser does with a start's fraction (ticks are a second apart
-        // at least, so the next one is still after `after`).
-        let whole = after.with_nanosecond(0).unwrap_or(after);
-        let local = whole.with_timezone(&self.timezone);
+        let local = after.with_timezone(&self.timezone);
         self.cron
             .find_next_occurrence(&local, false)
             .ok()

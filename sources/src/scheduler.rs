@@ -13,51 +13,19 @@
 use std::{collections::HashMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use prometheus_client::{
-    metrics::{counter::Counter, family::Family},
-    registry::Registry,
-};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ping::Ping, sink::Sender, WorkRx};
-
-type Labels = [(&'static str, String); 4];
+use crate::{
+    ping::Ping,
+    sink::{Origin, Sender, SourceMetrics},
+    WorkRx,
+};
 
 /// Sends in flight at once: a thousand sources ticking on the same second
 /// share a few kept-alive connections instead of opening a thousand
 /// (which made the last ticks half a second late; BENCHMARKS.md, 7).
 const SENDS_IN_FLIGHT: usize = 64;
-
-/// Events sent by sources, by kind, namespace, name and outcome.
-#[derive(Clone, Debug, Default)]
-pub struct SourceMetrics {
-    events: Family<Labels, Counter>,
-}
-
-impl SourceMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = SourceMetrics::default();
-        registry.register(
-            "ferry_source_events",
-            "Events sent by sources to their sinks, by outcome (sent, failed)",
-            metrics.events.clone(),
-        );
-        metrics
-    }
-
-    /// One event a source of `kind` tried to send.
-    pub fn count(&self, kind: &'static str, namespace: &str, name: &str, outcome: &'static str) {
-        self.events
-            .get_or_create(&[
-                ("kind", kind.to_owned()),
-                ("namespace", namespace.to_owned()),
-                ("name", name.to_owned()),
-                ("outcome", outcome.to_owned()),
-            ])
-            .inc();
-    }
-}
 
 struct Entry {
     ping: Arc<Ping>,
@@ -66,7 +34,7 @@ struct Entry {
 
 /// Fires every PingSource's ticks until `stop`.
 pub async fn run(mut work: WorkRx, metrics: SourceMetrics, stop: CancellationToken) {
-    let sender = Arc::new(Sender::default());
+    let sender = Arc::new(Sender::new(metrics));
     let sending = Arc::new(Semaphore::new(SENDS_IN_FLIGHT));
     let mut table: HashMap<String, Entry> = HashMap::new();
     sync(&mut table, &work.borrow_and_update().pings, Utc::now());
@@ -87,7 +55,7 @@ pub async fn run(mut work: WorkRx, metrics: SourceMetrics, stop: CancellationTok
                     let Some(tick) = entry.next.filter(|t| *t <= now) else {
                         continue;
                     };
-                    fire(entry.ping.clone(), tick, &sender, &sending, &metrics, &stop);
+                    fire(entry.ping.clone(), tick, &sender, &sending, &stop);
                     // Late by more than a period (a busy machine): on from
                     // now, not a burst of the ticks passed.
                     entry.next = entry.ping.schedule.next_after(tick.max(now));
@@ -123,34 +91,21 @@ fn fire(
     tick: DateTime<Utc>,
     sender: &Arc<Sender>,
     sending: &Arc<Semaphore>,
-    metrics: &SourceMetrics,
     stop: &CancellationToken,
 ) {
-    let (sender, sending, metrics, stop) = (
-        sender.clone(),
-        sending.clone(),
-        metrics.clone(),
-        stop.clone(),
-    );
+    let (sender, sending, stop) = (sender.clone(), sending.clone(), stop.clone());
     tokio::spawn(async move {
         let Ok(_turn) = sending.acquire().await else {
             return;
         };
-        let event = ping.event(tick);
-        let result = match ping.sink.parse::<http::Uri>() {
-            Ok(url) => sender.send(&url, &event, &stop).await,
-            Err(e) => Err(format!("sink '{}' is not a URL: {e}", ping.sink)),
+        let origin = Origin {
+            kind: "PingSource",
+            namespace: &ping.namespace,
+            name: &ping.name,
         };
-        match result {
-            Ok(()) => {
-                tracing::debug!(source = %ping.key(), id = event.id(), %tick, "ping sent");
-                metrics.count("PingSource", &ping.namespace, &ping.name, "sent");
-            }
-            Err(reason) => {
-                tracing::warn!(source = %ping.key(), id = event.id(), %tick, sink = %ping.sink, %reason, "ping not delivered");
-                metrics.count("PingSource", &ping.namespace, &ping.name, "failed");
-            }
-        }
+        sender
+            .deliver(origin, &ping.sink, &ping.event(tick), &stop)
+            .await;
     });
 }
 

@@ -1,6 +1,7 @@
 //! Sends a source's event to its sink: binary mode over HTTP, retried as
 //! Knative's adapters retry (5 times, exponentially from 50 ms), with the
-//! dispatcher's attempt and retry rules.
+//! dispatcher's attempt and retry rules; each event counted in
+//! `ferry_source_events_total` by outcome, a failure logged with its reason.
 
 use std::time::Duration;
 
@@ -10,6 +11,10 @@ use ferry_dispatcher::{
 };
 use ferry_event::Event;
 use ferry_proto::BackoffPolicy;
+use prometheus_client::{
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
 use tokio_util::sync::CancellationToken;
 
 const RETRIES: u32 = 5;
@@ -17,13 +22,53 @@ const BACKOFF: Duration = Duration::from_millis(50);
 const TIMEOUT: Duration = Duration::from_secs(10);
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(5);
 
+type Labels = [(&'static str, String); 4];
+
+/// Events sent by sources, by kind, namespace, name and outcome.
+#[derive(Clone, Debug, Default)]
+pub struct SourceMetrics {
+    events: Family<Labels, Counter>,
+}
+
+impl SourceMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = SourceMetrics::default();
+        registry.register(
+            "ferry_source_events",
+            "Events sent by sources to their sinks, by outcome (sent, failed)",
+            metrics.events.clone(),
+        );
+        metrics
+    }
+
+    fn count(&self, origin: &Origin, outcome: &'static str) {
+        self.events
+            .get_or_create(&[
+                ("kind", origin.kind.to_owned()),
+                ("namespace", origin.namespace.to_owned()),
+                ("name", origin.name.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
+    }
+}
+
+/// The source an event is from.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    pub kind: &'static str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
 pub struct Sender {
     client: HttpClient,
     retry: RetryPolicy,
+    metrics: SourceMetrics,
 }
 
-impl Default for Sender {
-    fn default() -> Self {
+impl Sender {
+    pub fn new(metrics: SourceMetrics) -> Self {
         Sender {
             client: send::client(),
             retry: RetryPolicy::new(
@@ -32,13 +77,38 @@ impl Default for Sender {
                 BACKOFF,
                 RETRY_AFTER_MAX,
             ),
+            metrics,
         }
     }
-}
 
-impl Sender {
+    /// Sends `event` from `origin` to `sink`, counting the outcome and
+    /// logging a failure.
+    pub async fn deliver(
+        &self,
+        origin: Origin<'_>,
+        sink: &str,
+        event: &Event,
+        stop: &CancellationToken,
+    ) {
+        let result = match sink.parse::<http::Uri>() {
+            Ok(url) => self.send(&url, event, stop).await,
+            Err(e) => Err(format!("sink '{sink}' is not a URL: {e}")),
+        };
+        let outcome = match result {
+            Ok(()) => "sent",
+            Err(reason) => {
+                tracing::warn!(
+                    kind = origin.kind, namespace = origin.namespace, name = origin.name,
+                    id = event.id(), r#type = event.ty(), %sink, %reason, "event not delivered"
+                );
+                "failed"
+            }
+        };
+        self.metrics.count(&origin, outcome);
+    }
+
     /// Delivers `event`, or says why it could not; `stop` ends a retry wait.
-    pub async fn send(
+    async fn send(
         &self,
         url: &http::Uri,
         event: &Event,
