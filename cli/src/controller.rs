@@ -56,6 +56,13 @@ pub struct Args {
     #[arg(long, env = "FERRY_CHANNEL_SUBSCRIBERS", default_value = "auto", value_parser = ["auto", "spec", "subscriptions"])]
     channel_subscribers: String,
 
+    /// With --kube, who runs PingSources, ApiServerSources, ContainerSources
+    /// and SinkBindings: `ferry`, `knative` (its source controllers and
+    /// SinkBinding webhook do; Ferry leaves them alone), or `auto`: `knative`
+    /// when Knative's core runs.
+    #[arg(long, env = "FERRY_SOURCES", default_value = "auto", value_parser = ["auto", "ferry", "knative"])]
+    sources: String,
+
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
     admin: std::net::SocketAddr,
@@ -213,7 +220,7 @@ async fn run_kube(
     let cluster = ferry_sources::apiserver::Cluster::infer()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach the Kubernetes API: {e}"))?;
-    let config = ferry_controller::kube_source::KubeConfig {
+    let config = ferry_controller::kube::KubeConfig {
         namespace: args.namespace.clone(),
         identity,
         settings: ferry_controller::plan::Settings {
@@ -229,7 +236,12 @@ async fn run_kube(
             "subscriptions" => Some(ChannelSubscribers::Subscriptions),
             _ => None,
         },
+        sources: match args.sources.as_str() {
+            "ferry" => Some(true),
+            "knative" => Some(false),
+            _ => None,
+        },
     };
-    ferry_controller::kube_source::run(cluster, config, shutdown).await;
+    ferry_controller::kube::run(cluster, config, shutdown).await;
     Ok(())
 }

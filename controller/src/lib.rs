@@ -10,7 +10,7 @@
 //!   [`deletions`]; Kafka in the background, [`kafka_work`] through
 //!   [`kafka_admin`]).
 //! - [`folder`]: resources from a watched folder of YAML.
-//! - [`kube_source`]: resources from the Kubernetes API, with leader election.
+//! - [`kube`]: resources from the Kubernetes API, with leader election.
 
 pub mod contract_file;
 pub mod deletions;
@@ -18,7 +18,7 @@ pub mod duration;
 pub mod folder;
 pub mod kafka_admin;
 pub mod kafka_work;
-pub mod kube_source;
+pub mod kube;
 pub mod metrics;
 pub mod plan;
 pub mod reconciler;

@@ -60,6 +60,9 @@ pub struct Destination {
     pub reference: Option<KReference>,
     #[serde(default)]
     pub uri: Option<String>,
+    /// CA certificates (PEM) the sender trusts for this destination.
+    #[serde(rename = "CACerts", default, skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -322,6 +325,10 @@ pub struct ContainerSource {
     pub metadata: Metadata,
     #[serde(default)]
     pub spec: ContainerSourceSpec,
+    /// The spec as written: in a cluster its whole pod template goes into
+    /// the Deployment, not only what standalone reads.
+    #[serde(skip)]
+    pub raw_spec: serde_json::Value,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -447,7 +454,11 @@ impl Resources {
                 serde_json::from_value(document).map(|p| self.ping_sources.push(p))
             }
             ("sources.knative.dev/v1", "ContainerSource") => {
-                serde_json::from_value(document).map(|c| self.container_sources.push(c))
+                let raw_spec = document.get("spec").cloned().unwrap_or_default();
+                serde_json::from_value(document).map(|c: ContainerSource| {
+                    self.container_sources
+                        .push(ContainerSource { raw_spec, ..c })
+                })
             }
             ("sources.knative.dev/v1", "SinkBinding") => {
                 serde_json::from_value(document).map(|b| self.sink_bindings.push(b))

@@ -182,8 +182,8 @@ fn spec_subscriber(
 ) -> Result<Egress, NotReady> {
     let ns = channel.metadata.namespace();
     let uri = |u: &Option<String>| Destination {
-        reference: None,
         uri: u.clone(),
+        ..Default::default()
     };
     let destination = resolve(&uri(&subscriber.subscriber_uri), ns, settings)
         .map_err(|m| ("SubscriberResolveFailed", m))?;

@@ -227,6 +227,7 @@ fn plan_sink_binding(binding: &SinkBinding, settings: &Settings) -> Status {
     match resolve_sink(&binding.spec.sink, ns, settings, status) {
         Ok((_, mut status)) => {
             status.ce_overrides = overrides(&binding.spec.ce_overrides).1;
+            status.sink_ca_certs = binding.spec.sink.ca_certs.clone();
             status
         }
         Err(status) => *status,

@@ -34,6 +34,9 @@ pub struct Status {
     /// A source's resolved sink.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sink_uri: Option<String>,
+    /// The CA certificates the sink's destination names (`sinkCACerts`).
+    #[serde(rename = "sinkCACerts", skip_serializing_if = "Option::is_none")]
+    pub sink_ca_certs: Option<String>,
     /// The (type, source) pairs a source emits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ce_attributes: Vec<CeAttribute>,
@@ -91,6 +94,7 @@ impl Status {
             dead_letter_sink_uri: None,
             subscribers: Vec::new(),
             sink_uri: None,
+            sink_ca_certs: None,
             ce_attributes: Vec::new(),
             ce_overrides: None,
             conditions: Vec::new(),

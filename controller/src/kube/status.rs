@@ -1,0 +1,160 @@
+//! Statuses in Knative's shape, written to each object's status
+//! subresource when they change.
+
+use std::collections::HashMap;
+
+use kube::{
+    api::{Api, DynamicObject, Patch, PatchParams},
+    Client,
+};
+use serde_json::json;
+
+use super::api::resource;
+use crate::plan::{Ready, Status};
+
+/// (kind, namespace, name) → metadata.generation, for observedGeneration.
+pub type Generations = HashMap<(String, String, String), i64>;
+
+/// The statuses last written, to write only what changed.
+pub type Patched = HashMap<(String, String, String), Status>;
+
+/// Writes each object's status when it changed.
+pub async fn patch_statuses(
+    client: &Client,
+    generations: &Generations,
+    statuses: impl IntoIterator<Item = &Status>,
+    patched: &mut Patched,
+) {
+    for status in statuses {
+        let key = (
+            status.kind.clone(),
+            status.namespace.clone(),
+            status.name.clone(),
+        );
+        if patched.get(&key) == Some(status) {
+            continue;
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), &status.namespace, &resource(&status.kind));
+        let body = knative_status(status, generations.get(&key).copied());
+        match api
+            .patch_status(&status.name, &PatchParams::default(), &Patch::Merge(&body))
+            .await
+        {
+            Ok(_) => {
+                patched.insert(key, status.clone());
+            }
+            Err(error) => {
+                tracing::warn!(kind = %status.kind, namespace = %status.namespace, name = %status.name, %error, "cannot write status")
+            }
+        }
+    }
+}
+
+/// A status in Knative's shape: a Ready condition, the address, the URIs.
+fn condition_name(ready: Ready) -> &'static str {
+    match ready {
+        Ready::True => "True",
+        Ready::False => "False",
+        Ready::Unknown => "Unknown",
+    }
+}
+
+pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::Value {
+    let condition_status = condition_name(status.ready);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut condition = json!({
+        "type": "Ready",
+        "status": condition_status,
+        "lastTransitionTime": now,
+    });
+    if !status.reason.is_empty() {
+        condition["reason"] = json!(status.reason);
+        condition["message"] = json!(status.message);
+    }
+    let mut conditions = vec![condition];
+    for c in &status.conditions {
+        let mut entry =
+            json!({"type": c.ty, "status": condition_name(c.status), "lastTransitionTime": now});
+        if !c.reason.is_empty() {
+            entry["reason"] = json!(c.reason);
+            entry["message"] = json!(c.message);
+        }
+        conditions.push(entry);
+    }
+    let mut body = json!({ "conditions": conditions });
+    if let Some(uri) = &status.sink_uri {
+        body["sinkUri"] = json!(uri);
+    }
+    if let Some(certs) = &status.sink_ca_certs {
+        body["sinkCACerts"] = json!(certs);
+    }
+    if !status.ce_attributes.is_empty() {
+        body["ceAttributes"] = json!(status.ce_attributes);
+    }
+    if let Some(generation) = generation {
+        body["observedGeneration"] = json!(generation);
+    }
+    if let Some(url) = &status.address {
+        body["address"] = json!({ "url": url });
+    }
+    if let Some(uri) = &status.subscriber_uri {
+        body["subscriberUri"] = json!(uri);
+    }
+    if let Some(uri) = &status.dead_letter_sink_uri {
+        body["deadLetterSinkUri"] = json!(uri);
+    }
+    if !status.subscribers.is_empty() {
+        let subscribers: Vec<_> = status
+            .subscribers
+            .iter()
+            .map(|s| {
+                let ready = if s.ready == Ready::True {
+                    "True"
+                } else {
+                    "False"
+                };
+                let mut entry = json!({"uid": s.uid, "ready": ready, "message": s.message});
+                if let Some(generation) = s.observed_generation {
+                    entry["observedGeneration"] = json!(generation);
+                }
+                entry
+            })
+            .collect();
+        body["subscribers"] = json!(subscribers);
+    }
+    json!({ "status": body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_have_knatives_shape() {
+        let status = Status {
+            kind: "Trigger".into(),
+            namespace: "ns".into(),
+            name: "t".into(),
+            ready: Ready::False,
+            reason: "BrokerDoesNotExist".into(),
+            message: "broker 'b' does not exist".into(),
+            address: None,
+            subscriber_uri: Some("http://s".into()),
+            dead_letter_sink_uri: None,
+            subscribers: vec![],
+            sink_uri: None,
+            sink_ca_certs: None,
+            ce_attributes: vec![],
+            ce_overrides: None,
+            conditions: vec![],
+        };
+        let v = knative_status(&status, Some(3));
+        assert_eq!(v["status"]["observedGeneration"], 3);
+        assert_eq!(v["status"]["conditions"][0]["type"], "Ready");
+        assert_eq!(v["status"]["conditions"][0]["status"], "False");
+        assert_eq!(v["status"]["conditions"][0]["reason"], "BrokerDoesNotExist");
+        assert_eq!(v["status"]["subscriberUri"], "http://s");
+        assert!(v["status"].get("address").is_none());
+    }
+}
