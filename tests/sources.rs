@@ -374,20 +374,20 @@ async fn a_container_source_runs_its_command_is_restarted_and_stops_when_deleted
     .await;
 }
 
-/// `ferry run --binding` runs a command with the binding's `K_SINK` and
-/// `K_CE_OVERRIDES`; an unknown binding is an error.
+/// `ferry run --binding` runs a command with the binding's `K_SINK`,
+/// `K_CE_OVERRIDES` and `K_CA_CERTS`; an unknown binding is an error.
 #[tokio::test]
 async fn ferry_run_passes_a_sink_bindings_environment() {
     let Setup { dir, state, ns, .. } = setup(None).await;
-    write_resource(
-        dir.path(),
-        "binding.yaml",
-        &format!(
-            "apiVersion: sources.knative.dev/v1\nkind: SinkBinding\nmetadata:\n  name: bind\n  namespace: {ns}\nspec:\n  \
-             subject:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: app\n  ceOverrides:\n    extensions:\n      team: ferry\n  \
-             sink:\n    ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: b\n"
-        ),
-    );
+    let pem = ferry_harness::certs::self_signed("ingress.test");
+    let binding = serde_json::json!({"apiVersion": "sources.knative.dev/v1", "kind": "SinkBinding",
+        "metadata": {"name": "bind", "namespace": ns},
+        "spec": {"subject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
+                 "ceOverrides": {"extensions": {"team": "ferry"}},
+                 "sink": {"ref": {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker", "name": "b"},
+                          "CACerts": pem}}});
+    // JSON is YAML.
+    write_resource(dir.path(), "binding.yaml", &binding.to_string());
     let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
     let status = ferry.wait_for_status("SinkBinding", "bind", "True").await;
     assert_eq!(
@@ -399,7 +399,11 @@ async fn ferry_run_passes_a_sink_bindings_environment() {
     let run = |binding: String| {
         std::process::Command::new(FERRY)
             .args(["run", "--binding", &binding, "--admin", &ferry.admin, "--"])
-            .args(["sh", "-c", "echo \"$K_SINK|$K_CE_OVERRIDES\""])
+            .args([
+                "sh",
+                "-c",
+                "printf '%s|%s|%s' \"$K_SINK\" \"$K_CE_OVERRIDES\" \"$K_CA_CERTS\"",
+            ])
             .output()
             .unwrap()
     };
@@ -410,9 +414,9 @@ async fn ferry_run_passes_a_sink_bindings_environment() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap().trim(),
+        String::from_utf8(out.stdout).unwrap(),
         format!(
-            "{}/{ns}/b|{{\"extensions\":{{\"team\":\"ferry\"}}}}",
+            "{}/{ns}/b|{{\"extensions\":{{\"team\":\"ferry\"}}}}|{pem}",
             ferry.ingress
         )
     );

@@ -1,5 +1,6 @@
 //! `ferry run --binding <ns>/<name> -- CMD [ARGS...]`: runs a command with
-//! a SinkBinding's environment, `K_SINK` and `K_CE_OVERRIDES`, read from a
+//! a SinkBinding's environment, `K_SINK`, `K_CE_OVERRIDES` and `K_CA_CERTS`
+//! (when its sink names CA certificates), read from a
 //! running standalone's `/resources`, so a program written for SinkBinding
 //! runs unchanged on a laptop. Exits with the command's status.
 
@@ -60,6 +61,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     command.args(&args.command[1..]).env("K_SINK", sink);
     if let Some(overrides) = binding.get("ceOverrides") {
         command.env("K_CE_OVERRIDES", overrides.to_string());
+    }
+    if let Some(certs) = binding["sinkCACerts"].as_str() {
+        command.env("K_CA_CERTS", certs);
     }
     let status = command
         .status()

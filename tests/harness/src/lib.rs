@@ -6,8 +6,10 @@
 //! private [`Tansu`] of their own. Components run in-process on
 //! `127.0.0.1:0`.
 
+pub mod certs;
 pub mod http;
 pub mod kafka;
+pub mod kube;
 pub mod metrics;
 pub mod process;
 pub mod stack;

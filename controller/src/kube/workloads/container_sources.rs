@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::{
     bindings::{name_of, namespace_of, Workloads, WORKLOAD_KINDS},
-    injection::derivative,
+    injection::{derivative, keep_bound, unbound},
 };
 use crate::{
     kube::api::{absent_or, resource, resource_of},
@@ -226,10 +226,14 @@ async fn ensure(
         ));
     }
     let wanted = want.pointer(compared).cloned().unwrap_or_default();
-    if have
-        .pointer(compared)
-        .is_some_and(|h| derivative(&wanted, h))
-    {
+    let current = have.pointer(compared).cloned().unwrap_or_default();
+    // A Deployment's template carries its SinkBinding's variables, which
+    // the source's template does not have: not a difference, and kept.
+    let (wanted, current) = match kind {
+        "Deployment" => (keep_bound(&wanted, &current), unbound(&current)),
+        _ => (wanted, current),
+    };
+    if derivative(&unbound(&wanted), &current) {
         return Ok(());
     }
     let patch: json_patch::Patch = serde_json::from_value(json!([

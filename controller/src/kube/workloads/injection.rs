@@ -94,6 +94,45 @@ pub fn patch(
     Some(ops)
 }
 
+/// A pod template without any binding's variables: what a
+/// ContainerSource's template is compared with.
+pub fn unbound(template: &Value) -> Value {
+    map_containers(template, |c| with_env(c, None))
+}
+
+/// `want` (a pod template) with the binding's variables each container of
+/// the same name has in `have`, so a template update keeps the binding.
+pub fn keep_bound(want: &Value, have: &Value) -> Value {
+    map_containers(want, |container| {
+        let name = &container["name"];
+        let bound: Vec<Value> = ["containers", "initContainers"]
+            .iter()
+            .filter_map(|list| have["spec"][list].as_array())
+            .flatten()
+            .filter(|c| &c["name"] == name)
+            .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+            .filter(|e| VARIABLES.contains(&e["name"].as_str().unwrap_or_default()))
+            .collect();
+        let mut container = with_env(container, None);
+        if !bound.is_empty() {
+            let mut env = container["env"].as_array().cloned().unwrap_or_default();
+            env.extend(bound);
+            container["env"] = Value::Array(env);
+        }
+        container
+    })
+}
+
+fn map_containers(template: &Value, f: impl Fn(&Value) -> Value) -> Value {
+    let mut template = template.clone();
+    for list in ["containers", "initContainers"] {
+        if let Some(Value::Array(containers)) = template.pointer_mut(&format!("/spec/{list}")) {
+            *containers = containers.iter().map(&f).collect();
+        }
+    }
+    template
+}
+
 /// A container with Knative's variables taken out, then (when bound) put
 /// back at the end of its `env`.
 fn with_env(container: &Value, variables: Option<&Variables>) -> Value {
@@ -127,12 +166,12 @@ fn with_env(container: &Value, variables: Option<&Variables>) -> Value {
 /// a difference.
 pub fn derivative(want: &Value, have: &Value) -> bool {
     match (want, have) {
-        (Value::Object(want), Value::Object(have)) => want.iter().all(|(key, value)| {
-            match have.get(key) {
+        (Value::Object(want), Value::Object(have)) => {
+            want.iter().all(|(key, value)| match have.get(key) {
                 Some(h) => derivative(value, h),
                 None => value.is_null() || is_empty(value),
-            }
-        }),
+            })
+        }
         (Value::Array(want), Value::Array(have)) => {
             want.len() == have.len() && want.iter().zip(have).all(|(w, h)| derivative(w, h))
         }
@@ -273,6 +312,22 @@ mod tests {
         );
         assert_eq!(bound["metadata"]["annotations"]["other"], "x");
         assert_eq!(bound["metadata"]["annotations"][BOUND_BY], "sb");
+    }
+
+    #[test]
+    fn a_template_update_keeps_the_binding() {
+        let have = json!({"spec": {"containers": [
+            {"name": "a", "image": "old", "env": [{"name": "X", "value": "1"}, {"name": "K_SINK", "value": "http://s"}]}]}});
+        let want = json!({"spec": {"containers": [{"name": "a", "image": "new", "env": [{"name": "X", "value": "1"}]}]}});
+        assert!(!derivative(&want, &unbound(&have)), "the image changed");
+        let kept = keep_bound(&want, &have);
+        assert_eq!(kept["spec"]["containers"][0]["image"], "new");
+        assert_eq!(kept["spec"]["containers"][0]["env"][1]["name"], "K_SINK");
+        let same = json!({"spec": {"containers": [{"name": "a", "image": "old", "env": [{"name": "X", "value": "1"}]}]}});
+        assert!(
+            derivative(&same, &unbound(&have)),
+            "bound variables are not a difference"
+        );
     }
 
     #[test]
