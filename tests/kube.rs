@@ -160,7 +160,7 @@ async fn beside_knatives_core_channels_serve_their_spec_subscribers() {
     let k = KubeApi::new(&api);
     let ns = unique("ns");
     // What tells Ferry that Knative's core runs.
-    k.create(&"/apis/apps/v1/namespaces/knative-eventing/deployments".to_owned(),
+    k.create("/apis/apps/v1/namespaces/knative-eventing/deployments",
         json!({"apiVersion": "apps/v1", "kind": "Deployment",
                "metadata": {"name": "eventing-controller", "namespace": "knative-eventing"},
                "spec": {"selector": {"matchLabels": {"app": "eventing-controller"}},
