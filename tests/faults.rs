@@ -177,9 +177,12 @@ async fn the_dispatcher_killed_five_times_loses_nothing() {
     let report = plane.finish(stream).await;
     assert_eq!(report.lost, 0, "{report}");
     assert_eq!(report.errors, 0, "{report}");
-    // What a kill redelivers: the deliveries in flight, and those finished
-    // since the last commit (a commit starts once a window has finished).
-    let bound = KILLS * 2 * WINDOW;
+    // What a kill redelivers: the deliveries in flight (a window), and
+    // those finished since the last completed commit: the window that made
+    // a commit round due, and what finished while that round was on its way
+    // to Kafka (rounds do not overlap; on a loaded machine a round takes as
+    // long as another window or two of deliveries).
+    let bound = KILLS * 4 * WINDOW;
     assert!(
         report.duplicates <= bound,
         "{} duplicates after {KILLS} kills, bound {bound}",

@@ -99,6 +99,13 @@ pub struct ControllerTuning {
     #[arg(long, env = "FERRY_RESYNC_MS", default_value_t = 5000)]
     pub resync_ms: u64,
 
+    /// Whether Brokers and Channels make EventTypes of the (type, source)
+    /// pairs they carry, unless annotated `ferry.dev/eventtype-auto-create:
+    /// enabled|disabled` (with --kube, Knative's `eventtype-auto-create`
+    /// feature in config-features decides).
+    #[arg(long, env = "FERRY_EVENTTYPE_AUTOCREATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub eventtype_autocreate: bool,
+
     /// A kubeconfig whose cluster ApiServerSources watch, for a folder of
     /// resources or standalone (with --kube, the API the controller uses).
     #[arg(long, env = "KUBECONFIG")]
@@ -161,12 +168,15 @@ impl ControllerTuning {
                 },
                 channel_subscribers: Default::default(),
                 api_server: None,
+                eventtype_autocreate: self.eventtype_autocreate,
             },
             resync: Duration::from_millis(self.resync_ms),
             kafka_overrides: kafka.overrides()?,
             previous_contract: None,
             metrics: ControllerMetrics::unregistered(),
             cluster: None,
+            event_types: None,
+            registry: None,
         })
     }
 }

@@ -101,12 +101,13 @@ impl DispatcherTuning {
                 overrides: plane.overrides.clone(),
             },
             metrics_event_type: plane.metrics_event_type,
+            event_types: plane.event_types.clone(),
         }
     }
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args.tuning.config(&args.plane.plane()?);
+    let config = args.tuning.config(&args.plane.plane(&shutdown).await?);
     ferry_dispatcher::run(config, shutdown)
         .await
         .context("dispatcher failed")

@@ -48,12 +48,13 @@ impl ReceiverTuning {
                 overrides: plane.overrides.clone(),
             },
             metrics_event_type: plane.metrics_event_type,
+            event_types: plane.event_types.clone(),
         }
     }
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args.tuning.config(&args.plane.plane()?);
+    let config = args.tuning.config(&args.plane.plane(&shutdown).await?);
     ferry_receiver::run(config, shutdown)
         .await
         .context("receiver failed")

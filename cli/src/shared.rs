@@ -1,8 +1,13 @@
 //! Flag groups more than one subcommand takes.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use ferry_common::kafka::{KafkaConfigError, Overrides};
+use anyhow::Context;
+use ferry_common::{
+    kafka::{KafkaConfigError, Overrides},
+    shutdown::Shutdown,
+};
+use ferry_registry::{Recorder, Store};
 
 #[derive(clap::Args)]
 pub struct KafkaArgs {
@@ -58,6 +63,8 @@ pub struct DataPlane {
     pub bootstrap: String,
     pub overrides: Overrides,
     pub metrics_event_type: bool,
+    /// Where EventTypes of resources that ask for them are made.
+    pub event_types: Option<Arc<Recorder>>,
 }
 
 /// The flags `ferry receiver` and `ferry dispatcher` share.
@@ -73,10 +80,26 @@ pub struct DataPlaneArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
     admin: SocketAddr,
+
+    /// Where EventTypes are made for resources whose contract entry asks
+    /// for them (featureFlags.enableEventTypeAutocreate): `none`, `kube`
+    /// (the Kubernetes API, in-cluster or KUBECONFIG), or a folder.
+    #[arg(long, env = "FERRY_EVENTTYPE_STORE", default_value = "none")]
+    eventtype_store: String,
 }
 
 impl DataPlaneArgs {
-    pub fn plane(&self) -> Result<DataPlane, KafkaConfigError> {
+    pub async fn plane(&self, shutdown: &Shutdown) -> anyhow::Result<DataPlane> {
+        let store = match self.eventtype_store.as_str() {
+            "none" | "" => None,
+            "kube" => {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("--eventtype-store kube: cannot reach the Kubernetes API")?;
+                Some(Store::Kube(client))
+            }
+            folder => Some(Store::Folder(folder.into())),
+        };
         Ok(DataPlane {
             contract: self.contract.contract.clone(),
             contract_poll: self.contract.poll(),
@@ -84,6 +107,7 @@ impl DataPlaneArgs {
             bootstrap: self.kafka.bootstrap_servers.clone(),
             overrides: self.kafka.overrides()?,
             metrics_event_type: self.metrics.metrics_event_type,
+            event_types: store.map(|s| Recorder::spawn(s, shutdown.clone())),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! with resources from a folder. One admin port serves everything's
 //! metrics and `/resources`.
 
+use ferry_registry::{Recorder, Store};
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -52,6 +53,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
     let contract = args.state_dir.join("contract.json");
+    let event_types = args.state_dir.join("eventtypes");
     let previous = set_aside_previous_contract(&contract)?;
     let mut registry = Registry::default();
     let shared = Shared::register(&mut registry, args.metrics.metrics_event_type);
@@ -63,6 +65,12 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         bootstrap: args.kafka.bootstrap_servers.clone(),
         overrides: args.kafka.overrides()?,
         metrics_event_type: args.metrics.metrics_event_type,
+        // The registry: EventTypes as files the controller reads beside the
+        // resources, so they survive a restart.
+        event_types: Some(Recorder::spawn(
+            Store::Folder(event_types.clone()),
+            shutdown.clone(),
+        )),
     };
     let receiver = ferry_receiver::start_embedded(
         args.receiver.config(&plane),
@@ -80,6 +88,8 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(&local_ingress),
     )?;
     controller_config.previous_contract = previous;
+    controller_config.event_types = plane.event_types.clone();
+    controller_config.registry = Some(event_types);
     args.controller.cluster(&mut controller_config).await;
     controller_config.metrics = ControllerMetrics::new(&mut registry);
     let controller_metrics = controller_config.metrics.clone();

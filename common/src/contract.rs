@@ -72,6 +72,14 @@ pub fn placement<'a>(
     Ok(Placement { topic, bootstrap })
 }
 
+/// Whether the contract asks for the resource's EventTypes to be made.
+pub fn autocreates(resource: &ferry_proto::Resource) -> bool {
+    resource
+        .feature_flags
+        .as_ref()
+        .is_some_and(|f| f.enable_event_type_autocreate)
+}
+
 /// `namespace/name` of the object a contract entry stands for, for logs;
 /// `fallback` (its uid) when the contract does not name it.
 pub fn display_name(reference: Option<&Reference>, fallback: &str) -> String {

@@ -2,7 +2,10 @@
 //! `kubectl apply`. The folder is watched; every change, every report of
 //! Kafka work, and a periodic resync reconcile again.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use tokio_util::sync::CancellationToken;
 
@@ -45,14 +48,29 @@ pub fn load(dir: &Path) -> Resources {
     resources
 }
 
-/// Reconciles the folder until shutdown.
+/// Reconciles the folders (the first the user's, then any others, such
+/// as standalone's registry, made when missing) until shutdown.
 pub async fn run(
-    dir: &Path,
+    dirs: &[PathBuf],
     mut reconciler: Reconciler,
     resync: Duration,
     shutdown: CancellationToken,
 ) -> notify::Result<()> {
-    let (_watcher, mut changed) = ferry_common::fswatch::watch_dir(dir)?;
+    let (tx, mut changed) = tokio::sync::mpsc::channel(1);
+    let mut watchers = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        if i > 0 {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let (watcher, mut events) = ferry_common::fswatch::watch_dir(dir)?;
+        watchers.push(watcher);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while events.recv().await.is_some() {
+                let _ = tx.try_send(());
+            }
+        });
+    }
     let mut ticker = tokio::time::interval(resync);
     let kafka_reported = reconciler.kafka_reported();
     loop {
@@ -66,7 +84,10 @@ pub async fn run(
                 while changed.try_recv().is_ok() {}
             }
         }
-        let resources = load(dir);
+        let mut resources = load(&dirs[0]);
+        for dir in &dirs[1..] {
+            resources.extend(load(dir));
+        }
         for (source, error) in &resources.errors {
             tracing::warn!(%source, %error, "resource not used");
         }

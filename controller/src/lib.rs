@@ -43,6 +43,11 @@ pub struct Config {
     pub metrics: metrics::ControllerMetrics,
     /// The Kubernetes API ApiServerSources watch, if one was given.
     pub cluster: Option<ferry_sources::apiserver::Cluster>,
+    /// Where sources' declared pairs become EventTypes.
+    pub event_types: Option<std::sync::Arc<ferry_registry::Recorder>>,
+    /// A folder of EventTypes read beside `resources` (standalone's
+    /// registry, which its recorder writes).
+    pub registry: Option<PathBuf>,
 }
 
 /// Reconciles a folder of resources until shutdown; the statuses are
@@ -60,6 +65,7 @@ pub fn start_folder(
         kafka,
         config.metrics.clone(),
     );
+    let reconciler = reconciler.with_event_types(config.event_types.clone());
     // The folder's controller is the only one, so it runs the sources.
     ferry_sources::spawn(
         reconciler.source_work(),
@@ -69,8 +75,10 @@ pub fn start_folder(
         shutdown.clone(),
     );
     let task = tokio::spawn(async move {
-        if let Err(error) =
-            folder::run(&config.resources, reconciler, config.resync, shutdown).await
+        let folders: Vec<PathBuf> = std::iter::once(config.resources.clone())
+            .chain(config.registry.clone())
+            .collect();
+        if let Err(error) = folder::run(&folders, reconciler, config.resync, shutdown).await
         {
             tracing::error!(%error, folder = %config.resources.display(), "cannot watch the resources folder");
         }

@@ -5,12 +5,14 @@
 //! worker says otherwise, so a restart does not take brokers away.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    borrow::Cow,
+    collections::{BTreeMap, HashMap, HashSet},
     path::Path,
     sync::Arc,
     time::Instant,
 };
 
+use ferry_registry::Recorder;
 use ferry_sources::{Work, WorkRx};
 use tokio::sync::{watch, Notify};
 
@@ -20,7 +22,7 @@ use crate::{
     kafka_work::{ClusterWork, KafkaWork},
     metrics::ControllerMetrics,
     plan::{self, plan, Settings, Status, TopicHealth},
-    resources::Resources,
+    resources::{EventType, Resources},
 };
 
 pub type StatusRx = watch::Receiver<Arc<Vec<Status>>>;
@@ -38,6 +40,10 @@ pub struct Reconciler {
     statuses: watch::Sender<Arc<Vec<Status>>>,
     work: watch::Sender<Arc<Work>>,
     metrics: ControllerMetrics,
+    /// Where sources' declared pairs become EventTypes.
+    event_types: Option<Arc<Recorder>>,
+    /// Each EventType's spec as first seen: the spec is immutable.
+    event_type_specs: HashMap<(String, String), serde_json::Value>,
 }
 
 impl Reconciler {
@@ -65,6 +71,8 @@ impl Reconciler {
             statuses,
             work: watch::channel(Arc::default()).0,
             metrics,
+            event_types: None,
+            event_type_specs: HashMap::new(),
         };
         if let Ok(previous) = ferry_common::contract::read(previous.unwrap_or(contract_path)) {
             for r in &previous.resources {
@@ -96,6 +104,44 @@ impl Reconciler {
         (reconciler, rx)
     }
 
+    /// Makes EventTypes of the pairs sources declare.
+    pub fn with_event_types(mut self, recorder: Option<Arc<Recorder>>) -> Self {
+        self.event_types = recorder;
+        self
+    }
+
+    /// An EventType whose spec changed keeps the spec first seen, marked,
+    /// as Knative's webhook would have refused the change.
+    fn hold_event_types<'a>(&mut self, resources: &'a Resources) -> Cow<'a, Resources> {
+        let key = |e: &EventType| (e.metadata.namespace().to_owned(), e.metadata.name.clone());
+        let present: HashSet<_> = resources.event_types.iter().map(key).collect();
+        self.event_type_specs.retain(|k, _| present.contains(k));
+        let changed = |specs: &HashMap<_, serde_json::Value>, e: &EventType| {
+            specs.get(&key(e)).is_some_and(|first| *first != e.spec)
+        };
+        for e in &resources.event_types {
+            self.event_type_specs
+                .entry(key(e))
+                .or_insert_with(|| e.spec.clone());
+        }
+        if !resources.event_types.iter().any(|e| changed(&self.event_type_specs, e)) {
+            return Cow::Borrowed(resources);
+        }
+        let mut held = resources.clone();
+        for e in &mut held.event_types {
+            if changed(&self.event_type_specs, e) {
+                let first = self.event_type_specs[&key(e)].clone();
+                let version = e.version;
+                let document = serde_json::json!({"metadata": e.metadata, "spec": first});
+                if let Ok(mut kept) = crate::resources::parse_event_type(version, document) {
+                    kept.spec_changed = true;
+                    *e = kept;
+                }
+            }
+        }
+        Cow::Owned(held)
+    }
+
     /// What the sources of the last plan run (see `ferry_sources`).
     pub fn source_work(&self) -> WorkRx {
         self.work.subscribe()
@@ -111,6 +157,7 @@ impl Reconciler {
     /// work; never waits for Kafka.
     pub async fn reconcile(&mut self, resources: &Resources) {
         let started = Instant::now();
+        let resources = &*self.hold_event_types(resources);
         let reports = self.kafka.take_reports();
         self.topics.extend(reports.topics);
         for done in reports.deleted {
@@ -153,6 +200,11 @@ impl Reconciler {
             }
             changed
         });
+        if let Some(recorder) = &self.event_types {
+            for d in &plan.declared_event_types {
+                recorder.declare(&d.addressable, &d.owner, &d.ty, &d.source);
+            }
+        }
         self.statuses.send_if_modified(|current| {
             let changed = **current != plan.statuses;
             if changed {

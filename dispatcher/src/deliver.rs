@@ -42,6 +42,8 @@ pub struct Deliverer {
     pub producers: Arc<ProducerPool>,
     pub metrics: Metrics,
     pub observed: Arc<ObservedEgresses>,
+    /// Where the pairs of replies written to a topic are recorded.
+    pub event_types: Option<Arc<ferry_registry::Recorder>>,
 }
 
 /// One event on its way to one egress: as sent (with the egress's
@@ -193,6 +195,12 @@ impl Deliverer {
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
+                if let (Ok(()), Some(recorder), Some(resource)) =
+                    (&written, &self.event_types, &spec.event_types)
+                {
+                    let schema = reply.get_str("dataschema");
+                    recorder.observe(resource, reply.ty(), reply.source(), schema);
+                }
                 Some(written.map_err(|reason| Failure {
                     destination: format!("kafka topic {}", spec.topic),
                     code: None,

@@ -61,6 +61,9 @@ pub struct EgressSpec {
     pub overrides: Vec<(String, String)>,
     /// The `Kn-Namespace` header subscribers get: the egress's namespace.
     pub namespace: Option<http::HeaderValue>,
+    /// The resource whose EventTypes replies written to its topic make,
+    /// when the contract asks for them.
+    pub event_types: Option<ferry_proto::Reference>,
 }
 
 /// Settings for what the contract leaves unset.
@@ -154,7 +157,12 @@ fn spec(
         .as_ref()
         .and_then(|r| http::HeaderValue::from_str(&r.namespace).ok())
         .filter(|n| !n.is_empty());
+    let event_types = resource
+        .reference
+        .clone()
+        .filter(|_| contract::autocreates(resource));
     Ok(EgressSpec {
+        event_types,
         key: key.to_owned(),
         name,
         kind,

@@ -75,6 +75,9 @@ pub struct Config {
     pub producer: ProducerSettings,
     /// Whether metrics carry the `cloudevents_type` label.
     pub metrics_event_type: bool,
+    /// Records the pairs of replies written to resources that make
+    /// EventTypes.
+    pub event_types: Option<Arc<ferry_registry::Recorder>>,
 }
 
 pub use ferry_common::admin::Running;
@@ -117,6 +120,7 @@ pub fn start_embedded(
         producers,
         metrics: Metrics::new(registry, shared),
         observed: observed.clone(),
+        event_types: config.event_types.clone(),
     });
     let contracts = contract::follow(
         config.contract.clone(),

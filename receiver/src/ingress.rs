@@ -19,6 +19,7 @@ use ferry_event::{
     kafka,
     trace::{self, TraceContext},
 };
+use ferry_registry::Recorder;
 use futures::future::try_join_all;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -36,6 +37,9 @@ pub struct Ingress {
     pub max_body_bytes: usize,
     pub ready: Arc<AtomicBool>,
     pub metrics: Metrics,
+    /// Where new (type, source) pairs are recorded, when this receiver
+    /// makes EventTypes.
+    pub event_types: Option<Arc<Recorder>>,
 }
 
 impl Handler for Ingress {
@@ -217,6 +221,12 @@ impl Ingress {
         )
         .await?;
         tracing::trace!(resource = %route.name, events = records.len(), "events stored");
+        if let (Some(recorder), Some(addressable)) = (&self.event_types, &route.event_types) {
+            for event in &events {
+                let schema = event.get_str("dataschema");
+                recorder.observe(addressable, event.ty(), event.source(), schema);
+            }
+        }
         Ok(())
     }
 

@@ -53,6 +53,9 @@ pub struct Config {
     pub producer: ProducerSettings,
     /// Whether metrics carry the `cloudevents_type` label.
     pub metrics_event_type: bool,
+    /// Records the pairs of resources that make EventTypes; `None`: this
+    /// receiver makes none.
+    pub event_types: Option<Arc<ferry_registry::Recorder>>,
 }
 
 /// A started receiver: its ingress address, and the admin server's.
@@ -135,6 +138,7 @@ pub async fn start_embedded(
         max_body_bytes: config.max_body_bytes,
         ready: ready.clone(),
         metrics,
+        event_types: config.event_types.clone(),
     });
     tracing::info!(ingress = %addr, contract = %config.contract.display(), "receiver started");
     let task = tokio::spawn(async move {

@@ -8,7 +8,7 @@ use ferry_common::{
     metrics::{self, Labels},
 };
 use ferry_event::kafka::ContentMode;
-use ferry_proto::{Contract, Resource};
+use ferry_proto::{Contract, Reference, Resource};
 
 /// Where and how one resource's events are written.
 #[derive(Debug, PartialEq)]
@@ -25,6 +25,9 @@ pub struct Route {
     pub audience: Option<String>,
     /// The resource's metric labels.
     pub labels: Labels,
+    /// The addressable whose new (type, source) pairs become EventTypes,
+    /// when the contract enables it (`featureFlags.enableEventTypeAutocreate`).
+    pub event_types: Option<Reference>,
 }
 
 /// A resource left out of the table, and why.
@@ -129,6 +132,10 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Rout
             mode,
             audience: Some(ingress.audience.clone()).filter(|a| !a.is_empty()),
             labels: metrics::resource_labels(resource.reference.as_ref(), &resource.uid),
+            event_types: resource
+                .reference
+                .clone()
+                .filter(|_| contract::autocreates(resource)),
         },
     ))
 }

@@ -147,6 +147,7 @@ mod tests {
             sink_ca_certs: None,
             ce_attributes: vec![],
             ce_overrides: None,
+            event_type: None,
             conditions: vec![],
         };
         let v = knative_status(&status, Some(3));

@@ -97,6 +97,7 @@ fn plan_broker(
         }),
         reference: Some(reference(&broker.metadata, "Broker")),
         auth: Some(ferry_proto::resource::Auth::AbsentAuth(Empty {})),
+        feature_flags: super::event_types::feature_flags(&broker.metadata, settings),
         ..Default::default()
     };
     let planned = |resource, ready| {

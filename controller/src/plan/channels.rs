@@ -252,6 +252,7 @@ fn plan_channel(
             ..Default::default()
         }),
         auth: Some(ferry_proto::resource::Auth::AbsentAuth(Empty {})),
+        feature_flags: super::event_types::feature_flags(&channel.metadata, settings),
         ..Default::default()
     };
     let not_ready = |status: Status, reason: &str, message: String, topic: Option<TopicSpec>| {

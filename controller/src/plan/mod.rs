@@ -4,13 +4,14 @@
 //! source share every decision, and tests need no Kafka.
 //!
 //! [`plan`] goes brokers → their triggers → channels and their
-//! subscriptions → sources; the shared pieces are `delivery` (an egress's delivery
+//! subscriptions → sources → EventTypes; the shared pieces are `delivery` (an egress's delivery
 //! settings) and `addresses` (addresses and Destinations).
 
 mod addresses;
 mod brokers;
 mod channels;
 mod delivery;
+mod event_types;
 mod output;
 mod settings;
 mod sources;
@@ -19,9 +20,10 @@ mod triggers;
 
 pub use addresses::resolve;
 pub use brokers::topic_name;
-pub use output::{Plan, TopicSpec};
+pub use event_types::AUTOCREATE_ANNOTATION;
+pub use output::{Declared, Plan, TopicSpec};
 pub use settings::{ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth};
-pub use status::{CeAttribute, Condition, Ready, Status, SubscriberStatus};
+pub use status::{CeAttribute, Condition, EventTypeSummary, Ready, Status, SubscriberStatus};
 pub use triggers::consumer_group;
 
 use crate::resources::Resources;
@@ -42,6 +44,8 @@ pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) ->
         .collect();
     channels::plan_channels(resources, settings, health, &mut plan);
     sources::plan_sources(resources, settings, &mut plan);
+    event_types::plan_event_types(resources, &mut plan);
+    event_types::declared_by_sources(resources, settings, &mut plan);
     plan.topics.sort();
     plan
 }

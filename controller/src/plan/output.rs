@@ -27,4 +27,16 @@ pub struct Plan {
     pub statuses: Vec<Status>,
     /// What the valid sources run, their sinks resolved.
     pub sources: ferry_sources::Work,
+    /// The (type, source) pairs sources declare for addressables that make
+    /// EventTypes.
+    pub declared_event_types: Vec<Declared>,
+}
+
+/// A pair a source declares it sends to a Broker or Channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declared {
+    pub addressable: ferry_proto::Reference,
+    pub owner: ferry_proto::Reference,
+    pub ty: String,
+    pub source: String,
 }

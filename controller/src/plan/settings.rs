@@ -29,6 +29,10 @@ pub struct Settings {
     pub channel_subscribers: ChannelSubscribers,
     /// The Kubernetes API server ApiServerSources watch, when there is one.
     pub api_server: Option<String>,
+    /// Whether Brokers and Channels make EventTypes of what they carry,
+    /// unless their annotation says otherwise (Knative's
+    /// `eventtype-auto-create` feature).
+    pub eventtype_autocreate: bool,
 }
 
 /// Who turns Subscriptions into a channel's subscribers.

@@ -44,10 +44,32 @@ pub struct Status {
     /// value of `K_CE_OVERRIDES`), for `ferry run --binding`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ce_overrides: Option<serde_json::Value>,
+    /// An EventType's type, source and addressable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<EventTypeSummary>,
     /// The kind's own conditions (a source's `SinkProvided`), which `Ready`
     /// sums up.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What an EventType says, as `/resources` and `ferry eventtypes` show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EventTypeSummary {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub ty: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// `<Kind> <namespace>/<name>` of the addressable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// When it was made (first seen, for one made from events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -97,6 +119,7 @@ impl Status {
             sink_ca_certs: None,
             ce_attributes: Vec::new(),
             ce_overrides: None,
+            event_type: None,
             conditions: Vec::new(),
         }
     }

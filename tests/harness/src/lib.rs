@@ -151,6 +151,7 @@ pub fn receiver_config(contract: &ContractFile, bootstrap: &str) -> ferry_receiv
                 .expect("FERRY_RDKAFKA_* settings"),
         },
         metrics_event_type: true,
+        event_types: None,
     }
 }
 
@@ -239,6 +240,7 @@ pub fn dispatcher_config(contract: &ContractFile, bootstrap: &str) -> ferry_disp
             overrides,
         },
         metrics_event_type: true,
+        event_types: None,
     }
 }
 

@@ -1,9 +1,13 @@
 //! The Knative resources Ferry reconciles, in the form a user writes them
 //! (`kubectl apply`), parsed from YAML or JSON.
 
+mod event_type;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub use event_type::{parse as parse_event_type, EventAttribute, EventType};
 
 pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
 pub const KAFKA_BROKER_CLASS: &str = "Kafka";
@@ -22,6 +26,9 @@ pub struct Metadata {
     pub generation: Option<i64>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// When the object was made (RFC 3339), where it says.
+    #[serde(default, rename = "creationTimestamp")]
+    pub created: Option<String>,
 }
 
 impl Metadata {
@@ -408,11 +415,40 @@ pub struct Resources {
     pub container_sources: Vec<ContainerSource>,
     pub sink_bindings: Vec<SinkBinding>,
     pub apiserver_sources: Vec<ApiServerSource>,
+    pub event_types: Vec<EventType>,
     /// Documents that could not be used: where, and why.
     pub errors: Vec<(String, String)>,
 }
 
 impl Resources {
+    /// Adds everything `other` read.
+    pub fn extend(&mut self, other: Resources) {
+        let Resources {
+            brokers,
+            triggers,
+            config_maps,
+            channels,
+            subscriptions,
+            ping_sources,
+            container_sources,
+            sink_bindings,
+            apiserver_sources,
+            event_types,
+            errors,
+        } = other;
+        self.brokers.extend(brokers);
+        self.triggers.extend(triggers);
+        self.config_maps.extend(config_maps);
+        self.channels.extend(channels);
+        self.subscriptions.extend(subscriptions);
+        self.ping_sources.extend(ping_sources);
+        self.container_sources.extend(container_sources);
+        self.sink_bindings.extend(sink_bindings);
+        self.apiserver_sources.extend(apiserver_sources);
+        self.event_types.extend(event_types);
+        self.errors.extend(errors);
+    }
+
     /// Adds one parsed document, by apiVersion and kind. `source` names it
     /// in error reports.
     pub fn add(&mut self, source: &str, document: serde_json::Value) {
@@ -462,6 +498,12 @@ impl Resources {
             }
             ("sources.knative.dev/v1", "SinkBinding") => {
                 serde_json::from_value(document).map(|b| self.sink_bindings.push(b))
+            }
+            ("eventing.knative.dev/v1beta3", "EventType") => {
+                event_type::parse("v1beta3", document).map(|e| self.event_types.push(e))
+            }
+            ("eventing.knative.dev/v1beta2", "EventType") => {
+                event_type::parse("v1beta2", document).map(|e| self.event_types.push(e))
             }
             ("sources.knative.dev/v1", "ApiServerSource") => {
                 serde_json::from_value(document).map(|a| self.apiserver_sources.push(a))
