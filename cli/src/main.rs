@@ -1,10 +1,12 @@
 //! `ferry`: one binary, a subcommand per component. It parses flags, sets up
 //! logging and hands over to the component's library.
 
+mod admin_client;
 mod bench;
 mod controller;
 mod dispatcher;
 mod event_display;
+mod eventtypes;
 mod receiver;
 mod run;
 mod send;
@@ -51,6 +53,8 @@ enum Command {
     Send(send::Args),
     /// Runs a command with a SinkBinding's K_SINK and K_CE_OVERRIDES.
     Run(run::Args),
+    /// Prints the EventType registry, with the triggers each type reaches.
+    Eventtypes(eventtypes::Args),
     /// Create a topic, or print its events.
     Topic(topic::Args),
     /// Measure: load, sink, baselines and the benchmark suite.
@@ -78,6 +82,7 @@ fn main() -> anyhow::Result<()> {
             Command::EventDisplay(args) => event_display::run(args, shutdown).await,
             Command::Send(args) => send::run(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Eventtypes(args) => eventtypes::run(args).await,
             Command::Topic(args) => topic::run(args, shutdown).await,
             Command::Bench(args) => bench::run(args, shutdown).await,
         }

@@ -5,9 +5,6 @@
 //! runs unchanged on a laptop. Exits with the command's status.
 
 use anyhow::{bail, Context};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,23 +24,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .binding
         .split_once('/')
         .context("--binding is namespace/name")?;
-    let admin = if args.admin.contains("://") {
-        args.admin.clone()
-    } else {
-        format!("http://{}", args.admin)
-    };
-    let url: http::Uri = format!("{}/resources", admin.trim_end_matches('/')).parse()?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let response = client
-        .get(url.clone())
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    if !response.status().is_success() {
-        bail!("{url} answered {}", response.status());
-    }
-    let body = response.into_body().collect().await?.to_bytes();
-    let resources: Vec<serde_json::Value> = serde_json::from_slice(&body)
-        .with_context(|| format!("{url} is not a list of resources"))?;
+    let resources = crate::admin_client::resources(&args.admin).await?;
     let binding = resources
         .iter()
         .find(|r| r["kind"] == "SinkBinding" && r["namespace"] == namespace && r["name"] == name)

@@ -114,16 +114,23 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         Arc::new(move || {
             let body = serde_json::to_vec_pretty(&resources(&statuses.borrow(), &observed))
                 .expect("statuses serialise");
-            let mut response = server::text(http::StatusCode::OK, body);
-            response.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
-            );
-            response
+            json(body)
+        })
+    };
+    let contract_route = {
+        let contract = contract.clone();
+        Arc::new(move || match std::fs::read(&contract) {
+            Ok(body) => json(body),
+            Err(error) => server::text(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot read the contract: {error}\n"),
+            ),
         })
     };
     let admin_listener = server::bind(args.admin).await?;
-    let admin = Admin::new(registry, ready).with_route("/resources", resources_route);
+    let admin = Admin::new(registry, ready)
+        .with_route("/resources", resources_route)
+        .with_route("/contract", contract_route);
     println!(
         "Ferry standalone: ingress http://{}, admin http://{}",
         receiver.ingress,
@@ -187,6 +194,15 @@ fn resources(statuses: &[Status], observed: &ObservedEgresses) -> serde_json::Va
             entry
         })
         .collect()
+}
+
+fn json(body: Vec<u8>) -> http::Response<server::Body> {
+    let mut response = server::text(http::StatusCode::OK, body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// An address others on this machine can reach: 0.0.0.0 becomes 127.0.0.1.

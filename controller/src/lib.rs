@@ -78,8 +78,7 @@ pub fn start_folder(
         let folders: Vec<PathBuf> = std::iter::once(config.resources.clone())
             .chain(config.registry.clone())
             .collect();
-        if let Err(error) = folder::run(&folders, reconciler, config.resync, shutdown).await
-        {
+        if let Err(error) = folder::run(&folders, reconciler, config.resync, shutdown).await {
             tracing::error!(%error, folder = %config.resources.display(), "cannot watch the resources folder");
         }
     });

@@ -124,7 +124,11 @@ impl Reconciler {
                 .entry(key(e))
                 .or_insert_with(|| e.spec.clone());
         }
-        if !resources.event_types.iter().any(|e| changed(&self.event_type_specs, e)) {
+        if !resources
+            .event_types
+            .iter()
+            .any(|e| changed(&self.event_type_specs, e))
+        {
             return Cow::Borrowed(resources);
         }
         let mut held = resources.clone();

@@ -22,6 +22,7 @@ fn settings() -> Settings {
         channel_addresses: ChannelAddresses::Host,
         channel_subscribers: Default::default(),
         api_server: None,
+        eventtype_autocreate: false,
     }
 }
 

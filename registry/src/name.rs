@@ -36,7 +36,12 @@ mod tests {
     fn names_match_the_references_for_known_inputs() {
         // md5("dev.example.orderhttp://shop/orderskafkadefault")
         assert_eq!(
-            event_type_name("dev.example.order", "http://shop/orders", "kafka", "default"),
+            event_type_name(
+                "dev.example.order",
+                "http://shop/orders",
+                "kafka",
+                "default"
+            ),
             "et-default-8fb9c450a31802c7ff33f2b902c2e491"
         );
         // The digest is of the name as given; the whole is lowered after.

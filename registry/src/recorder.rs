@@ -58,7 +58,14 @@ impl Recorder {
 
     /// A pair that `owner` (a source) declares it sends to `addressable`.
     pub fn declare(&self, addressable: &Reference, owner: &Reference, ty: &str, source: &str) {
-        self.record(addressable, owner, ty, source, None, "Event Type declared by its source");
+        self.record(
+            addressable,
+            owner,
+            ty,
+            source,
+            None,
+            "Event Type declared by its source",
+        );
     }
 
     fn record(
@@ -168,7 +175,10 @@ mod tests {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while files() < 2 {
-            assert!(tokio::time::Instant::now() < deadline, "two EventTypes written");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "two EventTypes written"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(files(), 2);

@@ -67,7 +67,9 @@ impl Store {
                 match api.create(&PostParams::default(), &object).await {
                     Ok(_) => Ok(Created::New),
                     Err(kube::Error::Api(status)) if status.code == 409 => Ok(Created::Existing),
-                    Err(error) => Err(format!("cannot create EventType {namespace}/{name}: {error}")),
+                    Err(error) => Err(format!(
+                        "cannot create EventType {namespace}/{name}: {error}"
+                    )),
                 }
             }
         }

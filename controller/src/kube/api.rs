@@ -33,7 +33,7 @@ pub async fn knative_core_runs(client: &Client) -> bool {
 pub type Kind = (&'static str, &'static str, &'static str, &'static str);
 
 /// The kinds Ferry always reconciles.
-pub const CORE_KINDS: [Kind; 5] = [
+pub const CORE_KINDS: [Kind; 6] = [
     ("eventing.knative.dev", "v1", "Broker", "brokers"),
     ("eventing.knative.dev", "v1", "Trigger", "triggers"),
     (
@@ -49,6 +49,8 @@ pub const CORE_KINDS: [Kind; 5] = [
         "Subscription",
         "subscriptions",
     ),
+    // Knative's storage version; the API server converts v1beta2 ones.
+    ("eventing.knative.dev", "v1beta3", "EventType", "eventtypes"),
 ];
 
 /// Sources, which Ferry runs unless Knative's own source controllers do.

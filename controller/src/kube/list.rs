@@ -12,7 +12,13 @@ use super::{
     configmaps::DEFAULTS_CONFIGMAP,
     status::Generations,
 };
-use crate::resources::{KReference, Resources};
+use crate::{
+    plan::AUTOCREATE_ANNOTATION,
+    resources::{KReference, Resources},
+};
+
+/// Knative's feature flags.
+const FEATURES_CONFIGMAP: &str = "config-features";
 
 /// Every kind's API, cluster-wide.
 pub type Apis = Vec<(&'static str, Api<DynamicObject>)>;
@@ -42,6 +48,30 @@ pub async fn list(
             value["apiVersion"] = json!(format!("{group}/{version}"));
             value["kind"] = json!(kind);
             resources.add(&format!("{kind} {ns}/{name}"), value);
+        }
+    }
+    // Knative's `eventtype-auto-create` feature, as if each Broker and
+    // Channel that does not say otherwise were annotated with it.
+    let features = get_configmap(client, namespace, FEATURES_CONFIGMAP).await?;
+    let feature = features
+        .and_then(|cm| cm.data?.get("eventtype-auto-create").cloned())
+        .map(|v| {
+            if v == "enabled" {
+                "enabled"
+            } else {
+                "disabled"
+            }
+        });
+    if let Some(feature) = feature {
+        let metadata = resources
+            .brokers
+            .iter_mut()
+            .map(|b| &mut b.metadata)
+            .chain(resources.channels.iter_mut().map(|c| &mut c.metadata));
+        for m in metadata {
+            m.annotations
+                .entry(AUTOCREATE_ANNOTATION.to_owned())
+                .or_insert_with(|| feature.to_owned());
         }
     }
     let defaults = get_configmap(client, namespace, DEFAULTS_CONFIGMAP).await?;

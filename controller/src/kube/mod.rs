@@ -198,6 +198,9 @@ async fn lead(
         config.metrics.clone(),
     );
     let stop = shutdown.child_token();
+    let store = ferry_registry::Store::Kube(cluster.client.clone());
+    let reconciler =
+        reconciler.with_event_types(Some(ferry_registry::Recorder::spawn(store, stop.clone())));
     let workloads = sources.then(|| {
         ferry_sources::spawn(
             reconciler.source_work(),

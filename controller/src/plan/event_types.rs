@@ -19,7 +19,11 @@ pub const AUTOCREATE_ANNOTATION: &str = "ferry.dev/eventtype-auto-create";
 
 /// The contract's feature flags of a Broker or Channel.
 pub(super) fn feature_flags(metadata: &Metadata, settings: &Settings) -> Option<FeatureFlags> {
-    let on = match metadata.annotations.get(AUTOCREATE_ANNOTATION).map(String::as_str) {
+    let on = match metadata
+        .annotations
+        .get(AUTOCREATE_ANNOTATION)
+        .map(String::as_str)
+    {
         Some("enabled") => true,
         Some("disabled") => false,
         _ => settings.eventtype_autocreate,
@@ -41,7 +45,10 @@ pub(super) fn plan_event_types(resources: &Resources, plan: &mut Plan) {
 }
 
 fn status(event_type: &EventType, resources: &Resources) -> Status {
-    let (ns, name) = (event_type.metadata.namespace(), event_type.metadata.name.as_str());
+    let (ns, name) = (
+        event_type.metadata.namespace(),
+        event_type.metadata.name.as_str(),
+    );
     let mut status = Status::new("EventType", ns, name);
     status.event_type = Some(EventTypeSummary {
         ty: event_type.attribute("type").map(str::to_owned),
@@ -55,7 +62,11 @@ fn status(event_type: &EventType, resources: &Resources) -> Status {
         created: event_type.metadata.created.clone(),
     });
     let (exists, reason, message) = match &event_type.reference {
-        None => (Ready::True, "ReferenceNotSet", "spec.reference is not set".to_owned()),
+        None => (
+            Ready::True,
+            "ReferenceNotSet",
+            "spec.reference is not set".to_owned(),
+        ),
         Some(r) => match exists(r, ns, resources) {
             Some(true) => (Ready::True, "", String::new()),
             Some(false) => (
@@ -112,8 +123,14 @@ fn exists(r: &KReference, namespace: &str, resources: &Resources) -> Option<bool
             .iter()
             .any(|c| c.kind == r.kind && named(&c.metadata)),
         "PingSource" => resources.ping_sources.iter().any(|s| named(&s.metadata)),
-        "ApiServerSource" => resources.apiserver_sources.iter().any(|s| named(&s.metadata)),
-        "ContainerSource" => resources.container_sources.iter().any(|s| named(&s.metadata)),
+        "ApiServerSource" => resources
+            .apiserver_sources
+            .iter()
+            .any(|s| named(&s.metadata)),
+        "ContainerSource" => resources
+            .container_sources
+            .iter()
+            .any(|s| named(&s.metadata)),
         _ => return None,
     })
 }

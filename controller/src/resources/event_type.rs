@@ -92,10 +92,14 @@ pub fn parse(version: &'static str, document: serde_json::Value) -> serde_json::
                     value: Some(value),
                 })
             };
-            let attributes = [("type", s.ty), ("source", s.source), ("dataschema", s.schema)]
-                .into_iter()
-                .filter_map(|(name, value)| fixed(name, value))
-                .collect();
+            let attributes = [
+                ("type", s.ty),
+                ("source", s.source),
+                ("dataschema", s.schema),
+            ]
+            .into_iter()
+            .filter_map(|(name, value)| fixed(name, value))
+            .collect();
             (s.reference, s.description, attributes)
         }
     };

@@ -300,17 +300,7 @@ impl Drop for KubeEmulator {
 impl Standalone {
     /// `GET /resources`: every resource's status.
     pub async fn resources(&self) -> Vec<serde_json::Value> {
-        let client = crate::http::client();
-        let body = crate::http::request(
-            &client,
-            ::http::Method::GET,
-            &format!("{}/resources", self.admin),
-            &[],
-            "",
-        )
-        .await
-        .body;
-        serde_json::from_str(&body).unwrap_or_default()
+        resources_at(&self.admin).await
     }
 
     /// Waits until a resource of that kind and name has that readiness.
@@ -351,4 +341,14 @@ pub fn write_resource(dir: &Path, file: &str, yaml: &str) {
     let tmp = dir.join(format!(".{file}.tmp"));
     std::fs::write(&tmp, yaml).expect("write");
     std::fs::rename(tmp, dir.join(file)).expect("rename");
+}
+
+/// `GET <admin>/resources` of a standalone: every resource's status.
+pub async fn resources_at(admin: &str) -> Vec<serde_json::Value> {
+    let client = crate::http::client();
+    let url = format!("{admin}/resources");
+    let body = crate::http::request(&client, ::http::Method::GET, &url, &[], "")
+        .await
+        .body;
+    serde_json::from_str(&body).unwrap_or_default()
 }
