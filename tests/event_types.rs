@@ -136,6 +136,8 @@ async fn new_pairs_become_event_types_once_and_the_registry_survives_a_restart()
         .await;
     }
     post(&client, &on, "refund-1", "dev.example.refund", "/shop").await;
+    // The same type from a second source is a second EventType.
+    post(&client, &on, "order-w", "dev.example.order", "/warehouse").await;
     for i in 0..5 {
         let off = format!("{}/{ns}/off", ferry.ingress);
         post(
@@ -150,6 +152,7 @@ async fn new_pairs_become_event_types_once_and_the_registry_survives_a_restart()
 
     let expected = [
         ("dev.example.order", "/shop"),
+        ("dev.example.order", "/warehouse"),
         ("dev.example.refund", "/shop"),
         ("dev.example.invoice", "/billing"),
         (
@@ -163,7 +166,7 @@ async fn new_pairs_become_event_types_once_and_the_registry_survives_a_restart()
         let admin = ferry.admin.clone();
         let ns = ns.clone();
         async move {
-            eventually("the broker's four EventTypes, Ready", WAIT, || {
+            eventually("the broker's five EventTypes, Ready", WAIT, || {
                 let (admin, ns, expected) = (admin.clone(), ns.clone(), expected.clone());
                 async move {
                     let resources = ferry_harness::process::resources_at(&admin).await;
@@ -216,7 +219,7 @@ async fn new_pairs_become_event_types_once_and_the_registry_survives_a_restart()
     let row = |ty: &str| {
         table
             .lines()
-            .find(|l| l.starts_with(&format!("{ty} ")))
+            .find(|l| l.starts_with(&format!("{ty} ")) && !l.contains("/warehouse"))
             .unwrap_or_else(|| panic!("a row for {ty}:\n{table}"))
             .split_whitespace()
             .last()

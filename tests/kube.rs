@@ -223,3 +223,130 @@ async fn beside_knatives_core_channels_serve_their_spec_subscribers() {
         .expect("the PingSource exists");
     assert!(ping["status"].is_null(), "Knative's to run: {ping}");
 }
+
+/// With Knative's `eventtype-auto-create` feature on, the controller asks
+/// for EventTypes in the contract, and a receiver writing to the API
+/// creates one per new pair, owned by and referring to the broker; `ferry
+/// eventtypes --kube` lists it with the triggers it reaches.
+#[tokio::test]
+async fn event_types_are_created_through_the_api_owned_by_the_broker() {
+    let api = KubeEmulator::start();
+    let k = KubeApi::new(&api);
+    let ns = unique("ns");
+    k.create(
+        "/api/v1/namespaces/knative-eventing/configmaps",
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "config-features", "namespace": "knative-eventing"},
+               "data": {"eventtype-auto-create": "enabled"}}),
+    )
+    .await;
+    let eventing = format!("/apis/eventing.knative.dev/v1/namespaces/{ns}");
+    k.create(
+        &format!("{eventing}/brokers"),
+        json!({"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+               "metadata": {"name": "b", "namespace": ns, "uid": "broker-uid",
+                            "annotations": {"eventing.knative.dev/broker.class": "Kafka"}}, "spec": {}}),
+    )
+    .await;
+    k.create(
+        &format!("{eventing}/triggers"),
+        json!({"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+               "metadata": {"name": "orders", "namespace": ns},
+               "spec": {"broker": "b", "filter": {"attributes": {"type": "dev.example.order"}},
+                        "subscriber": {"uri": "http://sink.test"}}}),
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let _controller = controller(FERRY, &api, state.path(), "controller-1", &[]);
+    let contract = eventually("a contract with the trigger", WAIT, || async {
+        let contract = published_contract(&k).await;
+        (!contract.resources[0].egresses.is_empty()).then_some(contract)
+    })
+    .await;
+    let resource = &contract.resources[0];
+    assert!(
+        resource
+            .feature_flags
+            .as_ref()
+            .is_some_and(|f| f.enable_event_type_autocreate),
+        "{resource:?}"
+    );
+
+    // A receiver on that contract, making EventTypes through the API.
+    let dir = tempfile::tempdir().unwrap();
+    let contract_file = dir.path().join("contract.json");
+    std::fs::write(&contract_file, serde_json::to_vec(&contract).unwrap()).unwrap();
+    let port = ferry_harness::free_port();
+    let kubeconfig = api.kubeconfig();
+    let listen = format!("127.0.0.1:{port}");
+    let _receiver = ferry_harness::process::FerryProcess::spawn(
+        FERRY,
+        &[
+            "receiver",
+            "--listen",
+            &listen,
+            "--admin",
+            "127.0.0.1:0",
+            "--contract",
+            contract_file.to_str().unwrap(),
+            "--bootstrap-servers",
+            &bootstrap(),
+            "--eventtype-store",
+            "kube",
+        ],
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let client = ferry_harness::http::client();
+    let url = format!("http://{listen}/{ns}/b");
+    eventually("the receiver takes the event", WAIT, || {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let headers = [
+                ("ce-specversion", "1.0"),
+                ("ce-id", "1"),
+                ("ce-source", "/shop"),
+                ("ce-type", "dev.example.order"),
+            ];
+            let answer = ferry_harness::http::try_request(
+                &client,
+                ::http::Method::POST,
+                &url,
+                &headers,
+                "{}",
+            )
+            .await;
+            answer
+                .ok()
+                .filter(|a| a.status == ::http::StatusCode::ACCEPTED)
+        }
+    })
+    .await;
+    let name = ferry_registry::name::event_type_name("dev.example.order", "/shop", &ns, "b");
+    let path = format!("/apis/eventing.knative.dev/v1beta2/namespaces/{ns}/eventtypes/{name}");
+    let event_type = k.wait_for(&path, "the EventType", |_| true).await;
+    assert_eq!(event_type["spec"]["type"], "dev.example.order");
+    assert_eq!(event_type["spec"]["source"], "/shop");
+    assert_eq!(event_type["spec"]["reference"]["kind"], "Broker");
+    assert_eq!(event_type["spec"]["reference"]["name"], "b");
+    let owner = &event_type["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["uid"], "broker-uid");
+    assert_eq!(owner["kind"], "Broker");
+
+    let out = std::process::Command::new(FERRY)
+        .args(["eventtypes", "--kube"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("dev.example.order "))
+        .unwrap_or_else(|| panic!("a row:\n{table}"));
+    assert!(row.contains(&format!("Broker {ns}/b")), "{row}");
+    assert!(row.ends_with(" 1"), "the orders trigger: {row}");
+}
