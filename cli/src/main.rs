@@ -7,6 +7,7 @@ mod controller;
 mod dispatcher;
 mod event_display;
 mod eventtypes;
+mod mesh;
 mod receiver;
 mod run;
 mod send;

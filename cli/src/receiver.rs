@@ -49,6 +49,7 @@ impl ReceiverTuning {
             },
             metrics_event_type: plane.metrics_event_type,
             event_types: plane.event_types.clone(),
+            tail: None,
         }
     }
 }

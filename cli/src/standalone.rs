@@ -15,11 +15,10 @@ use ferry_common::{admin::Admin, metrics::Shared, server, shutdown::Shutdown};
 use ferry_controller::{
     contract_file::ContractFile, metrics::ControllerMetrics, plan::Status, StatusRx,
 };
-use ferry_dispatcher::observed::ObservedEgresses;
 use prometheus_client::registry::Registry;
 
 use crate::{
-    controller, dispatcher, receiver,
+    controller, dispatcher, mesh, receiver,
     shared::{DataPlane, KafkaArgs, MetricsArgs},
 };
 
@@ -72,13 +71,12 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             shutdown.clone(),
         )),
     };
-    let receiver = ferry_receiver::start_embedded(
-        args.receiver.config(&plane),
-        shutdown.clone(),
-        &mut registry,
-        &shared,
-    )
-    .await?;
+    let tail = Arc::new(ferry_common::tail::Tail::default());
+    let mut receiver_config = args.receiver.config(&plane);
+    receiver_config.tail = Some(tail.clone());
+    let receiver =
+        ferry_receiver::start_embedded(receiver_config, shutdown.clone(), &mut registry, &shared)
+            .await?;
     // Brokers' addresses use the port actually bound (--listen may say 0).
     let local_ingress = format!("http://{}", reachable(receiver.ingress));
     let mut controller_config = args.controller.config(
@@ -109,28 +107,17 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         let (r, d) = (receiver.ready.clone(), dispatcher.ready.clone());
         Arc::new(move || controller_metrics.is_ready() && r.load(Ordering::Acquire) && d.is_ready())
     };
-    let resources_route = {
-        let (statuses, observed) = (statuses.clone(), dispatcher.observed.clone());
-        Arc::new(move || {
-            let body = serde_json::to_vec_pretty(&resources(&statuses.borrow(), &observed))
-                .expect("statuses serialise");
-            json(body)
-        })
-    };
-    let contract_route = {
-        let contract = contract.clone();
-        Arc::new(move || match std::fs::read(&contract) {
-            Ok(body) => json(body),
-            Err(error) => server::text(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot read the contract: {error}\n"),
-            ),
-        })
-    };
     let admin_listener = server::bind(args.admin).await?;
-    let admin = Admin::new(registry, ready)
-        .with_route("/resources", resources_route)
-        .with_route("/contract", contract_route);
+    let admin = mesh::routes(
+        Admin::new(registry, ready),
+        mesh::Sources {
+            statuses: statuses.clone(),
+            observed: dispatcher.observed.clone(),
+            contract: contract.clone(),
+            tail,
+            shutdown: shutdown.clone(),
+        },
+    );
     println!(
         "Ferry standalone: ingress http://{}, admin http://{}",
         receiver.ingress,
@@ -149,8 +136,6 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every resource's status; triggers and subscriptions with the lag and
-/// last delivery the dispatcher sees.
 /// The previous run's contract may name another cluster's topics, or
 /// resources the folder no longer declares: the data plane must serve what
 /// the folder declares now, so it starts on an empty contract (keeping the
@@ -169,40 +154,6 @@ fn set_aside_previous_contract(contract: &std::path::Path) -> anyhow::Result<Opt
             .with_context(|| format!("cannot write {}", contract.display()))?;
     }
     Ok(previous.exists().then_some(previous))
-}
-
-fn resources(statuses: &[Status], observed: &ObservedEgresses) -> serde_json::Value {
-    let mut observed = observed.by_name();
-    statuses
-        .iter()
-        .map(|status| {
-            let mut entry = serde_json::to_value(status).expect("statuses serialise");
-            let name = format!("{}/{}", status.namespace, status.name);
-            if let (Some(state), Some(fields)) = (
-                observed.remove(&(status.kind.clone(), name)),
-                entry.as_object_mut(),
-            ) {
-                let state = serde_json::to_value(state).expect("states serialise");
-                fields.extend(
-                    state
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| (k.clone(), v.clone())),
-                );
-            }
-            entry
-        })
-        .collect()
-}
-
-fn json(body: Vec<u8>) -> http::Response<server::Body> {
-    let mut response = server::text(http::StatusCode::OK, body);
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// An address others on this machine can reach: 0.0.0.0 becomes 127.0.0.1.

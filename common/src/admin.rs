@@ -19,7 +19,7 @@ use crate::{
 pub type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// Answers a GET on a route of the component's own.
-pub type Route = Arc<dyn Fn() -> Response<Body> + Send + Sync>;
+pub type Route = Arc<dyn Fn(&Request<Incoming>) -> Response<Body> + Send + Sync>;
 
 pub struct Admin {
     registry: Registry,
@@ -106,7 +106,7 @@ impl Handler for Admin {
                             http::header::CONTENT_TYPE,
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         )
-                        .body(Body::new(out.into()))
+                        .body(server::full(out))
                         .expect("static parts are valid"),
                     Err(_) => {
                         server::text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n")
@@ -117,7 +117,7 @@ impl Handler for Admin {
             "/readyz" if (self.ready)() => server::text(StatusCode::OK, "ready\n"),
             "/readyz" => server::text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             path => match self.routes.iter().find(|(p, _)| *p == path) {
-                Some((_, route)) => route(),
+                Some((_, route)) => route(&request),
                 None => server::text(StatusCode::NOT_FOUND, "not found\n"),
             },
         }

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod producer;
 pub mod server;
 pub mod shutdown;
+pub mod tail;
 pub mod telemetry;
 
 /// Why a data-plane component (receiver, dispatcher) could not start.

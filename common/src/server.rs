@@ -6,7 +6,7 @@ use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{combinators::UnsyncBoxBody, Either, Full};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -16,7 +16,21 @@ use tokio::net::TcpListener;
 
 use crate::shutdown::{Shutdown, GRACE_PERIOD};
 
-pub type Body = Full<Bytes>;
+/// A whole body, or (the admin port's event stream) one that goes on;
+/// `Either` keeps the request path's bodies unboxed.
+pub type Body = Either<Full<Bytes>, UnsyncBoxBody<Bytes, Infallible>>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Either::Left(Full::new(bytes.into()))
+}
+
+/// A body of frames as they come.
+pub fn streaming(
+    body: impl http_body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
+) -> Body {
+    Either::Right(UnsyncBoxBody::new(body))
+}
 
 /// A request handler: every error is already an HTTP answer.
 pub trait Handler: Send + Sync + 'static {
@@ -95,6 +109,6 @@ pub fn text(status: http::StatusCode, body: impl Into<Bytes>) -> Response<Body> 
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(body.into()))
+        .body(full(body))
         .expect("static parts are valid")
 }

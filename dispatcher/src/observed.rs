@@ -19,6 +19,9 @@ pub struct EgressState {
     /// Events after its position, over the partitions this replica reads.
     pub lag: u64,
     pub lag_by_partition: BTreeMap<i32, u64>,
+    /// Events it finished with (delivered, dead-lettered or dropped) since
+    /// this dispatcher started: two readings make a rate.
+    pub deliveries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_delivery: Option<LastDelivery>,
 }
@@ -77,7 +80,10 @@ impl ObservedEgresses {
             outcome: report.as_str(),
             time: SystemTime::now(),
         };
-        self.update(spec, |state| state.last_delivery = Some(last));
+        self.update(spec, |state| {
+            state.deliveries += 1;
+            state.last_delivery = Some(last);
+        });
     }
 
     pub fn lag(&self, spec: &EgressSpec, by_partition: BTreeMap<i32, u64>) {

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use ferry_common::{
     producer::ProducerPool,
     server::{self, Body, Handler},
+    tail::Tail,
     telemetry::{self, KeyValue, SpanKind},
 };
 use ferry_event::{
@@ -40,6 +41,8 @@ pub struct Ingress {
     /// Where new (type, source) pairs are recorded, when this receiver
     /// makes EventTypes.
     pub event_types: Option<Arc<Recorder>>,
+    /// Where the latest events are shown to whoever watches.
+    pub tail: Option<Arc<Tail>>,
 }
 
 impl Handler for Ingress {
@@ -60,7 +63,7 @@ impl Handler for Ingress {
         let response = match self.accept(request, &mut seen).await {
             Ok(()) => Response::builder()
                 .status(StatusCode::ACCEPTED)
-                .body(Body::default())
+                .body(server::full(Bytes::new()))
                 .expect("static parts are valid"),
             Err(error) => {
                 match error.status() {
@@ -221,6 +224,11 @@ impl Ingress {
         )
         .await?;
         tracing::trace!(resource = %route.name, events = records.len(), "events stored");
+        if let Some(tail) = &self.tail {
+            for event in &events {
+                tail.publish(&route.name, event);
+            }
+        }
         if let (Some(recorder), Some(addressable)) = (&self.event_types, &route.event_types) {
             for event in &events {
                 let schema = event.get_str("dataschema");

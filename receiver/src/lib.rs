@@ -56,6 +56,8 @@ pub struct Config {
     /// Records the pairs of resources that make EventTypes; `None`: this
     /// receiver makes none.
     pub event_types: Option<Arc<ferry_registry::Recorder>>,
+    /// Shows the latest events to whoever watches (standalone's admin).
+    pub tail: Option<Arc<ferry_common::tail::Tail>>,
 }
 
 /// A started receiver: its ingress address, and the admin server's.
@@ -139,6 +141,7 @@ pub async fn start_embedded(
         ready: ready.clone(),
         metrics,
         event_types: config.event_types.clone(),
+        tail: config.tail.clone(),
     });
     tracing::info!(ingress = %addr, contract = %config.contract.display(), "receiver started");
     let task = tokio::spawn(async move {
