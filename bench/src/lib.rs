@@ -17,6 +17,7 @@ pub mod load;
 mod process;
 pub mod procstat;
 pub mod report;
+mod autocreate;
 mod scenarios;
 pub mod sink;
 pub mod suite;

@@ -113,6 +113,18 @@ impl Bench {
     }
 
     fn ingress_row(&mut self, target: &str, sent: &Sent, footprint: Footprint, ratio: Option<f64>) {
+        let ratio = ratio.map_or("1.00".into(), |r| format!("{r:.2}"));
+        self.ingress_row_with(target, sent, footprint, ratio);
+    }
+
+    /// An ingress row whose last cell is `last`.
+    pub(crate) fn ingress_row_with(
+        &mut self,
+        target: &str,
+        sent: &Sent,
+        footprint: Footprint,
+        last: String,
+    ) {
         let latency = Percentiles::of(&sent.latency);
         let non_202 = sent.rejected.values().sum::<u64>() + sent.errors;
         self.row(&[
@@ -123,7 +135,7 @@ impl Bench {
             non_202.to_string(),
             format!("{:.1}", footprint.rss_mib),
             per_event_micros(footprint, sent.accepted_count()),
-            ratio.map_or("1.00".into(), |r| format!("{r:.2}")),
+            last,
         ]);
     }
 

@@ -76,6 +76,7 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
             5 => bench.ordering().await?,
             6 => bench.soak().await?,
             7 => bench.pings().await?,
+            8 => bench.autocreate().await?,
             other => bail!("there is no scenario {other}"),
         }
     }
@@ -151,19 +152,22 @@ impl Bench {
     }
 
     pub(crate) fn receiver(&self) -> anyhow::Result<Process> {
+        self.receiver_with(&[])
+    }
+
+    /// A receiver with more flags.
+    pub(crate) fn receiver_with(&self, extra: &[String]) -> anyhow::Result<Process> {
         let contract = self.contract().display().to_string();
         let listen = self.ingress.to_string();
-        self.spawn(
-            "receiver",
-            &[
-                "receiver".into(),
-                "--contract".into(),
-                contract,
-                "--listen".into(),
-                listen,
-            ],
-            Some(free_addr()?),
-        )
+        let mut args = vec![
+            "receiver".into(),
+            "--contract".into(),
+            contract,
+            "--listen".into(),
+            listen,
+        ];
+        args.extend_from_slice(extra);
+        self.spawn("receiver", &args, Some(free_addr()?))
     }
 
     pub(crate) fn dispatcher(&self) -> anyhow::Result<Process> {
@@ -196,9 +200,25 @@ impl Bench {
         ordered: bool,
         subscriber: &dyn Fn(usize) -> String,
     ) -> anyhow::Result<()> {
+        self.apply_annotated(broker, &[], triggers, ordered, subscriber)
+            .await
+    }
+
+    /// [`Self::apply_to`] with more annotations on the broker.
+    pub(crate) async fn apply_annotated(
+        &self,
+        broker: &str,
+        annotations: &[(&str, &str)],
+        triggers: usize,
+        ordered: bool,
+        subscriber: &dyn Fn(usize) -> String,
+    ) -> anyhow::Result<()> {
         let mut yaml = format!(
             "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  namespace: {NAMESPACE}\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n"
         );
+        for (name, value) in annotations {
+            let _ = writeln!(yaml, "    {name}: {value}");
+        }
         let order = if ordered { "ordered" } else { "unordered" };
         for t in 0..triggers {
             let _ = write!(
