@@ -192,6 +192,13 @@ async fn new_pairs_become_event_types_once_and_the_registry_survives_a_restart()
         assert_eq!(et["eventType"]["source"], source.as_str());
         assert_eq!(et["eventType"]["reference"], format!("Broker {ns}/on"));
     }
+    let resources = ferry.resources().await;
+    assert!(
+        !event_types(&resources)
+            .iter()
+            .any(|e| e["eventType"]["reference"] == format!("Broker {ns}/off")),
+        "a broker that does not ask makes none"
+    );
     let files = std::fs::read_dir(state.path().join("eventtypes"))
         .unwrap()
         .filter_map(Result::ok)
@@ -200,22 +207,9 @@ async fn new_pairs_become_event_types_once_and_the_registry_survives_a_restart()
     assert_eq!(files, expected.len(), "each pair written once");
 
     // The table: how many triggers each type would reach now.
-    let out = std::process::Command::new(FERRY)
-        .args([
-            "eventtypes",
-            "--admin",
-            &ferry.admin,
-            "--broker",
-            &format!("{ns}/on"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(out.stdout).unwrap();
+    let broker = format!("{ns}/on");
+    let args = ["eventtypes", "--admin", &ferry.admin, "--broker", &broker];
+    let table = ferry_harness::process::ferry_output(FERRY, &args, &[]);
     let row = |ty: &str| {
         table
             .lines()
@@ -230,6 +224,27 @@ async fn new_pairs_become_event_types_once_and_the_registry_survives_a_restart()
     assert_eq!(row("dev.example.order"), "2", "all and orders:\n{table}");
     assert_eq!(row("dev.example.refund"), "1", "all only:\n{table}");
     assert_eq!(row("dev.example.invoice"), "1", "all only:\n{table}");
+
+    // An EventType's spec is immutable: an edit is reported, the first
+    // spec kept.
+    let edited = resources_yaml(&ns, &all.url(), &replier.url())
+        .replace("name: missing}", "name: missing}\n  description: changed");
+    write_resource(dir.path(), "mesh.yaml", &edited);
+    let held = eventually("the edit refused", WAIT, || async {
+        let resources = ferry.resources().await;
+        resources
+            .into_iter()
+            .find(|r| r["name"] == "dangling" && r["reason"] == "InvalidSpec")
+    })
+    .await;
+    assert!(
+        held["message"].as_str().unwrap().contains("immutable"),
+        "{held}"
+    );
+    assert!(
+        held["eventType"]["description"].is_null(),
+        "the first spec kept: {held}"
+    );
 
     // A restart keeps the registry, before any event is sent again.
     drop(ferry);

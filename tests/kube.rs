@@ -332,17 +332,8 @@ async fn event_types_are_created_through_the_api_owned_by_the_broker() {
     assert_eq!(owner["uid"], "broker-uid");
     assert_eq!(owner["kind"], "Broker");
 
-    let out = std::process::Command::new(FERRY)
-        .args(["eventtypes", "--kube"])
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8(out.stdout).unwrap();
+    let env = [("KUBECONFIG", kubeconfig.as_os_str())];
+    let table = ferry_harness::process::ferry_output(FERRY, &["eventtypes", "--kube"], &env);
     let row = table
         .lines()
         .find(|l| l.starts_with("dev.example.order "))

@@ -241,23 +241,8 @@ async fn the_live_tail_streams_a_brokers_events() {
     let mut stream = tokio::net::TcpStream::connect(&admin).await.unwrap();
     let request = format!("GET /events?broker={ns}/shop HTTP/1.1\r\nHost: {admin}\r\nAccept: text/event-stream\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut lines = BufReader::new(stream).lines();
-    let read_until = |want: &'static str| async move {
-        let mut seen = Vec::new();
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("the stream goes on");
-            let done = line.contains(want);
-            seen.push(line);
-            if done {
-                return (lines, seen);
-            }
-        }
-    };
-    let (lines, head) = tokio::time::timeout(WAIT, read_until(": watching"))
+    let lines = BufReader::new(stream).lines();
+    let (head, lines) = tokio::time::timeout(WAIT, lines_until(lines, |l| l == ": watching"))
         .await
         .expect("connected");
     assert!(
@@ -268,25 +253,33 @@ async fn the_live_tail_streams_a_brokers_events() {
     let other = format!("{}/{ns}/other", ferry.ingress);
     post(&client, &other, "elsewhere").await;
     post(&client, &format!("{}/{ns}/shop", ferry.ingress), "here").await;
-    let mut lines = lines;
-    let data = tokio::time::timeout(WAIT, async {
-        loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .expect("the stream goes on");
-            if let Some(data) = line.strip_prefix("data: ") {
-                return data.to_owned();
-            }
-        }
-    })
-    .await
-    .expect("an event");
+    let (got, _) = tokio::time::timeout(WAIT, lines_until(lines, |l| l.starts_with("data: ")))
+        .await
+        .expect("an event");
+    let data = got.last().unwrap().trim_start_matches("data: ").to_owned();
     let event: serde_json::Value = serde_json::from_str(&data).unwrap();
     assert_eq!(
         event["id"], "here",
         "only the watched broker's events: {event}"
     );
     assert_eq!(event["type"], "dev.example.order");
+}
+
+type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::net::TcpStream>>;
+
+/// Reads lines until one passes `done`; those read, and the rest.
+async fn lines_until(mut lines: Lines, done: impl Fn(&str) -> bool) -> (Vec<String>, Lines) {
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the stream goes on");
+        let last = done(&line);
+        seen.push(line);
+        if last {
+            return (seen, lines);
+        }
+    }
 }

@@ -25,7 +25,7 @@ impl Bench {
             "non-202",
             "RSS MiB (peak)",
             "CPU µs/event",
-            "EventTypes",
+            "EventTypes made so far",
         ];
         self.section(
             &format!(
@@ -39,8 +39,10 @@ impl Bench {
             for on in [false, true] {
                 let broker = format!("autocreate-{}-{round}", if on { "on" } else { "off" });
                 let annotations: &[(&str, &str)] = if on { &[ANNOTATION] } else { &[] };
-                self.apply_annotated(&broker, annotations, 0, false, &|t| sink.url(&format!("t{t}")))
-                    .await?;
+                self.apply_annotated(&broker, annotations, 0, false, &|t| {
+                    sink.url(&format!("t{t}"))
+                })
+                .await?;
                 let extra = if on {
                     vec!["--eventtype-store".into(), registry.display().to_string()]
                 } else {
@@ -56,7 +58,12 @@ impl Bench {
                     .map(|d| d.filter_map(Result::ok).count())
                     .unwrap_or(0);
                 rates[usize::from(on)].push(sent.rate());
-                self.ingress_row_with(if on { "on" } else { "off" }, &sent, footprint, made.to_string());
+                self.ingress_row_with(
+                    if on { "on" } else { "off" },
+                    &sent,
+                    footprint,
+                    made.to_string(),
+                );
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;

@@ -11,13 +11,13 @@
 //! - [`procstat`]: a process's memory, threads and Kafka connections.
 //! - [`ticks`]: the sink of the sources scenario: how late each tick came.
 
+mod autocreate;
 pub mod baseline;
 pub mod event;
 pub mod load;
 mod process;
 pub mod procstat;
 pub mod report;
-mod autocreate;
 mod scenarios;
 pub mod sink;
 pub mod suite;

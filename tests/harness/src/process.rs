@@ -352,3 +352,19 @@ pub async fn resources_at(admin: &str) -> Vec<serde_json::Value> {
         .body;
     serde_json::from_str(&body).unwrap_or_default()
 }
+
+/// Runs `ferry ARGS` to its end with `env`; its standard output, once it
+/// has succeeded.
+pub fn ferry_output(binary: &str, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let out = Command::new(binary)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("ferry runs");
+    assert!(
+        out.status.success(),
+        "ferry {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
