@@ -341,3 +341,100 @@ async fn event_types_are_created_through_the_api_owned_by_the_broker() {
     assert!(row.contains(&format!("Broker {ns}/b")), "{row}");
     assert!(row.ends_with(" 1"), "the orders trigger: {row}");
 }
+
+/// Without Knative's core, Ferry builds flows itself: a Sequence and a
+/// Parallel get their KafkaChannels and Subscriptions as API objects owned
+/// by them, and Knative's status.
+#[tokio::test]
+async fn flows_get_their_channels_subscriptions_and_status() {
+    let api = KubeEmulator::start();
+    let k = KubeApi::new(&api);
+    let ns = unique("ns");
+    let flows = format!("/apis/flows.knative.dev/v1/namespaces/{ns}");
+    k.create(
+        &format!("{flows}/sequences"),
+        json!({"apiVersion": "flows.knative.dev/v1", "kind": "Sequence",
+               "metadata": {"name": "seq", "namespace": ns, "uid": "seq-uid", "generation": 1},
+               "spec": {"steps": [{"uri": "http://one.test"}, {"uri": "http://two.test"}],
+                        "reply": {"uri": "http://reply.test"}}}),
+    )
+    .await;
+    k.create(
+        &format!("{flows}/parallels"),
+        json!({"apiVersion": "flows.knative.dev/v1", "kind": "Parallel",
+               "metadata": {"name": "par", "namespace": ns, "uid": "par-uid"},
+               "spec": {"branches": [{"filter": {"uri": "http://filter.test"}, "subscriber": {"uri": "http://branch.test"}}]}}),
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let _controller = controller(FERRY, &api, state.path(), "controller-1", &[]);
+    let sequence = k
+        .wait_for(
+            &format!("{flows}/sequences/seq"),
+            "the Sequence Ready",
+            |s| s["status"]["conditions"][0]["status"] == "True",
+        )
+        .await;
+    let status = &sequence["status"];
+    assert_eq!(
+        status["address"]["url"],
+        format!("http://seq-kn-sequence-0-kn-channel.{ns}.svc.cluster.local"),
+        "{status}"
+    );
+    assert_eq!(
+        status["channelStatuses"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
+    assert_eq!(
+        status["subscriptionStatuses"][1]["subscription"]["name"],
+        "seq-kn-sequence-1"
+    );
+    assert_eq!(status["observedGeneration"], 1);
+    let messaging = format!("/apis/messaging.knative.dev");
+    let channel = k
+        .wait_for(
+            &format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels/seq-kn-sequence-1"),
+            "the second step's channel",
+            |c| c["status"]["conditions"][0]["status"] == "True",
+        )
+        .await;
+    assert_eq!(
+        channel["metadata"]["ownerReferences"][0]["kind"],
+        "Sequence"
+    );
+    assert_eq!(channel["metadata"]["ownerReferences"][0]["uid"], "seq-uid");
+    let first = k
+        .get(&format!(
+            "{messaging}/v1/namespaces/{ns}/subscriptions/seq-kn-sequence-0"
+        ))
+        .await
+        .expect("the first step's subscription");
+    assert_eq!(first["spec"]["subscriber"]["uri"], "http://one.test");
+    assert_eq!(first["spec"]["reply"]["ref"]["name"], "seq-kn-sequence-1");
+    let parallel = k
+        .wait_for(
+            &format!("{flows}/parallels/par"),
+            "the Parallel Ready",
+            |p| p["status"]["conditions"][0]["status"] == "True",
+        )
+        .await;
+    let status = &parallel["status"];
+    assert_eq!(
+        status["ingressChannelStatus"]["channel"]["name"], "par-kn-parallel",
+        "{status}"
+    );
+    assert_eq!(
+        status["branchStatuses"].as_array().unwrap().len(),
+        1,
+        "{status}"
+    );
+    let filter = k
+        .get(&format!(
+            "{messaging}/v1/namespaces/{ns}/subscriptions/par-kn-parallel-filter-0"
+        ))
+        .await
+        .expect("the branch's filter subscription");
+    assert_eq!(filter["spec"]["channel"]["name"], "par-kn-parallel");
+    assert_eq!(filter["spec"]["reply"]["ref"]["name"], "par-kn-parallel-0");
+}

@@ -71,11 +71,18 @@ pub const SOURCE_KINDS: [Kind; 4] = [
     ("sources.knative.dev", "v1", "SinkBinding", "sinkbindings"),
 ];
 
-/// One of [`CORE_KINDS`] or [`SOURCE_KINDS`] by its kind.
+/// Flows, which Ferry builds unless Knative's flows controller does.
+pub const FLOW_KINDS: [Kind; 2] = [
+    ("flows.knative.dev", "v1", "Sequence", "sequences"),
+    ("flows.knative.dev", "v1", "Parallel", "parallels"),
+];
+
+/// One of [`CORE_KINDS`], [`SOURCE_KINDS`] or [`FLOW_KINDS`] by its kind.
 pub fn kind(kind: &str) -> Kind {
     CORE_KINDS
         .iter()
         .chain(&SOURCE_KINDS)
+        .chain(&FLOW_KINDS)
         .find(|k| k.2 == kind)
         .copied()
         .expect("a known kind")

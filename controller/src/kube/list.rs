@@ -38,6 +38,11 @@ pub async fn list(
             continue;
         };
         for object in objects {
+            // What Ferry generated for a flow is generated again from it.
+            let labels = object.metadata.labels.as_ref();
+            if labels.is_some_and(|l| l.contains_key(super::generated::GENERATED_LABEL)) {
+                continue;
+            }
             let ns = object.metadata.namespace.clone().unwrap_or_default();
             let name = object.metadata.name.clone().unwrap_or_default();
             if let Some(generation) = object.metadata.generation {

@@ -8,6 +8,7 @@
 //! - [`list`]: one list of everything the reconciler reads.
 //! - [`configmaps`]: the contract ConfigMap and the Kafka defaults.
 //! - [`channel_services`]: each KafkaChannel's Service.
+//! - [`generated`]: flows' channels and subscriptions as API objects.
 //! - [`status`]: statuses in Knative's shape, written when they change.
 //! - [`lease`]: leader election.
 //! - [`workloads`]: ContainerSources' Deployments, SinkBindings' subjects.
@@ -15,6 +16,7 @@
 pub mod api;
 mod channel_services;
 pub mod configmaps;
+mod generated;
 mod lease;
 mod list;
 pub mod status;
@@ -84,9 +86,11 @@ pub async fn run(cluster: Cluster, mut config: KubeConfig, shutdown: Cancellatio
     };
     let sources = config.sources.unwrap_or(!core);
     tracing::info!(channel_subscribers = ?config.settings.channel_subscribers, sources, "channels' subscribers, and whether Ferry runs sources");
+    let flows = config.settings.channel_subscribers == ChannelSubscribers::Subscriptions;
     let kinds = api::CORE_KINDS
         .iter()
-        .chain(api::SOURCE_KINDS.iter().filter(|_| sources));
+        .chain(api::SOURCE_KINDS.iter().filter(|_| sources))
+        .chain(api::FLOW_KINDS.iter().filter(|_| flows));
     let apis: list::Apis = kinds
         .map(|k| (k.2, Api::all_with(client.clone(), &api::resource_of(*k))))
         .collect();
@@ -149,12 +153,10 @@ pub async fn run(cluster: Cluster, mut config: KubeConfig, shutdown: Cancellatio
                 }
             }
         }
-        channel_services::ensure_channel_services(
-            &client,
-            &resources,
-            &config.settings.ingress_url,
-        )
-        .await;
+        let expanded = crate::plan::expand_flows(&resources);
+        generated::mirror(&client, &resources, &expanded).await;
+        channel_services::ensure_channel_services(&client, &expanded, &config.settings.ingress_url)
+            .await;
         let current = leading.statuses.borrow().clone();
         if let Some(workloads) = &leading.workloads {
             let desired = desired(&resources, &current, &generations);

@@ -86,6 +86,11 @@ pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::V
     if let Some(uri) = &status.sink_uri {
         body["sinkUri"] = json!(uri);
     }
+    if let Some(serde_json::Value::Object(flow)) = &status.flow {
+        for (key, value) in flow {
+            body[key] = value.clone();
+        }
+    }
     if let Some(certs) = &status.sink_ca_certs {
         body["sinkCACerts"] = json!(certs);
     }
@@ -148,6 +153,8 @@ mod tests {
             ce_attributes: vec![],
             ce_overrides: None,
             event_type: None,
+            generated_by: None,
+            flow: None,
             conditions: vec![],
         };
         let v = knative_status(&status, Some(3));

@@ -12,6 +12,7 @@ mod brokers;
 mod channels;
 mod delivery;
 mod event_types;
+mod flows;
 mod output;
 mod settings;
 mod sources;
@@ -21,6 +22,7 @@ mod triggers;
 pub use addresses::resolve;
 pub use brokers::topic_name;
 pub use event_types::AUTOCREATE_ANNOTATION;
+pub use flows::{expand as expand_flows, GENERATED_BY};
 pub use output::{Declared, Plan, TopicSpec};
 pub use settings::{ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth};
 pub use status::{CeAttribute, Condition, EventTypeSummary, Ready, Status, SubscriberStatus};
@@ -30,6 +32,12 @@ use crate::resources::Resources;
 
 pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) -> Plan {
     let mut plan = Plan::default();
+    // Beside Knative's core its flows controller makes their channels and
+    // subscriptions, which Ferry then serves like any other.
+    let resources = &*match settings.channel_subscribers {
+        ChannelSubscribers::Subscriptions => flows::expand(resources),
+        ChannelSubscribers::ChannelSpec => std::borrow::Cow::Borrowed(resources),
+    };
     for (source, error) in &resources.errors {
         plan.statuses
             .push(Status::new("File", "", source).not_ready("Invalid", error.clone()));
@@ -46,6 +54,9 @@ pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) ->
     sources::plan_sources(resources, settings, &mut plan);
     event_types::plan_event_types(resources, &mut plan);
     event_types::declared_by_sources(resources, settings, &mut plan);
+    if settings.channel_subscribers == ChannelSubscribers::Subscriptions {
+        flows::statuses(resources, &mut plan);
+    }
     plan.topics.sort();
     plan
 }

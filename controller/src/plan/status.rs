@@ -44,6 +44,13 @@ pub struct Status {
     /// value of `K_CE_OVERRIDES`), for `ferry run --binding`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ce_overrides: Option<serde_json::Value>,
+    /// `<Kind> <namespace>/<name>` of the flow that generated it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_by: Option<String>,
+    /// A flow's `channelStatuses` and `subscriptionStatuses` (Sequence) or
+    /// `ingressChannelStatus` and `branchStatuses` (Parallel).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub flow: Option<serde_json::Value>,
     /// An EventType's type, source and addressable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_type: Option<EventTypeSummary>,
@@ -120,6 +127,8 @@ impl Status {
             ce_attributes: Vec::new(),
             ce_overrides: None,
             event_type: None,
+            generated_by: None,
+            flow: None,
             conditions: Vec::new(),
         }
     }

@@ -2,12 +2,14 @@
 //! (`kubectl apply`), parsed from YAML or JSON.
 
 mod event_type;
+mod flow;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use event_type::{parse as parse_event_type, EventAttribute, EventType};
+pub use flow::{Branch, Parallel, Sequence, Step};
 
 pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
 pub const KAFKA_BROKER_CLASS: &str = "Kafka";
@@ -200,12 +202,12 @@ struct KafkaChannelObject {
     spec: KafkaChannelSpec,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-struct ChannelTemplate {
-    kind: String,
+pub struct ChannelTemplate {
+    pub kind: String,
     #[serde(default)]
-    spec: KafkaChannelSpec,
+    pub spec: KafkaChannelSpec,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -416,6 +418,8 @@ pub struct Resources {
     pub sink_bindings: Vec<SinkBinding>,
     pub apiserver_sources: Vec<ApiServerSource>,
     pub event_types: Vec<EventType>,
+    pub sequences: Vec<Sequence>,
+    pub parallels: Vec<Parallel>,
     /// Documents that could not be used: where, and why.
     pub errors: Vec<(String, String)>,
 }
@@ -434,6 +438,8 @@ impl Resources {
             sink_bindings,
             apiserver_sources,
             event_types,
+            sequences,
+            parallels,
             errors,
         } = other;
         self.brokers.extend(brokers);
@@ -446,6 +452,8 @@ impl Resources {
         self.sink_bindings.extend(sink_bindings);
         self.apiserver_sources.extend(apiserver_sources);
         self.event_types.extend(event_types);
+        self.sequences.extend(sequences);
+        self.parallels.extend(parallels);
         self.errors.extend(errors);
     }
 
@@ -498,6 +506,12 @@ impl Resources {
             }
             ("sources.knative.dev/v1", "SinkBinding") => {
                 serde_json::from_value(document).map(|b| self.sink_bindings.push(b))
+            }
+            ("flows.knative.dev/v1", "Sequence") => {
+                serde_json::from_value(document).map(|f| self.sequences.push(f))
+            }
+            ("flows.knative.dev/v1", "Parallel") => {
+                serde_json::from_value(document).map(|f| self.parallels.push(f))
             }
             ("eventing.knative.dev/v1beta3", "EventType") => {
                 event_type::parse("v1beta3", document).map(|e| self.event_types.push(e))
