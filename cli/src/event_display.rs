@@ -1,5 +1,7 @@
 //! `ferry event-display`: prints every CloudEvent it receives, as Knative's
-//! event_display does, and answers 202.
+//! event_display does, and answers 202; with `--append NAME=VALUE` it
+//! answers with the event and that extension instead, as Knative's
+//! appender sample does (a step of a Sequence).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -16,9 +18,22 @@ pub struct Args {
     /// Where to receive events.
     #[arg(long, env = "FERRY_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Reply with each event, this extension added (NAME=VALUE).
+    #[arg(long, value_parser = parse_extension)]
+    append: Option<(String, String)>,
 }
 
-struct Display;
+fn parse_extension(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text.split_once('=').ok_or("NAME=VALUE")?;
+    if !ferry_event::is_valid_name(name) {
+        return Err(format!("'{name}' is not a CloudEvents attribute name"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+struct Display {
+    append: Option<(String, String)>,
+}
 
 impl Handler for Display {
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
@@ -34,10 +49,16 @@ impl Handler for Display {
         };
         match ferry_event::http::decode(&parts.headers, body) {
             Ok(events) => {
-                for event in events {
-                    println!("{}", ferry_event::display::display(&event));
+                for event in &events {
+                    println!("{}", ferry_event::display::display(event));
                 }
-                server::text(StatusCode::ACCEPTED, "")
+                match (&self.append, events.into_iter().next()) {
+                    (Some((name, value)), Some(mut event)) => {
+                        event.set(name, ferry_event::Value::String(value.clone()));
+                        reply(&event)
+                    }
+                    _ => server::text(StatusCode::ACCEPTED, ""),
+                }
             }
             Err(error) => {
                 eprintln!("not a CloudEvent: {error}");
@@ -50,12 +71,22 @@ impl Handler for Display {
     }
 }
 
+/// The event as a binary-mode answer.
+fn reply(event: &ferry_event::Event) -> Response<Body> {
+    let mut response = Response::new(server::full(event.data().cloned().unwrap_or_default()));
+    *response.headers_mut() = ferry_event::http::encode_binary_headers(event);
+    response
+}
+
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     let listener = server::bind(args.listen).await?;
     eprintln!(
         "event-display listening on http://{}",
         listener.local_addr()?
     );
-    server::serve(listener, Arc::new(Display), shutdown).await;
+    let display = Display {
+        append: args.append,
+    };
+    server::serve(listener, Arc::new(display), shutdown).await;
     Ok(())
 }

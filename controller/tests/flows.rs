@@ -1,0 +1,144 @@
+//! Flows in the plan: Knative's wiring of a Sequence's and a Parallel's
+//! channels and subscriptions, and the examples in `examples/flows/`.
+
+use ferry_controller::{
+    folder,
+    plan::{expand_flows, GENERATED_BY},
+    resources::Resources,
+};
+
+#[test]
+fn the_examples_wire_as_knative_does() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flows");
+    let resources = folder::load(&dir);
+    assert!(resources.errors.is_empty(), "{:?}", resources.errors);
+    assert_eq!(
+        (resources.sequences.len(), resources.parallels.len()),
+        (1, 1)
+    );
+    let expanded = expand_flows(&resources);
+    let channels: Vec<&str> = expanded
+        .channels
+        .iter()
+        .map(|c| c.metadata.name.as_str())
+        .collect();
+    assert_eq!(
+        channels,
+        [
+            "greeting-kn-sequence-0",
+            "greeting-kn-sequence-1",
+            "orders-kn-parallel",
+            "orders-kn-parallel-0",
+            "orders-kn-parallel-1"
+        ]
+    );
+    let sub = |name: &str| {
+        expanded
+            .subscriptions
+            .iter()
+            .find(|s| s.metadata.name == name)
+            .unwrap_or_else(|| panic!("subscription {name}"))
+    };
+    // Step 0 replies into channel 1; the last step to the Sequence's reply.
+    let first = sub("greeting-kn-sequence-0");
+    assert_eq!(first.spec.channel.name, "greeting-kn-sequence-0");
+    assert_eq!(
+        first
+            .spec
+            .reply
+            .as_ref()
+            .unwrap()
+            .reference
+            .as_ref()
+            .unwrap()
+            .name,
+        "greeting-kn-sequence-1"
+    );
+    assert!(first.spec.delivery.is_some(), "the step's own delivery");
+    let last = sub("greeting-kn-sequence-1");
+    assert_eq!(
+        last.spec.reply.as_ref().unwrap().uri.as_deref(),
+        Some("http://127.0.0.1:8081/")
+    );
+    assert_eq!(
+        last.metadata
+            .annotations
+            .get(GENERATED_BY)
+            .map(String::as_str),
+        Some("Sequence default/greeting")
+    );
+    // A filtered branch: the filter replies into the branch channel.
+    let filter = sub("orders-kn-parallel-filter-0");
+    assert_eq!(filter.spec.channel.name, "orders-kn-parallel");
+    assert_eq!(
+        filter.spec.subscriber.uri.as_deref(),
+        Some("http://127.0.0.1:8091/")
+    );
+    assert_eq!(
+        filter
+            .spec
+            .reply
+            .as_ref()
+            .unwrap()
+            .reference
+            .as_ref()
+            .unwrap()
+            .name,
+        "orders-kn-parallel-0"
+    );
+    // Without a filter, the ingress channel delivers to the branch channel.
+    let unfiltered = sub("orders-kn-parallel-filter-1");
+    assert_eq!(
+        unfiltered.spec.subscriber.reference.as_ref().unwrap().name,
+        "orders-kn-parallel-1"
+    );
+    assert!(unfiltered.spec.reply.is_none());
+    let branch = sub("orders-kn-parallel-1");
+    assert_eq!(branch.spec.channel.name, "orders-kn-parallel-1");
+    assert_eq!(
+        branch.spec.reply.as_ref().unwrap().uri.as_deref(),
+        Some("http://127.0.0.1:8081/"),
+        "the Parallel's reply"
+    );
+}
+
+#[test]
+fn invalid_flows_generate_nothing_and_say_why() {
+    let mut resources = Resources::default();
+    resources.add_yaml(
+        "bad.yaml",
+        "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: empty, namespace: ns}\nspec: {steps: []}\n---\n\
+         apiVersion: flows.knative.dev/v1\nkind: Parallel\nmetadata: {name: other, namespace: ns}\nspec:\n  \
+         channelTemplate: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel}\n  branches: [{subscriber: {uri: http://s}}]\n",
+    );
+    assert!(resources.errors.is_empty(), "{:?}", resources.errors);
+    let expanded = expand_flows(&resources);
+    assert!(expanded.channels.is_empty() && expanded.subscriptions.is_empty());
+    let settings = ferry_controller::plan::Settings {
+        ingress_url: "http://ingress".into(),
+        defaults: ferry_controller::plan::KafkaDefaults {
+            bootstrap: "k:9092".into(),
+            partitions: 1,
+            replication: 1,
+            topic_config: Default::default(),
+        },
+        claim_unannotated: true,
+        channel_addresses: ferry_controller::plan::ChannelAddresses::Path,
+        channel_subscribers: Default::default(),
+        api_server: None,
+        eventtype_autocreate: false,
+    };
+    let plan = ferry_controller::plan::plan(&resources, &settings, &Default::default());
+    let status = |kind: &str| plan.statuses.iter().find(|s| s.kind == kind).unwrap();
+    assert_eq!(status("Sequence").reason, "InvalidSpec");
+    assert!(
+        status("Sequence").message.starts_with("spec.steps:"),
+        "{:?}",
+        status("Sequence")
+    );
+    assert!(
+        status("Parallel").message.contains("InMemoryChannel"),
+        "{:?}",
+        status("Parallel")
+    );
+}
