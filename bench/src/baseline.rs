@@ -171,24 +171,33 @@ pub async fn relay(
 }
 
 /// The broker's own latency floor: a raw producer writes bench records at
-/// `rate` for `duration` and a raw consumer measures send → read.
+/// `rate` for `duration` into the first of `topics`, raw relays copy each
+/// record on to the next topic, and a raw consumer of the last measures
+/// send → read (one topic: one produce → consume hop).
 pub async fn kafka_latency(
     bootstrap: &str,
-    topic: &str,
+    topics: &[String],
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<Histogram<u64>> {
     let run = RunId::fresh();
-    let consumer = consumer(bootstrap, "latest")?;
-    consumer.subscribe(&[topic])?;
-    // Only records written after the assignment are read ("latest").
-    let assigned = Instant::now() + Duration::from_secs(60);
-    while consumer.assignment()?.count() == 0 {
-        if Instant::now() >= assigned {
-            anyhow::bail!("the raw consumer got no partitions of {topic}");
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    let (first, last) = (&topics[0], topics.last().expect("a topic"));
+    let consumer = assigned(bootstrap, last).await?;
+    let mut relays = Vec::new();
+    for pair in topics.windows(2) {
+        let from = assigned(bootstrap, &pair[0]).await?;
+        let (to, producer): (_, FutureProducer) =
+            (pair[1].clone(), producer_config(bootstrap)?.create()?);
+        relays.push(tokio::spawn(async move {
+            while let Ok(message) = from.recv().await {
+                // Queued at once, in order; its acknowledgement awaited apart.
+                if let Ok(delivery) = producer.send_result(future_record_of(&to, &message)) {
+                    tokio::spawn(delivery);
+                }
+            }
+        }));
     }
+    let topic = first;
     let count = (rate * duration.as_secs_f64()) as u64;
     let producer: FutureProducer = producer_config(bootstrap)?.create()?;
     // Connected, with its idempotent producer id, before the clock starts:
@@ -236,5 +245,68 @@ pub async fn kafka_latency(
         }
     }
     writer.await?;
+    for relay in relays {
+        relay.abort();
+    }
     Ok(latency)
+}
+
+/// A consumer of `topic` in a fresh group, once it has partitions: only
+/// records written after that are read ("latest").
+async fn assigned(bootstrap: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
+    let consumer = consumer(bootstrap, "latest")?;
+    consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consumer.assignment()?.count() == 0 {
+        if Instant::now() >= deadline {
+            anyhow::bail!("the raw consumer got no partitions of {topic}");
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+    Ok(consumer)
+}
+
+/// A record to `topic` with `message`'s key, value and headers.
+fn future_record_of<'a>(
+    topic: &'a str,
+    message: &'a rdkafka::message::BorrowedMessage<'_>,
+) -> rdkafka::producer::FutureRecord<'a, [u8], [u8]> {
+    let mut record = rdkafka::producer::FutureRecord::to(topic);
+    if let Some(key) = message.key() {
+        record = record.key(key);
+    }
+    if let Some(value) = message.payload() {
+        record = record.payload(value);
+    }
+    if let Some(headers) = message.headers() {
+        record = record.headers(headers.detach());
+    }
+    record
+}
+
+/// Answers every event with itself (binary mode): a Sequence's step that
+/// does nothing.
+struct Echo;
+
+impl Handler for Echo {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let mut response = Response::new(server::full(body));
+        for (name, value) in &parts.headers {
+            if name.as_str().starts_with("ce-") || name == http::header::CONTENT_TYPE {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
+        response
+    }
+}
+
+/// Serves [`Echo`] on `listener` until `stop`.
+pub async fn echo_server(listener: tokio::net::TcpListener, stop: Shutdown) {
+    server::serve(listener, Arc::new(Echo), stop).await;
 }

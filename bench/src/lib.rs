@@ -19,6 +19,7 @@ mod process;
 pub mod procstat;
 pub mod report;
 mod scenarios;
+mod sequence;
 pub mod sink;
 pub mod suite;
 pub mod ticks;

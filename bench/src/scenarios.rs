@@ -148,7 +148,7 @@ impl Bench {
         let floor = Percentiles::of(
             &baseline::kafka_latency(
                 &self.options.bootstrap,
-                &Self::topic("e2e"),
+                &[Self::topic("e2e")],
                 1000.0,
                 self.options.duration,
             )

@@ -77,6 +77,7 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
             6 => bench.soak().await?,
             7 => bench.pings().await?,
             8 => bench.autocreate().await?,
+            9 => bench.sequence().await?,
             other => bail!("there is no scenario {other}"),
         }
     }
@@ -112,6 +113,9 @@ impl Bench {
             "1000".into(),
             "--admin".into(),
             "127.0.0.1:0".into(),
+            // No cluster DNS here: channels by path on the ingress.
+            "--channel-addresses".into(),
+            "path".into(),
         ]
     }
 
@@ -257,6 +261,11 @@ impl Bench {
     /// steady state (the dispatcher's groups have joined, connections are
     /// open). Warm-up events belong to another run: the sink ignores them.
     pub(crate) async fn warm_up(&self, broker: &str, sink: &SinkHandle) -> anyhow::Result<()> {
+        self.warm_up_at(self.broker_url(broker), sink).await
+    }
+
+    /// [`Self::warm_up`] through any address.
+    pub(crate) async fn warm_up_at(&self, url: http::Uri, sink: &SinkHandle) -> anyhow::Result<()> {
         let sink_run = sink.run();
         let warm_up = loop {
             let run = RunId::fresh();
@@ -265,12 +274,12 @@ impl Bench {
             }
         };
         let deadline = Instant::now() + READY_TIMEOUT;
-        let mut load = self.load(self.broker_url(broker), None);
+        let mut load = self.load(url.clone(), None);
         load.count = 1;
         load.connections = 1;
         while sink.foreign() == 0 {
             if Instant::now() >= deadline {
-                bail!("no event reached the sink through {broker}");
+                bail!("no event reached the sink through {url}");
             }
             load::run(&load, warm_up).await?;
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -99,6 +99,14 @@ pub struct ControllerTuning {
     #[arg(long, env = "FERRY_RESYNC_MS", default_value_t = 5000)]
     pub resync_ms: u64,
 
+    /// How channels are addressed: `host` (the reference's
+    /// `<name>-kn-channel.<namespace>.svc.cluster.local`, served by a
+    /// Service per channel) or `path` (`<ingress URL>/channels/<ns>/<name>`,
+    /// for a receiver reached without cluster DNS) [default: host;
+    /// standalone: path].
+    #[arg(long, env = "FERRY_CHANNEL_ADDRESSES", value_parser = ["host", "path"])]
+    pub channel_addresses: Option<String>,
+
     /// Whether Brokers and Channels make EventTypes of the (type, source)
     /// pairs they carry, unless annotated `ferry.dev/eventtype-auto-create:
     /// enabled|disabled` (with --kube, Knative's `eventtype-auto-create`
@@ -161,10 +169,9 @@ impl ControllerTuning {
                 },
                 claim_unannotated: true,
                 // Standalone has no per-channel Services: address channels by path.
-                channel_addresses: if local.is_some() {
-                    ChannelAddresses::Path
-                } else {
-                    ChannelAddresses::Host
+                channel_addresses: match (self.channel_addresses.as_deref(), local) {
+                    (Some("path"), _) | (None, Some(_)) => ChannelAddresses::Path,
+                    _ => ChannelAddresses::Host,
                 },
                 channel_subscribers: Default::default(),
                 api_server: None,
