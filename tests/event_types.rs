@@ -9,8 +9,7 @@
 use std::time::Duration;
 
 use ferry_harness::{
-    bootstrap, eventually,
-    http::{self, HttpClient},
+    bootstrap, eventually, http, post_event as post,
     process::{write_resource, Standalone},
     subscriber::{Answer, Subscriber},
     unique,
@@ -20,23 +19,6 @@ use serde_json::Value;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const WAIT: Duration = Duration::from_secs(45);
-
-async fn post(client: &HttpClient, url: &str, id: &str, ty: &str, source: &str) {
-    let headers = [
-        ("ce-specversion", "1.0"),
-        ("ce-id", id),
-        ("ce-source", source),
-        ("ce-type", ty),
-        ("content-type", "application/json"),
-    ];
-    let answer = http::post(client, url, &headers, "{}".to_owned()).await;
-    assert_eq!(
-        answer.status,
-        ::http::StatusCode::ACCEPTED,
-        "{}",
-        answer.body
-    );
-}
 
 fn event_types(resources: &[Value]) -> Vec<Value> {
     resources

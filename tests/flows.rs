@@ -41,20 +41,7 @@ fn echo(received: &Received, extra: &[(&str, &str)], ty: Option<&str>) -> Answer
 }
 
 async fn post(client: &HttpClient, url: &str, id: &str, ty: &str) {
-    let headers = [
-        ("ce-specversion", "1.0"),
-        ("ce-id", id),
-        ("ce-source", "/flows"),
-        ("ce-type", ty),
-        ("content-type", "application/json"),
-    ];
-    let answer = http::post(client, url, &headers, "{}".to_owned()).await;
-    assert_eq!(
-        answer.status,
-        ::http::StatusCode::ACCEPTED,
-        "{}",
-        answer.body
-    );
+    ferry_harness::post_event(client, url, id, ty, "/flows").await
 }
 
 fn ids(received: &[Received]) -> HashSet<String> {

@@ -36,19 +36,7 @@ fn chromium(url: &str, output: &str) -> std::process::Output {
 }
 
 async fn post(client: &HttpClient, url: &str, id: &str) {
-    let headers = [
-        ("ce-specversion", "1.0"),
-        ("ce-id", id),
-        ("ce-source", "/shop"),
-        ("ce-type", "dev.example.order"),
-    ];
-    let answer = http::post(client, url, &headers, "{}".to_owned()).await;
-    assert_eq!(
-        answer.status,
-        ::http::StatusCode::ACCEPTED,
-        "{}",
-        answer.body
-    );
+    ferry_harness::post_event(client, url, id, "dev.example.order", "/shop").await
 }
 
 #[tokio::test]

@@ -5,8 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
-use ferry_common::{contract, shutdown::Shutdown};
+use ferry_common::shutdown::Shutdown;
 
 use crate::{
     baseline,
@@ -127,27 +126,14 @@ impl Bench {
              steps:\n{steps}  reply:\n    uri: {reply}\n",
             self.options.partitions
         );
-        let dir = self.options.work_dir.join("resources");
-        let staged = self.options.work_dir.join("bench.yaml.new");
-        std::fs::write(&staged, yaml)?;
-        std::fs::rename(&staged, dir.join("bench.yaml"))?;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let ready = contract::read(&self.contract()).is_ok_and(|c| {
-                c.resources
-                    .iter()
-                    .filter(|r| r.topics.iter().any(|t| t.contains(".flow-kn-sequence-")))
-                    .filter(|r| r.egresses.len() == 1)
-                    .count()
-                    == STEPS
-            });
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("the controller did not publish the Sequence's channels");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.publish(&yaml, "the Sequence's channels", |c| {
+            c.resources
+                .iter()
+                .filter(|r| r.topics.iter().any(|t| t.contains(".flow-kn-sequence-")))
+                .filter(|r| r.egresses.len() == 1)
+                .count()
+                == STEPS
+        })
+        .await
     }
 }

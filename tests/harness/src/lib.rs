@@ -299,6 +299,24 @@ pub fn trigger(namespace: &str, name: &str, destination: &str) -> ferry_proto::E
     }
 }
 
+/// Posts a binary-mode JSON event from `source`; it must be accepted.
+pub async fn post_event(client: &http::HttpClient, url: &str, id: &str, ty: &str, source: &str) {
+    let headers = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", source),
+        ("ce-type", ty),
+        ("content-type", "application/json"),
+    ];
+    let answer = http::post(client, url, &headers, "{}".to_owned()).await;
+    assert_eq!(
+        answer.status,
+        ::http::StatusCode::ACCEPTED,
+        "posting {id}: {}",
+        answer.body
+    );
+}
+
 /// Posts a binary-mode event with these attributes (and `extra` headers).
 pub async fn send_event(
     client: &http::HttpClient,
