@@ -3,7 +3,7 @@
 
 use ferry_controller::{
     folder,
-    plan::{expand_flows, GENERATED_BY},
+    plan::{expand_flows, Ready, GENERATED_BY},
     resources::Resources,
 };
 
@@ -102,19 +102,9 @@ fn the_examples_wire_as_knative_does() {
     );
 }
 
-#[test]
-fn invalid_flows_generate_nothing_and_say_why() {
-    let mut resources = Resources::default();
-    resources.add_yaml(
-        "bad.yaml",
-        "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: empty, namespace: ns}\nspec: {steps: []}\n---\n\
-         apiVersion: flows.knative.dev/v1\nkind: Parallel\nmetadata: {name: other, namespace: ns}\nspec:\n  \
-         channelTemplate: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel}\n  branches: [{subscriber: {uri: http://s}}]\n",
-    );
-    assert!(resources.errors.is_empty(), "{:?}", resources.errors);
-    let expanded = expand_flows(&resources);
-    assert!(expanded.channels.is_empty() && expanded.subscriptions.is_empty());
-    let settings = ferry_controller::plan::Settings {
+/// Settings as standalone has them: channels addressed by path.
+fn standalone() -> ferry_controller::plan::Settings {
+    ferry_controller::plan::Settings {
         ingress_url: "http://ingress".into(),
         defaults: ferry_controller::plan::KafkaDefaults {
             bootstrap: "k:9092".into(),
@@ -127,8 +117,22 @@ fn invalid_flows_generate_nothing_and_say_why() {
         channel_subscribers: Default::default(),
         api_server: None,
         eventtype_autocreate: false,
-    };
-    let plan = ferry_controller::plan::plan(&resources, &settings, &Default::default());
+    }
+}
+
+#[test]
+fn invalid_flows_generate_nothing_and_say_why() {
+    let mut resources = Resources::default();
+    resources.add_yaml(
+        "bad.yaml",
+        "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: empty, namespace: ns}\nspec: {steps: []}\n---\n\
+         apiVersion: flows.knative.dev/v1\nkind: Parallel\nmetadata: {name: other, namespace: ns}\nspec:\n  \
+         channelTemplate: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel}\n  branches: [{subscriber: {uri: http://s}}]\n",
+    );
+    assert!(resources.errors.is_empty(), "{:?}", resources.errors);
+    let expanded = expand_flows(&resources);
+    assert!(expanded.channels.is_empty() && expanded.subscriptions.is_empty());
+    let plan = ferry_controller::plan::plan(&resources, &standalone(), &Default::default());
     let status = |kind: &str| plan.statuses.iter().find(|s| s.kind == kind).unwrap();
     assert_eq!(status("Sequence").reason, "InvalidSpec");
     assert!(
@@ -140,5 +144,58 @@ fn invalid_flows_generate_nothing_and_say_why() {
         status("Parallel").message.contains("InMemoryChannel"),
         "{:?}",
         status("Parallel")
+    );
+}
+
+#[test]
+fn a_flow_is_a_destination_for_triggers_sources_and_other_flows() {
+    let mut resources = Resources::default();
+    resources.add_yaml(
+        "refs.yaml",
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: ns}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t, namespace: ns}\nspec:\n  broker: b\n  \
+         subscriber: {ref: {apiVersion: flows.knative.dev/v1, kind: Sequence, name: seq}}\n---\n\
+         apiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {name: p, namespace: ns}\nspec:\n  \
+         schedule: '* * * * *'\n  sink: {ref: {apiVersion: flows.knative.dev/v1, kind: Parallel, name: par}}\n---\n\
+         apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: seq, namespace: ns}\nspec:\n  \
+         steps:\n    - {uri: 'http://step'}\n    - {ref: {apiVersion: flows.knative.dev/v1, kind: Parallel, name: par}}\n---\n\
+         apiVersion: flows.knative.dev/v1\nkind: Parallel\nmetadata: {name: par, namespace: ns}\nspec:\n  \
+         branches: [{subscriber: {uri: 'http://branch'}}]\n",
+    );
+    assert!(resources.errors.is_empty(), "{:?}", resources.errors);
+    let plan = ferry_controller::plan::plan(&resources, &standalone(), &Default::default());
+    let status = |kind: &str, name: &str| {
+        plan.statuses
+            .iter()
+            .find(|s| s.kind == kind && s.name == name)
+            .unwrap_or_else(|| panic!("{kind} {name}"))
+    };
+    let destinations: Vec<&str> = plan
+        .resources
+        .iter()
+        .flat_map(|r| &r.egresses)
+        .map(|e| e.destination.as_str())
+        .collect();
+    // The trigger delivers to the Sequence's first channel, and the
+    // Sequence's second step to the Parallel's ingress channel.
+    assert!(
+        destinations.contains(&"http://ingress/channels/ns/seq-kn-sequence-0"),
+        "{destinations:?}"
+    );
+    assert!(
+        destinations.contains(&"http://ingress/channels/ns/par-kn-parallel"),
+        "{destinations:?}"
+    );
+    assert_eq!(
+        status("Trigger", "t").ready,
+        Ready::True,
+        "{:?}",
+        status("Trigger", "t")
+    );
+    let ping = status("PingSource", "p");
+    assert_eq!(ping.ready, Ready::True, "{ping:?}");
+    assert_eq!(
+        ping.sink_uri.as_deref(),
+        Some("http://ingress/channels/ns/par-kn-parallel")
     );
 }

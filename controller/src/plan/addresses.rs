@@ -14,6 +14,12 @@ pub fn broker(settings: &Settings, namespace: &str, name: &str) -> String {
     )
 }
 
+/// A KafkaSink's address: at `/<namespace>/<name>` on the ingress, as the
+/// reference's sink receiver serves it.
+pub fn kafka_sink(settings: &Settings, namespace: &str, name: &str) -> String {
+    broker(settings, namespace, name)
+}
+
 /// The reference implementation's address for a Kafka channel.
 pub fn channel_host(namespace: &str, name: &str) -> String {
     format!("{name}-kn-channel.{namespace}.svc.cluster.local")
@@ -50,7 +56,8 @@ pub(super) fn reference(metadata: &Metadata, kind: &str) -> Reference {
 }
 
 /// A Destination's URL: a Service (Kubernetes or Knative) by its cluster
-/// DNS name, a Broker by its address, or an absolute http URI.
+/// DNS name, a Broker, a Channel or a flow by its address, or an absolute
+/// http URI.
 pub fn resolve(
     destination: &Destination,
     namespace: &str,
@@ -75,9 +82,17 @@ pub fn resolve(
         ("eventing.knative.dev/v1", "Broker") => broker(settings, ns, &reference.name),
         ("messaging.knative.dev/v1beta1", "KafkaChannel")
         | ("messaging.knative.dev/v1", "Channel") => channel(settings, ns, &reference.name),
+        ("eventing.knative.dev/v1alpha1", "KafkaSink") => kafka_sink(settings, ns, &reference.name),
+        // A flow's address is its first channel's, as Knative's.
+        ("flows.knative.dev/v1", "Sequence") => {
+            channel(settings, ns, &super::flows::sequence_channel(&reference.name, 0))
+        }
+        ("flows.knative.dev/v1", "Parallel") => {
+            channel(settings, ns, &super::flows::parallel_ingress(&reference.name))
+        }
         (api, kind) => {
             return Err(format!(
-                "cannot resolve a {kind} of {api}: Ferry resolves Services, Brokers and Channels"
+                "cannot resolve a {kind} of {api}: Ferry resolves Services, Brokers, Channels, KafkaSinks, Sequences and Parallels"
             ))
         }
     };
