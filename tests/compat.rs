@@ -427,7 +427,14 @@ async fn records_from_other_producers_get_overrides_and_one_content_type() {
         headers.push(("ce_id", id.as_bytes()));
         headers.push(("content-type", content_type.as_bytes()));
         headers.push(("ce_datacontenttype", datacontenttype.as_bytes()));
-        produce_record(&bootstrap(), &topic, Some(id), &headers, b"{\"a\":1}").await;
+        produce_record(
+            &bootstrap(),
+            &topic,
+            Some(id.as_bytes()),
+            &headers,
+            b"{\"a\":1}",
+        )
+        .await;
     }
     let got = sub
         .wait_for_ids(&["js-same".into(), "js-differ".into()], WAIT)

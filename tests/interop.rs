@@ -200,7 +200,7 @@ async fn the_python_kafka_binding_reads_ferrys_records_and_writes_its_own() {
         produce_record(
             &bootstrap(),
             &topic,
-            message["key"].as_str(),
+            message["key"].as_str().map(str::as_bytes),
             &borrowed,
             &BASE64.decode(message["value"].as_str().unwrap()).unwrap(),
         )
@@ -254,5 +254,57 @@ async fn python_gets_the_413_for_an_oversized_body() {
             answer[1].as_str().unwrap().contains("exceeds the limit"),
             "{answer}"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_python_kafka_binding_reads_what_a_kafka_sink_writes_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    let modes = ["binary", "structured"];
+    let topics: Vec<String> = modes.iter().map(|m| unique(&format!("sink-{m}"))).collect();
+    for (mode, topic) in modes.iter().zip(&topics) {
+        ferry_harness::process::write_resource(
+            dir.path(),
+            &format!("{mode}.yaml"),
+            &format!(
+                "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {{name: {mode}, namespace: {ns}}}\nspec:\n  \
+                 topic: {topic}\n  numPartitions: 1\n  replicationFactor: 1\n  contentMode: {mode}\n"
+            ),
+        );
+    }
+    let ferry = ferry_harness::process::Standalone::start(
+        env!("CARGO_BIN_EXE_ferry"),
+        dir.path(),
+        state.path(),
+        &bootstrap(),
+    )
+    .await;
+    for (mode, topic) in modes.iter().zip(&topics) {
+        let sink = ferry.wait_for_status("KafkaSink", mode, "True").await;
+        ferry.ready().await;
+        let id = format!("via-{mode}-sink");
+        let answers = python(
+            "send",
+            json!({"url": sink["address"], "api": "core", "mode": "structured", "events": [spec(&id)]}),
+        )
+        .await;
+        assert_eq!(answers[0][0], 202, "{answers}");
+        let record = &TopicReader::new(&bootstrap(), topic, 1).read(1, WAIT).await[0];
+        let record_headers: Vec<Value> = headers(record)
+            .into_iter()
+            .map(|(k, v)| json!([k, BASE64.encode(v)]))
+            .collect();
+        let read = python(
+            "kafka-decode",
+            json!({
+                "headers": record_headers,
+                "key": null,
+                "value": BASE64.encode(ferry_harness::kafka::value(record)),
+            }),
+        )
+        .await;
+        assert_same_event(&read, &id);
     }
 }

@@ -5,7 +5,7 @@
 use ferry_harness::{
     bootstrap, eventually,
     kafka::topic_exists,
-    kube::{controller, KubeApi, WAIT},
+    kube::{controller, published_contract, KubeApi, WAIT},
     process::KubeEmulator,
     unique,
 };
@@ -19,18 +19,6 @@ fn subscription(ns: &str) -> Value {
            "metadata": {"name": "sub", "namespace": ns, "uid": "sub-uid"},
            "spec": {"channel": {"apiVersion": "messaging.knative.dev/v1beta1", "kind": "KafkaChannel", "name": "ch"},
                     "subscriber": {"uri": "http://sink.test"}}})
-}
-
-/// The contract in the ConfigMap the data plane mounts, once it names
-/// something.
-async fn published_contract(k: &KubeApi) -> ferry_proto::Contract {
-    let configmap = "/api/v1/namespaces/knative-eventing/configmaps/kafka-broker-brokers-triggers";
-    eventually("the contract ConfigMap", WAIT, || async move {
-        let data = k.get(configmap).await?["data"]["data"].as_str()?.to_owned();
-        let contract: ferry_proto::Contract = serde_json::from_str(&data).ok()?;
-        (!contract.resources.is_empty()).then_some(contract)
-    })
-    .await
 }
 
 #[tokio::test]
@@ -391,7 +379,7 @@ async fn flows_get_their_channels_subscriptions_and_status() {
         "seq-kn-sequence-1"
     );
     assert_eq!(status["observedGeneration"], 1);
-    let messaging = format!("/apis/messaging.knative.dev");
+    let messaging = "/apis/messaging.knative.dev";
     let channel = k
         .wait_for(
             &format!("{messaging}/v1beta1/namespaces/{ns}/kafkachannels/seq-kn-sequence-1"),

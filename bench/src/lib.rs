@@ -10,10 +10,12 @@
 //!   (each scenario in `scenarios`, the processes in `process`).
 //! - [`procstat`]: a process's memory, threads and Kafka connections.
 //! - [`ticks`]: the sink of the sources scenario: how late each tick came.
+//! - `kafka`: the KafkaSink and KafkaSource scenario (10).
 
 mod autocreate;
 pub mod baseline;
 pub mod event;
+mod kafka;
 pub mod load;
 mod process;
 pub mod procstat;

@@ -522,7 +522,7 @@ fn report_lost(report: &Report, run: RunId) {
 }
 
 /// CPU time per event, in microseconds.
-fn per_event_micros(footprint: Footprint, events: u64) -> String {
+pub(crate) fn per_event_micros(footprint: Footprint, events: u64) -> String {
     format!("{:.1}", footprint.cpu_seconds * 1e6 / events.max(1) as f64)
 }
 

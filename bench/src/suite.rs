@@ -78,6 +78,7 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
             7 => bench.pings().await?,
             8 => bench.autocreate().await?,
             9 => bench.sequence().await?,
+            10 => bench.kafka_world().await?,
             other => bail!("there is no scenario {other}"),
         }
     }
@@ -231,25 +232,36 @@ impl Bench {
                 subscriber(t)
             );
         }
+        let path = format!("/{NAMESPACE}/{broker}");
+        let what = format!("{broker} with {triggers} triggers");
+        self.publish(&yaml, &what, |c| {
+            c.resources.iter().any(|r| {
+                r.ingress.as_ref().is_some_and(|i| i.path == path) && r.egresses.len() == triggers
+            })
+        })
+        .await
+    }
+
+    /// Replaces the resources with `yaml`, and waits until the contract is
+    /// as `published` wants it.
+    pub(crate) async fn publish(
+        &self,
+        yaml: &str,
+        what: &str,
+        published: impl Fn(&ferry_proto::Contract) -> bool,
+    ) -> anyhow::Result<()> {
         let dir = self.options.work_dir.join("resources");
         let staged = self.options.work_dir.join("bench.yaml.new");
         std::fs::write(&staged, yaml)?;
         std::fs::rename(&staged, dir.join("bench.yaml"))?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            let path = format!("/{NAMESPACE}/{broker}");
-            let published = contract::read(&self.contract()).is_ok_and(|c| {
-                c.resources.iter().any(|r| {
-                    r.ingress.as_ref().is_some_and(|i| i.path == path)
-                        && r.egresses.len() == triggers
-                })
-            });
-            if published {
+            if contract::read(&self.contract()).is_ok_and(|c| published(&c)) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "the controller did not publish {broker} with {triggers} triggers (see {})",
+                    "the controller did not publish {what} (see {})",
                     self.options.work_dir.join("controller.log").display()
                 );
             }

@@ -21,7 +21,7 @@ use crate::{
     deletions::{self, Names, Owned, Pending},
     kafka_work::{ClusterWork, KafkaWork},
     metrics::ControllerMetrics,
-    plan::{self, plan, Settings, Status, TopicHealth},
+    plan::{self, plan, Settings, Status, TopicHealth, PENDING},
     resources::{EventType, Resources},
 };
 
@@ -182,9 +182,14 @@ impl Reconciler {
                 }
                 None => {
                     settled = false;
+                    let what = if topic.external {
+                        "to say whether it exists"
+                    } else {
+                        "to create it"
+                    };
                     health.failed_topics.insert(
                         topic.name.clone(),
-                        format!("waiting for Kafka at {} to create it", topic.bootstrap),
+                        format!("{PENDING} {} {what}", topic.bootstrap),
                     );
                 }
             }
@@ -220,7 +225,7 @@ impl Reconciler {
         let owned_topics: Names = plan
             .topics
             .iter()
-            .filter(|t| !t.external)
+            .filter(|t| !t.external && !t.kept)
             .map(|t| (t.bootstrap.clone(), t.name.clone()))
             .collect();
         let wanted_topics: Names = plan

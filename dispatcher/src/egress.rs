@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use ferry_proto::{
-    egress::ReplyStrategy, BackoffPolicy, Contract, DeliveryOrder, EgressConfig, Resource,
+    egress::ReplyStrategy, BackoffPolicy, Contract, DeliveryOrder, EgressConfig, InitialOffset,
+    Resource,
 };
 
 use ferry_common::{
@@ -12,7 +13,10 @@ use ferry_common::{
     metrics::{self, Labels},
 };
 
-use crate::{filter::Filter, retry::RetryPolicy};
+use crate::{filter::Filter, plain::PlainRecords, retry::RetryPolicy};
+
+/// The contract's kind for a KafkaSource's resource.
+const KAFKA_SOURCE: &str = "KafkaSource";
 
 /// Where a subscriber's reply goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,6 +68,12 @@ pub struct EgressSpec {
     /// The resource whose EventTypes replies written to its topic make,
     /// when the contract asks for them.
     pub event_types: Option<ferry_proto::Reference>,
+    /// A KafkaSource's: records that are not CloudEvents are made into
+    /// events instead of skipped.
+    pub plain_records: Option<PlainRecords>,
+    /// Where a consumer group without positions starts: the beginning of
+    /// the topic, or (false) its end as of now.
+    pub from_earliest: bool,
 }
 
 /// Settings for what the contract leaves unset.
@@ -92,10 +102,25 @@ pub fn resolve(contract: &Contract, defaults: &Defaults) -> (Vec<EgressSpec>, Ve
             } else {
                 egress.uid.clone()
             };
-            match spec(resource, egress, defaults, &key) {
-                Ok(spec) => specs.push(spec),
-                Err(reason) => rejected.push(Rejected { key, reason }),
-            }
+            let spec = match spec(resource, egress, defaults, &key) {
+                Ok(spec) => spec,
+                Err(reason) => {
+                    rejected.push(Rejected { key, reason });
+                    continue;
+                }
+            };
+            // A KafkaSource may read several topics: the egress runs on
+            // each topic's reader, under a key of its own there.
+            let more: Vec<EgressSpec> = (resource.topics.iter().skip(1))
+                .filter(|t| !t.is_empty())
+                .map(|topic| EgressSpec {
+                    key: format!("{key}@{topic}"),
+                    topic: topic.clone(),
+                    ..spec.clone()
+                })
+                .collect();
+            specs.push(spec);
+            specs.extend(more);
         }
     }
     (specs, rejected)
@@ -161,7 +186,23 @@ fn spec(
         .reference
         .clone()
         .filter(|_| contract::autocreates(resource));
+    let plain_records = resource
+        .reference
+        .as_ref()
+        .filter(|r| r.kind == KAFKA_SOURCE)
+        .map(|r| PlainRecords {
+            namespace: r.namespace.clone(),
+            name: r.name.clone(),
+            key_type: egress.key_type(),
+        });
+    let from_earliest = match egress.initial_offset() {
+        InitialOffset::Earliest => true,
+        InitialOffset::Latest => false,
+        InitialOffset::Unset => plain_records.is_some(),
+    };
     Ok(EgressSpec {
+        plain_records,
+        from_earliest,
         event_types,
         key: key.to_owned(),
         name,

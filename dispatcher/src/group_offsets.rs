@@ -183,14 +183,17 @@ impl GroupOffsets {
         }
     }
 
-    /// The end (high watermark) of a partition. Blocking. Asked through
-    /// this client because a consumer cannot be asked from inside its own
-    /// rebalance callback.
-    pub fn end(&self, topic: &str, partition: i32) -> KafkaResult<i64> {
+    /// The beginning and end (low and high watermarks) of a partition.
+    /// Blocking. Asked through this client because a consumer cannot be
+    /// asked from inside its own rebalance callback.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> KafkaResult<(i64, i64)> {
         let client = self.handle.0.admin.inner();
-        Ok(client
-            .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?
-            .1)
+        client.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+    }
+
+    /// The end (high watermark) of a partition. Blocking.
+    pub fn end(&self, topic: &str, partition: i32) -> KafkaResult<i64> {
+        Ok(self.watermarks(topic, partition)?.1)
     }
 
     /// Options carrying `reply` as the request's opaque; the polling thread

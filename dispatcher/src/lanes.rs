@@ -292,6 +292,7 @@ mod tests {
             content_type_conflict: None,
             trace: None,
             written_ms: None,
+            raw: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Ferry's dispatcher: delivers each broker's (or channel's) events to every
-//! egress (Trigger or Subscription) whose filter matches, at least once,
-//! with Knative's delivery semantics.
+//! egress (Trigger or Subscription) whose filter matches, and a
+//! KafkaSource's records to its sink, at least once, with Knative's
+//! delivery semantics.
 //!
 //! - [`egress`]: the contract → what each egress does (pure).
 //! - [`reader`]: the delivery loop, one per topic for all of its egresses:
@@ -11,7 +12,8 @@
 //!   [`rebalance`] (assignment and revocation), [`laggards`] and
 //!   [`catch_up`] (an egress that fell behind reads for itself), `lag`.
 //! - The pure decisions underneath, with no consumer, metrics or I/O:
-//!   [`lanes`], [`filter`], [`retry`], [`offsets`], [`gap`].
+//!   [`lanes`], [`filter`], [`retry`], [`offsets`], [`gap`], and [`plain`]
+//!   (a KafkaSource's record that is not a CloudEvent, made into one).
 
 pub mod catch_up;
 pub mod deliver;
@@ -25,6 +27,7 @@ pub mod lanes;
 mod metrics;
 pub mod observed;
 pub mod offsets;
+pub mod plain;
 pub mod positions;
 pub mod reader;
 pub mod rebalance;

@@ -39,6 +39,7 @@ pub struct Metrics {
     lag: Family<Labels, Gauge>,
     gaps: Family<[(&'static str, String); 1], Counter>,
     content_type_conflicts: Family<[(&'static str, String); 1], Counter>,
+    skipped_headers: Family<Labels, Counter>,
     /// Each egress's series that do not change from event to event, by
     /// egress key: building and hashing a label set for every event cost
     /// about 7 µs a delivery (BENCHMARKS.md).
@@ -84,6 +85,7 @@ impl Metrics {
             lag: Family::default(),
             gaps: Family::default(),
             content_type_conflicts: Family::default(),
+            skipped_headers: Family::default(),
             series: Arc::default(),
         };
         registry.register(
@@ -125,6 +127,11 @@ impl Metrics {
             "ferry_dispatch_content_type_conflicts",
             "Records whose content-type and ce_datacontenttype headers differed (content-type was used)",
             m.content_type_conflicts.clone(),
+        );
+        registry.register(
+            "ferry_dispatch_skipped_headers",
+            "Headers of a KafkaSource's plain records left out of their events: values that are not UTF-8",
+            m.skipped_headers.clone(),
         );
         registry.register(
             "ferry_dispatch_kafka_consumers",
@@ -229,6 +236,12 @@ impl Metrics {
         self.gaps
             .get_or_create(&[("topic", topic.to_owned())])
             .inc();
+    }
+
+    pub fn skipped_headers(&self, spec: &EgressSpec, count: usize) {
+        self.skipped_headers
+            .get_or_create(&spec.labels)
+            .inc_by(count as u64);
     }
 
     pub fn content_type_conflict(&self, topic: &str) {

@@ -45,7 +45,8 @@ pub fn partitions<C: Consumer<X>, X: ConsumerContext>(
 
 /// Each partition's committed position of the egress's group; partitions
 /// without one are pinned at their end, as of now, so that a new egress
-/// gets every event accepted from now on and none from before.
+/// gets every event accepted from now on and none from before (or at their
+/// beginning, for an egress that starts at the earliest).
 pub async fn start(
     topic: &Topic,
     spec: &EgressSpec,
@@ -59,16 +60,17 @@ pub async fn start(
         let from = match committed.get(&partition).copied().flatten() {
             Some(offset) => offset,
             None => {
-                let high = topic.offsets.end(&topic.name, partition)?;
-                pins.push((partition, high));
-                high
+                let (low, high) = topic.offsets.watermarks(&topic.name, partition)?;
+                let start = if spec.from_earliest { low } else { high };
+                pins.push((partition, start));
+                start
             }
         };
         positions.insert(partition, from);
     }
     if !pins.is_empty() {
         topic.offsets.alter(group, &topic.name, &pins).await?;
-        tracing::info!(egress = %spec.name, partitions = pins.len(), "new consumer group: start positions pinned at the end of the topic");
+        tracing::info!(egress = %spec.name, partitions = pins.len(), from_earliest = spec.from_earliest, "new consumer group: start positions pinned");
     }
     Ok(positions)
 }

@@ -53,6 +53,7 @@ use crate::{
     lag,
     laggards::Laggards,
     lanes::{EgressLanes, Lane, Offer, Start},
+    metrics::Metrics,
     positions::{self, Commits, Topic, KAFKA_TIMEOUT},
     rebalance::Rebalancer,
     record::Record,
@@ -147,6 +148,24 @@ struct Done {
     offset: i64,
     report: Option<Report>,
     caught_up: bool,
+}
+
+/// The record as the egress takes it: a KafkaSource makes an event of a
+/// record that is not one.
+fn taken_by(spec: &EgressSpec, record: &Arc<Record>, metrics: &Metrics) -> Arc<Record> {
+    match spec
+        .plain_records
+        .as_ref()
+        .and_then(|s| record.as_source(s))
+    {
+        Some((made, skipped_headers)) => {
+            if skipped_headers > 0 {
+                metrics.skipped_headers(spec, skipped_headers);
+            }
+            Arc::new(made)
+        }
+        None => record.clone(),
+    }
 }
 
 // === the delivery loop, in event order ===
@@ -308,7 +327,9 @@ impl Reader {
             }
             *at = offset + 1;
             if let Err(invalid) = &record.event {
-                tracing::warn!(%topic, partition, offset, %invalid, "skipping a record that is not a CloudEvent");
+                if egresses.values().any(|e| e.spec.plain_records.is_none()) {
+                    tracing::warn!(%topic, partition, offset, %invalid, "skipping a record that is not a CloudEvent");
+                }
             }
             if let Some(conflict) = &record.content_type_conflict {
                 tracing::warn!(
@@ -327,6 +348,7 @@ impl Reader {
                     laggards.rejoin(egress, next);
                     continue;
                 }
+                let record = taken_by(&egress.spec, &record, metrics);
                 let offer = lane.offer(&egress.spec, offset, &record, false);
                 self.count(&egress.spec, &offer);
                 let ready = self.ready(egress, starved);
@@ -346,7 +368,8 @@ impl Reader {
         self.update(&fetched.key, |reader, egress, laggards| {
             let offer = match egress.lanes.get_mut(&fetched.partition) {
                 Some(lane) if lane.behind => {
-                    lane.offer(&egress.spec, fetched.offset, &fetched.record, true)
+                    let record = taken_by(&egress.spec, &fetched.record, &reader.deliverer.metrics);
+                    lane.offer(&egress.spec, fetched.offset, &record, true)
                 }
                 _ => Offer::Skipped,
             };

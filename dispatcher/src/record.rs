@@ -1,5 +1,4 @@
-//! A record of a broker's or channel's topic, decoded once for all of the
-//! egresses that read it.
+//! A record of a topic, decoded once for all of the egresses that read it.
 
 use ferry_event::{
     kafka,
@@ -7,6 +6,10 @@ use ferry_event::{
     Event, InvalidEvent, Value,
 };
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+
+use bytes::Bytes;
+
+use crate::plain::{PlainRecords, Raw};
 
 const PARTITION: &str = "knativekafkapartition";
 const OFFSET: &str = "knativekafkaoffset";
@@ -22,6 +25,9 @@ pub struct Record {
     pub trace: Option<TraceContext>,
     /// When Kafka took it (milliseconds since the epoch), if it says.
     pub written_ms: Option<i64>,
+    /// The record itself, when it is not a CloudEvent: a KafkaSource makes
+    /// one of it (see `plain`).
+    pub raw: Option<Raw>,
 }
 
 impl Record {
@@ -38,20 +44,54 @@ impl Record {
         };
         let trace = text(trace::TRACEPARENT)
             .and_then(|tp| TraceContext::parse(tp, text(trace::TRACESTATE)));
-        let (event, content_type_conflict) =
+        let written_ms = message.timestamp().to_millis();
+        let (event, content_type_conflict, raw) =
             match kafka::decode_noting(headers.iter().copied(), message.payload()) {
                 Ok((mut event, conflict)) => {
                     event.set(PARTITION, Value::Integer(message.partition().into()));
                     event.set(OFFSET, Value::Integer(message.offset()));
-                    (Ok(event), conflict)
+                    (Ok(event), conflict, None)
                 }
-                Err(invalid) => (Err(invalid), None),
+                Err(invalid) => {
+                    let raw = Raw {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        timestamp_ms: written_ms,
+                        key: message.key().map(Bytes::copy_from_slice),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), v.map(Bytes::copy_from_slice)))
+                            .collect(),
+                        value: message.payload().map(Bytes::copy_from_slice),
+                    };
+                    (Err(invalid), None, Some(raw))
+                }
             };
         Record {
             event,
             content_type_conflict,
             trace,
-            written_ms: message.timestamp().to_millis(),
+            written_ms,
+            raw,
         }
+    }
+
+    /// The record as a KafkaSource's egress takes it: a record that is not
+    /// a CloudEvent made into one, with the count of headers left out.
+    pub fn as_source(&self, source: &PlainRecords) -> Option<(Record, usize)> {
+        let raw = self.raw.as_ref().filter(|_| self.event.is_err())?;
+        let made = source.event(raw);
+        let mut event = made.event;
+        event.set(PARTITION, Value::Integer(raw.partition.into()));
+        event.set(OFFSET, Value::Integer(raw.offset));
+        let record = Record {
+            event: Ok(event),
+            content_type_conflict: None,
+            trace: self.trace.clone(),
+            written_ms: self.written_ms,
+            raw: None,
+        };
+        Some((record, made.skipped_headers))
     }
 }

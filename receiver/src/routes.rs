@@ -51,7 +51,8 @@ impl Routes {
     pub fn build(contract: &Contract, default_bootstrap: &str) -> (Routes, Vec<Rejected>) {
         let mut routes = Routes::default();
         let mut rejected = Vec::new();
-        for resource in &contract.resources {
+        // A KafkaSource's resource only has egresses.
+        for resource in contract.resources.iter().filter(|r| r.ingress.is_some()) {
             let reject = |reason: String| Rejected {
                 uid: resource.uid.clone(),
                 reason,
@@ -257,8 +258,8 @@ mod tests {
                     "dup",
                     "ingress '/ns/good' is already served by resource good"
                 ),
-                ("noingress", "no ingress"),
-            ]
+            ],
+            "a resource without an ingress (a KafkaSource's) is not the receiver's"
         );
     }
 

@@ -32,8 +32,9 @@ pub async fn knative_core_runs(client: &Client) -> bool {
 /// (group, version, kind, plural).
 pub type Kind = (&'static str, &'static str, &'static str, &'static str);
 
-/// The kinds Ferry always reconciles.
-pub const CORE_KINDS: [Kind; 6] = [
+/// The kinds Ferry always reconciles: Knative's for a Broker class and a
+/// channel implementation, and the reference Kafka broker's own.
+pub const CORE_KINDS: [Kind; 8] = [
     ("eventing.knative.dev", "v1", "Broker", "brokers"),
     ("eventing.knative.dev", "v1", "Trigger", "triggers"),
     (
@@ -51,6 +52,13 @@ pub const CORE_KINDS: [Kind; 6] = [
     ),
     // Knative's storage version; the API server converts v1beta2 ones.
     ("eventing.knative.dev", "v1beta3", "EventType", "eventtypes"),
+    (
+        "eventing.knative.dev",
+        "v1alpha1",
+        "KafkaSink",
+        "kafkasinks",
+    ),
+    ("sources.knative.dev", "v1", "KafkaSource", "kafkasources"),
 ];
 
 /// Sources, which Ferry runs unless Knative's own source controllers do.

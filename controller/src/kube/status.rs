@@ -94,6 +94,9 @@ pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::V
     if let Some(certs) = &status.sink_ca_certs {
         body["sinkCACerts"] = json!(certs);
     }
+    if let Some(consumers) = status.consumers {
+        body["consumers"] = json!(consumers);
+    }
     if !status.ce_attributes.is_empty() {
         body["ceAttributes"] = json!(status.ce_attributes);
     }
@@ -150,6 +153,7 @@ mod tests {
             subscribers: vec![],
             sink_uri: None,
             sink_ca_certs: None,
+            consumers: None,
             ce_attributes: vec![],
             ce_overrides: None,
             event_type: None,

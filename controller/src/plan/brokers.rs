@@ -86,6 +86,7 @@ fn plan_broker(
         replication: kafka.replication,
         config: kafka.topic_config.clone(),
         external: external.is_some(),
+        kept: false,
     };
     let mut resource = ferry_proto::Resource {
         uid: broker.metadata.uid("Broker"),

@@ -304,6 +304,7 @@ fn plan_channel(
         replication,
         config,
         external: false,
+        kept: false,
     };
     let mut resource = resource.clone();
     let mut status = status;

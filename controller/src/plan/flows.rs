@@ -88,6 +88,7 @@ fn child(flow: &Metadata, kind: &str, name: String) -> Metadata {
         uid: None,
         generation: flow.generation,
         annotations,
+        labels: Default::default(),
         created: None,
     }
 }

@@ -4,7 +4,7 @@
 //! source share every decision, and tests need no Kafka.
 //!
 //! [`plan`] goes brokers → their triggers → channels and their
-//! subscriptions → sources → EventTypes; the shared pieces are `delivery` (an egress's delivery
+//! subscriptions → KafkaSinks and KafkaSources → sources → EventTypes; the shared pieces are `delivery` (an egress's delivery
 //! settings) and `addresses` (addresses and Destinations).
 
 mod addresses;
@@ -13,6 +13,7 @@ mod channels;
 mod delivery;
 mod event_types;
 mod flows;
+mod kafka;
 mod output;
 mod settings;
 mod sources;
@@ -24,7 +25,9 @@ pub use brokers::topic_name;
 pub use event_types::AUTOCREATE_ANNOTATION;
 pub use flows::{expand as expand_flows, GENERATED_BY};
 pub use output::{Declared, Plan, TopicSpec};
-pub use settings::{ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth};
+pub use settings::{
+    ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth, PENDING,
+};
 pub use status::{CeAttribute, Condition, EventTypeSummary, Ready, Status, SubscriberStatus};
 pub use triggers::consumer_group;
 
@@ -51,6 +54,8 @@ pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) ->
         .map(|b| b.resource)
         .collect();
     channels::plan_channels(resources, settings, health, &mut plan);
+    kafka::plan_kafka_sinks(resources, settings, health, &mut plan);
+    kafka::plan_kafka_sources(resources, settings, health, &mut plan);
     sources::plan_sources(resources, settings, &mut plan);
     event_types::plan_event_types(resources, &mut plan);
     event_types::declared_by_sources(resources, settings, &mut plan);

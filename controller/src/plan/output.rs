@@ -12,8 +12,12 @@ pub struct TopicSpec {
     pub partitions: i32,
     pub replication: i32,
     pub config: BTreeMap<String, String>,
-    /// Named by an annotation: never created or deleted by Ferry.
+    /// Named by an annotation or a KafkaSource, or a KafkaSink's without
+    /// partitions: must exist, never created or deleted by Ferry.
     pub external: bool,
+    /// A KafkaSink's: created when missing, never deleted (it is the
+    /// user's data).
+    pub kept: bool,
 }
 
 #[derive(Clone, Debug, Default)]

@@ -58,6 +58,9 @@ pub enum ChannelAddresses {
     Path,
 }
 
+/// How a topic is described while Kafka has not answered for it yet.
+pub const PENDING: &str = "waiting for Kafka at";
+
 /// What the last attempt to make topics real reported.
 #[derive(Clone, Debug, Default)]
 pub struct TopicHealth {

@@ -37,6 +37,9 @@ pub struct Status {
     /// The CA certificates the sink's destination names (`sinkCACerts`).
     #[serde(rename = "sinkCACerts", skip_serializing_if = "Option::is_none")]
     pub sink_ca_certs: Option<String>,
+    /// A KafkaSource's consumers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<i32>,
     /// The (type, source) pairs a source emits.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ce_attributes: Vec<CeAttribute>,
@@ -124,6 +127,7 @@ impl Status {
             subscribers: Vec::new(),
             sink_uri: None,
             sink_ca_certs: None,
+            consumers: None,
             ce_attributes: Vec::new(),
             ce_overrides: None,
             event_type: None,

@@ -3,6 +3,7 @@
 
 mod event_type;
 mod flow;
+mod kafka;
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use event_type::{parse as parse_event_type, EventAttribute, EventType};
 pub use flow::{Branch, Parallel, Sequence, Step};
+pub use kafka::{KafkaSink, KafkaSinkSpec, KafkaSource, KafkaSourceSpec, KEY_TYPE_LABEL};
 
 pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
 pub const KAFKA_BROKER_CLASS: &str = "Kafka";
@@ -28,6 +30,8 @@ pub struct Metadata {
     pub generation: Option<i64>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// When the object was made (RFC 3339), where it says.
     #[serde(default, rename = "creationTimestamp")]
     pub created: Option<String>,
@@ -420,6 +424,8 @@ pub struct Resources {
     pub event_types: Vec<EventType>,
     pub sequences: Vec<Sequence>,
     pub parallels: Vec<Parallel>,
+    pub kafka_sinks: Vec<KafkaSink>,
+    pub kafka_sources: Vec<KafkaSource>,
     /// Documents that could not be used: where, and why.
     pub errors: Vec<(String, String)>,
 }
@@ -440,6 +446,8 @@ impl Resources {
             event_types,
             sequences,
             parallels,
+            kafka_sinks,
+            kafka_sources,
             errors,
         } = other;
         self.brokers.extend(brokers);
@@ -454,6 +462,8 @@ impl Resources {
         self.event_types.extend(event_types);
         self.sequences.extend(sequences);
         self.parallels.extend(parallels);
+        self.kafka_sinks.extend(kafka_sinks);
+        self.kafka_sources.extend(kafka_sources);
         self.errors.extend(errors);
     }
 
@@ -521,6 +531,12 @@ impl Resources {
             }
             ("sources.knative.dev/v1", "ApiServerSource") => {
                 serde_json::from_value(document).map(|a| self.apiserver_sources.push(a))
+            }
+            ("eventing.knative.dev/v1alpha1", "KafkaSink") => {
+                serde_json::from_value(document).map(|s| self.kafka_sinks.push(s))
+            }
+            ("sources.knative.dev/v1" | "sources.knative.dev/v1beta1", "KafkaSource") => {
+                serde_json::from_value(document).map(|s| self.kafka_sources.push(s))
             }
             _ => {
                 self.errors.push((

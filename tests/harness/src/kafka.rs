@@ -72,7 +72,7 @@ pub async fn produce_raw(bootstrap: &str, topic: &str, partition: i32, payload: 
 pub async fn produce_record(
     bootstrap: &str,
     topic: &str,
-    key: Option<&str>,
+    key: Option<&[u8]>,
     headers: &[(&str, &[u8])],
     value: &[u8],
 ) {
@@ -87,7 +87,7 @@ pub async fn produce_record(
             value: Some(*value),
         });
     }
-    let mut record = rdkafka::producer::FutureRecord::<str, _>::to(topic)
+    let mut record = rdkafka::producer::FutureRecord::<[u8], _>::to(topic)
         .partition(0)
         .payload(value)
         .headers(owned);
@@ -257,6 +257,23 @@ pub async fn wait_for_group(bootstrap: &str, group: &str, topic: &str, partition
         },
     )
     .await
+}
+
+/// How many partitions the cluster lists for the topic (0 when it does not
+/// list it).
+pub fn partition_count(bootstrap: &str, topic: &str) -> usize {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .expect("metadata");
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map_or(0, |t| t.partitions().len())
 }
 
 /// Whether the cluster lists the topic.

@@ -16,6 +16,18 @@ use crate::{
 /// How long the controller may take to act on an object.
 pub const WAIT: Duration = Duration::from_secs(45);
 
+/// The contract in the ConfigMap the data plane mounts, once it names
+/// something.
+pub async fn published_contract(k: &KubeApi) -> ferry_proto::Contract {
+    let configmap = "/api/v1/namespaces/knative-eventing/configmaps/kafka-broker-brokers-triggers";
+    eventually("the contract ConfigMap", WAIT, || async move {
+        let data = k.get(configmap).await?["data"]["data"].as_str()?.to_owned();
+        let contract: ferry_proto::Contract = serde_json::from_str(&data).ok()?;
+        (!contract.resources.is_empty()).then_some(contract)
+    })
+    .await
+}
+
 /// The emulator's API, by paths such as `/api/v1/namespaces/ns/configmaps`.
 pub struct KubeApi {
     pub client: HttpClient,

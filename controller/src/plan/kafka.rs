@@ -1,0 +1,367 @@
+//! The Kafka world in and out of the mesh: a KafkaSink (an addressable
+//! that writes what it gets into a topic of the user's) and a KafkaSource
+//! (the records of existing topics, delivered to a sink), each a contract
+//! resource as the reference's control plane writes it.
+
+use ferry_proto::{
+    egress::ReplyStrategy, BackoffPolicy, ContentMode, DeliveryOrder, Egress, EgressConfig, Empty,
+    Ingress, InitialOffset, KeyType, Reference,
+};
+
+use super::{
+    addresses,
+    delivery::delivery_config,
+    output::{Plan, TopicSpec},
+    settings::{Settings, TopicHealth, PENDING},
+    status::{CeAttribute, Condition, Ready, Status},
+};
+use crate::resources::{KafkaSink, KafkaSource, Metadata, Resources, KEY_TYPE_LABEL};
+
+/// What the reference's KafkaSource events are when its records are not
+/// CloudEvents.
+const PLAIN_TYPE: &str = "dev.knative.kafka.event";
+
+pub(super) fn plan_kafka_sinks(
+    resources: &Resources,
+    settings: &Settings,
+    health: &TopicHealth,
+    plan: &mut Plan,
+) {
+    for sink in sorted(&resources.kafka_sinks, |s| &s.metadata) {
+        let (status, planned) = plan_sink(sink, resources, settings, health);
+        plan.statuses.push(status);
+        if let Some((resource, topic, ready)) = planned {
+            plan.topics.push(topic);
+            if ready {
+                plan.resources.push(resource);
+            }
+        }
+    }
+}
+
+pub(super) fn plan_kafka_sources(
+    resources: &Resources,
+    settings: &Settings,
+    health: &TopicHealth,
+    plan: &mut Plan,
+) {
+    for source in sorted(&resources.kafka_sources, |s| &s.metadata) {
+        let (status, planned) = plan_source(source, settings, health);
+        plan.statuses.push(status);
+        if let Some((resource, topics, ready)) = planned {
+            plan.topics.extend(topics);
+            let egress = &resource.egresses[0];
+            plan.groups.insert((
+                resource.bootstrap_servers.clone(),
+                egress.consumer_group.clone(),
+            ));
+            if ready {
+                plan.resources.push(resource);
+            }
+        }
+    }
+}
+
+fn sorted<T>(items: &[T], metadata: impl Fn(&T) -> &Metadata) -> Vec<&T> {
+    let mut items: Vec<&T> = items.iter().collect();
+    items.sort_by_key(|i| (metadata(i).namespace().to_owned(), metadata(i).name.clone()));
+    items
+}
+
+/// The contract's reference to one of these objects.
+fn reference(metadata: &Metadata, kind: &str, group_version: &str) -> Reference {
+    Reference {
+        uuid: metadata.uid(kind),
+        namespace: metadata.namespace().to_owned(),
+        name: metadata.name.clone(),
+        kind: kind.to_owned(),
+        group_version: group_version.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// `bootstrapServers` as the contract writes them, or the defaults' when
+/// the spec names none (standalone's convenience; Knative requires them).
+fn bootstrap(servers: &[String], settings: &Settings) -> String {
+    match servers.iter().filter(|s| !s.is_empty()).count() {
+        0 => settings.defaults.bootstrap.clone(),
+        _ => servers.join(","),
+    }
+}
+
+/// The status of an object whose topic is not usable (yet), with the
+/// reference's reasons: Unknown while Kafka has not answered.
+fn topic_not_ready(mut status: Status, condition_type: &'static str, why: String) -> Status {
+    let (ready, reason) = if why.contains(PENDING) {
+        (Ready::Unknown, "TopicNotReady")
+    } else if why.contains("does not exist") {
+        (Ready::False, "TopicsNotPresentOrInvalid")
+    } else {
+        (Ready::False, "KafkaClusterUnreachable")
+    };
+    status
+        .conditions
+        .push(condition(condition_type, ready, reason, &why));
+    let mut status = status.not_ready(reason, why);
+    status.ready = ready;
+    status
+}
+
+fn condition(ty: &'static str, ready: Ready, reason: &str, message: &str) -> Condition {
+    Condition {
+        ty,
+        status: ready,
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// A KafkaSink: its topic (created when it declares partitions and a
+/// replication factor, as the reference does; otherwise it must exist;
+/// never deleted), and its ingress at `/<namespace>/<name>`.
+fn plan_sink(
+    sink: &KafkaSink,
+    resources: &Resources,
+    settings: &Settings,
+    health: &TopicHealth,
+) -> (Status, Option<(ferry_proto::Resource, TopicSpec, bool)>) {
+    let (ns, name) = (sink.metadata.namespace(), sink.metadata.name.as_str());
+    let spec = &sink.spec;
+    let status = Status::new("KafkaSink", ns, name);
+    if spec.topic.is_empty() {
+        return (
+            status.not_ready("InvalidSpec", "spec.topic: required"),
+            None,
+        );
+    }
+    let content_mode = match spec.content_mode.as_deref() {
+        None | Some("") | Some("binary") => ContentMode::Binary,
+        Some("structured") => ContentMode::Structured,
+        Some(other) => {
+            let message = format!("spec.contentMode: '{other}' is neither binary nor structured");
+            return (status.not_ready("InvalidSpec", message), None);
+        }
+    };
+    if spec.auth.is_some() {
+        let message = "spec.auth: Ferry does not read Kafka credentials from Secrets yet; give them as librdkafka properties (FERRY_RDKAFKA_*)";
+        return (status.not_ready("InvalidSpec", message), None);
+    }
+    let path = format!("/{ns}/{name}");
+    let broker_here = resources
+        .brokers
+        .iter()
+        .filter(|b| super::brokers::is_ours(b, settings))
+        .any(|b| b.metadata.namespace() == ns && b.metadata.name == name);
+    if broker_here {
+        let message = format!("the Broker {ns}/{name} is served at {path} already");
+        return (status.not_ready("AddressConflict", message), None);
+    }
+    let bootstrap = bootstrap(&spec.bootstrap_servers, settings);
+    let declared = spec.num_partitions.zip(spec.replication_factor);
+    let topic = TopicSpec {
+        bootstrap: bootstrap.clone(),
+        name: spec.topic.clone(),
+        partitions: declared.map_or(0, |(p, _)| p),
+        replication: declared.map_or(0, |(_, r)| r),
+        config: Default::default(),
+        external: declared.is_none(),
+        kept: true,
+    };
+    let resource = ferry_proto::Resource {
+        uid: sink.metadata.uid("KafkaSink"),
+        topics: vec![spec.topic.clone()],
+        bootstrap_servers: bootstrap,
+        ingress: Some(Ingress {
+            path,
+            content_mode: content_mode as i32,
+            ..Default::default()
+        }),
+        reference: Some(reference(
+            &sink.metadata,
+            "KafkaSink",
+            "eventing.knative.dev/v1alpha1",
+        )),
+        feature_flags: super::event_types::feature_flags(&sink.metadata, settings),
+        ..Default::default()
+    };
+    let mut status = status;
+    if let Some(why) = health.failed_topics.get(&spec.topic) {
+        let status = topic_not_ready(status, "TopicReady", why.clone());
+        return (status, Some((resource, topic, false)));
+    }
+    status.conditions = vec![
+        condition("TopicReady", Ready::True, "", ""),
+        condition("Addressable", Ready::True, "", ""),
+    ];
+    status.address = Some(addresses::kafka_sink(settings, ns, name));
+    (status, Some((resource, topic, true)))
+}
+
+/// A KafkaSource: its topics (which must exist), its consumer group, and
+/// one egress to its sink, as the reference's consumer reconciler writes
+/// it (no reply; ordered, and 10 retries from 300 ms, unless it says).
+fn plan_source(
+    source: &KafkaSource,
+    settings: &Settings,
+    health: &TopicHealth,
+) -> (
+    Status,
+    Option<(ferry_proto::Resource, Vec<TopicSpec>, bool)>,
+) {
+    let (ns, name) = (source.metadata.namespace(), source.metadata.name.as_str());
+    let spec = &source.spec;
+    let mut status = Status::new("KafkaSource", ns, name);
+    status.ce_attributes = spec
+        .topics
+        .iter()
+        .map(|topic| CeAttribute {
+            ty: PLAIN_TYPE.to_owned(),
+            source: format!("/apis/v1/namespaces/{ns}/kafkasources/{name}#{topic}"),
+        })
+        .collect();
+    status.consumers = Some(spec.consumers.unwrap_or(1));
+    let destination = match addresses::resolve(&spec.sink, ns, settings) {
+        Ok(sink) => {
+            status.sink_uri = Some(sink.clone());
+            status.conditions = vec![condition("SinkProvided", Ready::True, "", "")];
+            sink
+        }
+        Err(message) => {
+            status.conditions = vec![condition(
+                "SinkProvided",
+                Ready::False,
+                "NotFound",
+                &message,
+            )];
+            return (
+                status.not_ready("NotFound", format!("sink: {message}")),
+                None,
+            );
+        }
+    };
+    let invalid =
+        |status: Status, message: String| (status.not_ready("InvalidSpec", message), None);
+    if spec.topics.is_empty() || spec.topics.iter().any(String::is_empty) {
+        return invalid(status, "spec.topics: at least one topic, none empty".into());
+    }
+    let initial_offset = match spec.initial_offset.as_deref() {
+        None | Some("") | Some("latest") => InitialOffset::Latest,
+        Some("earliest") => InitialOffset::Earliest,
+        Some(other) => {
+            return invalid(
+                status,
+                format!("spec.initialOffset: '{other}' is neither earliest nor latest"),
+            )
+        }
+    };
+    let order = match spec.ordering.as_deref() {
+        None | Some("") | Some("ordered") => DeliveryOrder::Ordered,
+        Some("unordered") => DeliveryOrder::Unordered,
+        Some(other) => {
+            return invalid(
+                status,
+                format!("spec.ordering: '{other}' is neither ordered nor unordered"),
+            )
+        }
+    };
+    let key_type = match source
+        .metadata
+        .labels
+        .get(KEY_TYPE_LABEL)
+        .map(String::as_str)
+    {
+        None | Some("string") => KeyType::String,
+        Some("int") => KeyType::Integer,
+        Some("float") => KeyType::Double,
+        Some("byte-array") => KeyType::ByteArray,
+        Some(other) => {
+            let message = format!(
+                "label {KEY_TYPE_LABEL}: '{other}' is not one of string, int, float, byte-array"
+            );
+            status.conditions.push(condition(
+                "KeyTypeCorrect",
+                Ready::False,
+                "InvalidKeyType",
+                &message,
+            ));
+            return (status.not_ready("InvalidKeyType", message), None);
+        }
+    };
+    let egress_config = match &spec.delivery {
+        Some(_) => match delivery_config(spec.delivery.as_ref(), ns, settings, &mut status) {
+            Ok(config) => config,
+            Err(message) => return (status.not_ready("DeliveryInvalid", message), None),
+        },
+        None => Some(EgressConfig {
+            retry: 10,
+            backoff_policy: BackoffPolicy::Exponential as i32,
+            backoff_delay: 300,
+            timeout: 600_000,
+            ..Default::default()
+        }),
+    };
+    let bootstrap = bootstrap(&spec.bootstrap_servers, settings);
+    let group = match spec.consumer_group.as_deref().filter(|g| !g.is_empty()) {
+        Some(group) => group.to_owned(),
+        // Knative's webhook writes a random one into the spec; without a
+        // webhook, one that stays the same for the object.
+        None => match &source.metadata.uid {
+            Some(uid) => format!("knative-kafka-source-{uid}"),
+            None => format!("knative-kafka-source-{ns}-{name}"),
+        },
+    };
+    let topics: Vec<TopicSpec> = spec
+        .topics
+        .iter()
+        .map(|topic| TopicSpec {
+            bootstrap: bootstrap.clone(),
+            name: topic.clone(),
+            partitions: 0,
+            replication: 0,
+            config: Default::default(),
+            external: true,
+            kept: true,
+        })
+        .collect();
+    let own = reference(&source.metadata, "KafkaSource", "sources.knative.dev/v1");
+    let resource = ferry_proto::Resource {
+        uid: source.metadata.uid("KafkaSource"),
+        topics: spec.topics.clone(),
+        bootstrap_servers: bootstrap,
+        egresses: vec![Egress {
+            consumer_group: group,
+            destination,
+            reply_strategy: Some(ReplyStrategy::DiscardReply(Empty {})),
+            uid: source.metadata.uid("KafkaSource"),
+            egress_config,
+            delivery_order: order as i32,
+            key_type: key_type as i32,
+            reference: Some(own.clone()),
+            initial_offset: initial_offset as i32,
+            ..Default::default()
+        }],
+        cloud_event_overrides: spec.ce_overrides.as_ref().map(|o| {
+            ferry_proto::CloudEventOverrides {
+                extensions: o.extensions.clone().into_iter().collect(),
+            }
+        }),
+        reference: Some(own),
+        ..Default::default()
+    };
+    let failed = spec
+        .topics
+        .iter()
+        .find_map(|t| health.failed_topics.get(t).map(|why| (t, why)));
+    if let Some((topic, why)) = failed {
+        let status = topic_not_ready(
+            status,
+            "ConnectionEstablished",
+            format!("topic {topic}: {why}"),
+        );
+        return (status, Some((resource, topics, false)));
+    }
+    status
+        .conditions
+        .push(condition("ConnectionEstablished", Ready::True, "", ""));
+    (status, Some((resource, topics, true)))
+}
