@@ -11,7 +11,10 @@ use std::{collections::BTreeSet, time::Duration};
 use ferry_harness::{
     bootstrap, eventually,
     http::{self},
-    kafka::{create_topic, header, headers, partition_count, produce_record, value, TopicReader},
+    kafka::{
+        create_topic, header, headers, partition_count, produce_raw, produce_record, value,
+        TopicReader,
+    },
     metrics::Scrape,
     post_event,
     process::{write_resource, Standalone},
@@ -180,6 +183,15 @@ async fn a_kafka_source_makes_events_of_plain_records_and_passes_cloudevents_thr
         serde_json::json!({"c": 3})
     );
 
+    // The dispatcher's view of the source, as for a trigger.
+    eventually("the source's deliveries in /resources", WAIT, || async {
+        let resources = ferry.resources().await;
+        let status = resources
+            .iter()
+            .find(|r| r["kind"] == "KafkaSource" && r["name"] == "src")?;
+        (status["deliveries"] == 6 && status["lag"] == 0).then_some(())
+    })
+    .await;
     let scrape = Scrape::get(&ferry.admin).await;
     assert_eq!(
         scrape.sum("ferry_dispatch_skipped_headers_total", &[]),
@@ -519,4 +531,121 @@ async fn bad_kafka_sources_and_sinks_say_why() {
         !ferry_harness::kafka::topic_exists(&bootstrap(), &missing),
         "an undeclared topic is not made"
     );
+}
+
+/// A contract as the reference's control plane writes a KafkaSource's (no
+/// ingress, the user's group, no `initialOffset`: the data plane starts a
+/// new group at the earliest offset), read by two dispatcher replicas.
+#[tokio::test]
+async fn two_dispatchers_share_a_kafka_sources_topics() {
+    let b = bootstrap();
+    let topics = [unique("shared-a"), unique("shared-b")];
+    for topic in &topics {
+        create_topic(&b, topic, 2).await;
+    }
+    // Held until both replicas read a share of the partitions.
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let sink = Subscriber::scripted(move |_, _| Answer::status(202).until(gate.clone())).await;
+    let reference = ferry_proto::Reference {
+        uuid: "source-uid".into(),
+        namespace: "ns".into(),
+        name: "shared".into(),
+        kind: "KafkaSource".into(),
+        group_version: "sources.knative.dev/v1".into(),
+        ..Default::default()
+    };
+    let contract = ferry_harness::ContractFile::new(&ferry_proto::Contract {
+        generation: 1,
+        resources: vec![ferry_proto::Resource {
+            uid: "source-uid".into(),
+            topics: topics.to_vec(),
+            bootstrap_servers: b.clone(),
+            reference: Some(reference.clone()),
+            egresses: vec![ferry_proto::Egress {
+                consumer_group: unique("shared-group"),
+                destination: sink.url(),
+                uid: "source-uid".into(),
+                delivery_order: ferry_proto::DeliveryOrder::Ordered as i32,
+                reference: Some(reference),
+                reply_strategy: Some(ferry_proto::egress::ReplyStrategy::DiscardReply(
+                    ferry_proto::Empty {},
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    for (i, topic) in topics.iter().enumerate() {
+        // Every partition has records, whichever replica reads it.
+        for n in 0..50 {
+            produce_raw(&b, topic, n % 2, &format!("{i}-{n}")).await;
+        }
+    }
+    let admins = [ferry_harness::free_port(), ferry_harness::free_port()];
+    let _replicas: Vec<_> = admins
+        .iter()
+        .map(|&admin| {
+            ferry_harness::process::FerryProcess::dispatcher_with(
+                FERRY,
+                &contract.path(),
+                &b,
+                admin,
+                &["--lag-interval-ms", "200"],
+            )
+        })
+        .collect();
+    for admin in admins {
+        ferry_harness::wait_ready(&format!("http://127.0.0.1:{admin}/readyz")).await;
+    }
+    // Each replica shows lag for the partitions it reads: the four are
+    // split between them once both have joined the readers' groups.
+    eventually(
+        "the partitions split between the replicas",
+        WAIT,
+        || async {
+            let mut shares = Vec::new();
+            for admin in admins {
+                let scrape = Scrape::get(&format!("http://127.0.0.1:{admin}")).await;
+                let lag = [("kn_kafkasource_name", "shared")];
+                shares.push(scrape.count("ferry_dispatch_consumer_lag", &lag));
+            }
+            (shares.iter().all(|&n| n > 0) && shares.iter().sum::<usize>() == 4).then_some(())
+        },
+    )
+    .await;
+    open.send_replace(true);
+    let bodies = || -> BTreeSet<String> {
+        sink.received()
+            .iter()
+            .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
+            .collect()
+    };
+    eventually("every record of both topics", WAIT, || {
+        let got = bodies().len();
+        async move { (got == 100).then_some(()) }
+    })
+    .await;
+    let expected: BTreeSet<String> = (0..2)
+        .flat_map(|i| (0..50).map(move |n| format!("{i}-{n}")))
+        .collect();
+    assert_eq!(bodies(), expected);
+    let sources: BTreeSet<String> = sink
+        .received()
+        .iter()
+        .map(|r| r.header("ce-source").unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        sources,
+        topics
+            .iter()
+            .map(|t| format!("/apis/v1/namespaces/ns/kafkasources/shared#{t}"))
+            .collect()
+    );
+    // Each replica delivered its share.
+    for admin in admins {
+        let scrape = Scrape::get(&format!("http://127.0.0.1:{admin}")).await;
+        let sent = scrape.sum("http_events_sent_total", &[]);
+        assert!(sent > 0.0, "the replica on {admin} delivered nothing");
+    }
 }

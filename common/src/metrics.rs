@@ -194,6 +194,11 @@ pub fn resource_labels(reference: Option<&Reference>, uid: &str) -> Labels {
             ("kn_kafkachannel_namespace", r.namespace.clone()),
             ("kn_kafkachannel_name", r.name.clone()),
         ],
+        // The reference's `kn.<kind>.name` tags.
+        Some(r) if r.kind == "KafkaSink" => vec![
+            ("kn_kafkasink_namespace", r.namespace.clone()),
+            ("kn_kafkasink_name", r.name.clone()),
+        ],
         _ => vec![("kn_resource_uid", uid.to_owned())],
     }
 }
@@ -209,6 +214,10 @@ pub fn egress_labels(
         Some(r) if r.kind == "Subscription" => vec![
             ("kn_subscription_namespace", r.namespace.clone()),
             ("kn_subscription_name", r.name.clone()),
+        ],
+        Some(r) if r.kind == "KafkaSource" => vec![
+            ("kn_kafkasource_namespace", r.namespace.clone()),
+            ("kn_kafkasource_name", r.name.clone()),
         ],
         Some(r) if !r.name.is_empty() => vec![
             ("kn_trigger_namespace", r.namespace.clone()),
@@ -273,6 +282,21 @@ mod tests {
         assert_eq!(
             egress_labels(None, None, "k"),
             [("kn_egress_uid", "k".to_owned())]
+        );
+        let source = reference("KafkaSource", "src");
+        assert_eq!(
+            egress_labels(Some(&source), Some(&source), "k"),
+            [
+                ("kn_kafkasource_namespace", "ns".into()),
+                ("kn_kafkasource_name", "src".into())
+            ]
+        );
+        assert_eq!(
+            resource_labels(Some(&reference("KafkaSink", "s")), "u"),
+            [
+                ("kn_kafkasink_namespace", "ns".into()),
+                ("kn_kafkasink_name", "s".into())
+            ]
         );
     }
 

@@ -264,8 +264,11 @@ impl Metrics {
     }
 }
 
+/// An egress's labels with the partition's, and its topic's: a
+/// KafkaSource reads several topics under one egress.
 fn lag_labels(spec: &EgressSpec, partition: i32) -> Labels {
     let mut labels = spec.labels.clone();
+    labels.push(("topic", spec.topic.clone()));
     labels.push(("partition", partition.to_string()));
     labels
 }
