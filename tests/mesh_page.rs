@@ -47,6 +47,7 @@ async fn the_page_pictures_the_mesh_in_a_browser() {
     // Never answers while the test runs: its trigger falls behind.
     let (_hold, gate) = tokio::sync::watch::channel(false);
     let stuck = Subscriber::scripted(move |_, _| Answer::status(202).until(gate.clone())).await;
+    let archive = unique("archive");
     let yaml = format!(
         r#"apiVersion: eventing.knative.dev/v1
 kind: Broker
@@ -73,7 +74,20 @@ metadata: {{name: beat, namespace: {ns}}}
 spec:
   schedule: "* * * * * *"
   sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: shop}}}}
+---
+apiVersion: eventing.knative.dev/v1alpha1
+kind: KafkaSink
+metadata: {{name: archive, namespace: {ns}}}
+spec: {{topic: {archive}, numPartitions: 1, replicationFactor: 1}}
+---
+apiVersion: sources.knative.dev/v1
+kind: KafkaSource
+metadata: {{name: replay, namespace: {ns}}}
+spec:
+  topics: [{archive}]
+  sink: {{ref: {{apiVersion: eventing.knative.dev/v1, kind: Broker, name: shop}}}}
 "#,
+        archive = archive,
         fast = fast.url(),
         stuck = stuck.url()
     );
@@ -159,9 +173,19 @@ spec:
     assert!(lag(&fast_row).0 < 5, "{fast_row}");
     assert!(stuck_row.contains("everything"), "no filter: {stuck_row}");
     assert!(dom.contains(r#"data-name="beat""#), "the source:\n{dom}");
+    let fed = dom
+        .split("fed by ")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_else(|| panic!("the broker is fed:\n{dom}"));
+    for source in ["PingSource beat", "KafkaSource replay"] {
+        assert!(fed.contains(source), "{source} feeds the broker: {fed}");
+    }
+    let sink = format!(r#"data-name="{ns}/archive" data-kind="KafkaSink""#);
+    assert!(dom.contains(&sink), "the KafkaSink's card:\n{dom}");
     assert!(
-        dom.contains("fed by PingSource beat"),
-        "the source feeds the broker:\n{dom}"
+        dom.contains(&format!("writes to topic {archive}")),
+        "the KafkaSink's topic:\n{dom}"
     );
     assert!(
         dom.contains(&format!("<strong>Trigger {ns}/broken</strong>")),

@@ -55,7 +55,7 @@ function draw(resources, contract) {
 
   const cards = [];
   const brokers = [];
-  for (const r of resources.filter((r) => ["Broker", "KafkaChannel", "Channel"].includes(r.kind))) {
+  for (const r of resources.filter((r) => ["Broker", "KafkaChannel", "Channel", "KafkaSink"].includes(r.kind))) {
     const entry = (contract.resources || []).find((c) => c.reference &&
       c.reference.namespace === r.namespace && c.reference.name === r.name);
     if (r.kind === "Broker") brokers.push(`${r.namespace}/${r.name}`);
@@ -81,7 +81,10 @@ function draw(resources, contract) {
         el("td", { class: "last" }, last),
         el("td", { class: "address" }, config.deadLetter || "–")));
     }
-    if (rows.length) {
+    if (r.kind === "KafkaSink") {
+      const topic = ((entry && entry.topics) || [])[0] || "";
+      card.append(el("div", { class: "muted" }, `writes to topic ${topic}`));
+    } else if (rows.length) {
       card.append(el("table", {}, el("thead", {}, el("tr", {}, ...["name", "filter", "subscriber", "lag", "rate", "last", "dead letters"].map((h) => el("th", {}, h)))),
         el("tbody", {}, ...rows)));
     } else {
@@ -100,7 +103,7 @@ function draw(resources, contract) {
   }
   document.getElementById("addressables").replaceChildren(...cards);
 
-  const sources = resources.filter((s) => ["PingSource", "ApiServerSource", "ContainerSource", "SinkBinding"].includes(s.kind));
+  const sources = resources.filter((s) => ["PingSource", "ApiServerSource", "ContainerSource", "SinkBinding", "KafkaSource"].includes(s.kind));
   document.querySelector("#sources tbody").replaceChildren(...sources.map((s) =>
     el("tr", { class: "source" + (s.ready === "False" ? " not-ready" : ""), "data-name": s.name },
       el("td", {}, `${s.namespace}/${s.name}`), el("td", {}, s.kind), el("td", { class: "address" }, s.sinkUri || "–"),
