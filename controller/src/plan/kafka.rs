@@ -107,6 +107,17 @@ fn topic_not_ready(mut status: Status, condition_type: &'static str, why: String
     status
 }
 
+/// What a Ready object says when it names Kafka credentials: Ferry takes
+/// them from librdkafka properties, not from Secrets (yet).
+fn credentials_note(field: &str, named: bool) -> String {
+    match named {
+        true => format!(
+            "{field} is not read: Ferry's Kafka clients take SASL and TLS settings from librdkafka properties (FERRY_RDKAFKA_*)"
+        ),
+        false => String::new(),
+    }
+}
+
 fn condition(ty: &'static str, ready: Ready, reason: &str, message: &str) -> Condition {
     Condition {
         ty,
@@ -142,10 +153,6 @@ fn plan_sink(
             return (status.not_ready("InvalidSpec", message), None);
         }
     };
-    if spec.auth.is_some() {
-        let message = "spec.auth: Ferry does not read Kafka credentials from Secrets yet; give them as librdkafka properties (FERRY_RDKAFKA_*)";
-        return (status.not_ready("InvalidSpec", message), None);
-    }
     let path = format!("/{ns}/{name}");
     let broker_here = resources
         .brokers
@@ -194,6 +201,7 @@ fn plan_sink(
         condition("Addressable", Ready::True, "", ""),
     ];
     status.address = Some(addresses::kafka_sink(settings, ns, name));
+    status.message = credentials_note("spec.auth", spec.auth.is_some());
     (status, Some((resource, topic, true)))
 }
 
@@ -363,5 +371,12 @@ fn plan_source(
     status
         .conditions
         .push(condition("ConnectionEstablished", Ready::True, "", ""));
+    let secured = |what: &str| {
+        spec.net
+            .as_ref()
+            .and_then(|n| n[what]["enable"].as_bool())
+            .unwrap_or(false)
+    };
+    status.message = credentials_note("spec.net", secured("sasl") || secured("tls"));
     (status, Some((resource, topics, true)))
 }

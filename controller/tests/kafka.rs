@@ -1,0 +1,242 @@
+//! KafkaSinks and KafkaSources in the plan: the contract resources the
+//! reference's control plane writes for them, their topics, groups and
+//! statuses, without Kafka.
+
+use std::collections::BTreeMap;
+
+use ferry_controller::{
+    plan::{plan, ChannelAddresses, KafkaDefaults, Plan, Ready, Settings, Status, TopicHealth},
+    resources::Resources,
+};
+use ferry_proto::{egress::ReplyStrategy, ContentMode, DeliveryOrder, InitialOffset, KeyType};
+
+fn settings() -> Settings {
+    Settings {
+        ingress_url: "http://ingress".into(),
+        defaults: KafkaDefaults {
+            bootstrap: "k:9092".into(),
+            partitions: 1,
+            replication: 1,
+            topic_config: BTreeMap::new(),
+        },
+        claim_unannotated: true,
+        channel_addresses: ChannelAddresses::Path,
+        channel_subscribers: Default::default(),
+        api_server: None,
+        eventtype_autocreate: false,
+    }
+}
+
+fn run(yaml: &str, health: &TopicHealth) -> Plan {
+    let mut resources = Resources::default();
+    resources.add_yaml("kafka.yaml", yaml);
+    assert!(resources.errors.is_empty(), "{:?}", resources.errors);
+    plan(&resources, &settings(), health)
+}
+
+fn status<'a>(plan: &'a Plan, kind: &str, name: &str) -> &'a Status {
+    plan.statuses
+        .iter()
+        .find(|s| s.kind == kind && s.name == name)
+        .unwrap_or_else(|| panic!("no status for {kind} {name}: {:?}", plan.statuses))
+}
+
+const SINK: &str = "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: archive, namespace: ns}\n\
+     spec: {topic: orders, numPartitions: 3, replicationFactor: 1, contentMode: structured, bootstrapServers: [a:9092, b:9092]}\n";
+
+#[test]
+fn a_kafka_sink_is_an_ingress_on_its_own_topic_and_a_destination() {
+    let yaml = format!(
+        "{SINK}---\napiVersion: sources.knative.dev/v1\nkind: PingSource\nmetadata: {{name: p, namespace: ns}}\n\
+         spec: {{schedule: '* * * * *', sink: {{ref: {{apiVersion: eventing.knative.dev/v1alpha1, kind: KafkaSink, name: archive}}}}}}\n"
+    );
+    let plan = run(&yaml, &TopicHealth::default());
+    let sink = status(&plan, "KafkaSink", "archive");
+    assert_eq!(sink.ready, Ready::True, "{sink:?}");
+    assert_eq!(sink.address.as_deref(), Some("http://ingress/ns/archive"));
+    assert_eq!(
+        status(&plan, "PingSource", "p").sink_uri.as_deref(),
+        Some("http://ingress/ns/archive")
+    );
+    let topic = &plan.topics[0];
+    assert_eq!(
+        (
+            topic.name.as_str(),
+            topic.partitions,
+            topic.bootstrap.as_str()
+        ),
+        ("orders", 3, "a:9092,b:9092")
+    );
+    assert!(topic.kept && !topic.external, "created, never deleted");
+    let resource = &plan.resources[0];
+    assert_eq!(resource.topics, ["orders"]);
+    let ingress = resource.ingress.as_ref().unwrap();
+    assert_eq!(ingress.path, "/ns/archive");
+    assert_eq!(ingress.content_mode(), ContentMode::Structured);
+    let reference = resource.reference.as_ref().unwrap();
+    assert_eq!(
+        (reference.kind.as_str(), reference.group_version.as_str()),
+        ("KafkaSink", "eventing.knative.dev/v1alpha1")
+    );
+    assert!(resource.egresses.is_empty());
+}
+
+#[test]
+fn a_kafka_source_is_one_egress_on_its_topics_with_the_references_defaults() {
+    let yaml = "apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata:\n  name: src\n  namespace: ns\n  \
+         labels: {kafkasources.sources.knative.dev/key-type: byte-array}\nspec:\n  \
+         bootstrapServers: [a:9092]\n  topics: [t1, t2]\n  sink: {uri: 'http://sink'}\n  \
+         ceOverrides: {extensions: {team: ferry}}\n  net: {sasl: {enable: true}}\n";
+    let plan = run(yaml, &TopicHealth::default());
+    let source = status(&plan, "KafkaSource", "src");
+    assert_eq!(source.ready, Ready::True, "{source:?}");
+    assert_eq!(source.sink_uri.as_deref(), Some("http://sink"));
+    assert_eq!(source.consumers, Some(1));
+    assert_eq!(source.ce_attributes.len(), 2);
+    assert!(
+        source.message.starts_with("spec.net is not read"),
+        "{source:?}"
+    );
+    let topics: Vec<_> = plan.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(topics, ["t1", "t2"]);
+    assert!(plan.topics.iter().all(|t| t.external), "they must exist");
+    assert!(plan
+        .groups
+        .contains(&("a:9092".into(), "knative-kafka-source-ns-src".into())));
+    let resource = &plan.resources[0];
+    assert!(resource.ingress.is_none());
+    assert_eq!(resource.topics, ["t1", "t2"]);
+    assert_eq!(
+        resource.cloud_event_overrides.as_ref().unwrap().extensions["team"],
+        "ferry"
+    );
+    let egress = &resource.egresses[0];
+    assert_eq!(egress.consumer_group, "knative-kafka-source-ns-src");
+    assert_eq!(egress.destination, "http://sink");
+    assert_eq!(egress.delivery_order(), DeliveryOrder::Ordered);
+    assert_eq!(egress.key_type(), KeyType::ByteArray);
+    assert_eq!(egress.initial_offset(), InitialOffset::Latest);
+    assert!(matches!(
+        egress.reply_strategy,
+        Some(ReplyStrategy::DiscardReply(_))
+    ));
+    let config = egress.egress_config.as_ref().unwrap();
+    assert_eq!(
+        (config.retry, config.backoff_delay, config.timeout),
+        (10, 300, 600_000)
+    );
+}
+
+#[test]
+fn every_not_ready_reason() {
+    let source = |name: &str, spec: &str| {
+        format!("apiVersion: sources.knative.dev/v1\nkind: KafkaSource\nmetadata: {{name: {name}, namespace: ns}}\nspec: {spec}\n---\n")
+    };
+    let sink_to = "sink: {uri: 'http://s'}";
+    let yaml = [
+        source("no-topics", &format!("{{topics: [], {sink_to}}}")),
+        source("offset", &format!("{{topics: [t], initialOffset: middle, {sink_to}}}")),
+        source("ordering", &format!("{{topics: [t], ordering: random, {sink_to}}}")),
+        source("no-sink", "{topics: [t], sink: {ref: {apiVersion: v1, kind: Pod, name: p}}}"),
+        source("delivery", &format!("{{topics: [t], delivery: {{retry: -1}}, {sink_to}}}")),
+        source("missing", &format!("{{topics: [gone], {sink_to}}}")),
+        "apiVersion: sources.knative.dev/v1\nkind: KafkaSource\nmetadata:\n  name: key\n  namespace: ns\n  \
+         labels: {kafkasources.sources.knative.dev/key-type: uuid}\nspec: {topics: [t], sink: {uri: 'http://s'}}\n---\n"
+            .to_owned(),
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: no-topic, namespace: ns}\nspec: {}\n---\n"
+            .to_owned(),
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: mode, namespace: ns}\nspec: {topic: t, contentMode: avro}\n---\n"
+            .to_owned(),
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: clash, namespace: ns}\n---\n\
+         apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: clash, namespace: ns}\nspec: {topic: t}\n---\n"
+            .to_owned(),
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: pending, namespace: ns}\nspec: {topic: waiting}\n"
+            .to_owned(),
+    ]
+    .concat();
+    let mut health = TopicHealth::default();
+    health
+        .failed_topics
+        .insert("gone".into(), "external topic gone does not exist".into());
+    health.failed_topics.insert(
+        "waiting".into(),
+        format!(
+            "{} k:9092 to say whether it exists",
+            ferry_controller::plan::PENDING
+        ),
+    );
+    let plan = run(&yaml, &health);
+    for (kind, name, ready, reason, message) in [
+        (
+            "KafkaSource",
+            "no-topics",
+            Ready::False,
+            "InvalidSpec",
+            "spec.topics",
+        ),
+        (
+            "KafkaSource",
+            "offset",
+            Ready::False,
+            "InvalidSpec",
+            "spec.initialOffset",
+        ),
+        (
+            "KafkaSource",
+            "ordering",
+            Ready::False,
+            "InvalidSpec",
+            "spec.ordering",
+        ),
+        ("KafkaSource", "no-sink", Ready::False, "NotFound", "Pod"),
+        (
+            "KafkaSource",
+            "delivery",
+            Ready::False,
+            "DeliveryInvalid",
+            "retry",
+        ),
+        (
+            "KafkaSource",
+            "missing",
+            Ready::False,
+            "TopicsNotPresentOrInvalid",
+            "topic gone",
+        ),
+        ("KafkaSource", "key", Ready::False, "InvalidKeyType", "uuid"),
+        (
+            "KafkaSink",
+            "no-topic",
+            Ready::False,
+            "InvalidSpec",
+            "spec.topic",
+        ),
+        (
+            "KafkaSink",
+            "mode",
+            Ready::False,
+            "InvalidSpec",
+            "spec.contentMode",
+        ),
+        (
+            "KafkaSink",
+            "clash",
+            Ready::False,
+            "AddressConflict",
+            "Broker ns/clash",
+        ),
+        (
+            "KafkaSink",
+            "pending",
+            Ready::Unknown,
+            "TopicNotReady",
+            "waiting for Kafka",
+        ),
+    ] {
+        let s = status(&plan, kind, name);
+        assert_eq!((s.ready, s.reason.as_str()), (ready, reason), "{s:?}");
+        assert!(s.message.contains(message), "{s:?}");
+    }
+    // Only the broker is in the contract.
+    assert_eq!(plan.resources.len(), 1, "{:?}", plan.resources);
+}
