@@ -82,6 +82,23 @@ fn spec(id: &str) -> Value {
     })
 }
 
+/// The Python SDK's Kafka binding's reading of a record.
+async fn python_reads(record: &rdkafka::message::OwnedMessage) -> Value {
+    let record_headers: Vec<Value> = headers(record)
+        .into_iter()
+        .map(|(k, v)| json!([k, BASE64.encode(v)]))
+        .collect();
+    python(
+        "kafka-decode",
+        json!({
+            "headers": record_headers,
+            "key": null,
+            "value": BASE64.encode(ferry_harness::kafka::value(record)),
+        }),
+    )
+    .await
+}
+
 /// The Python SDK's reading of what a subscriber received.
 async fn decoded(received: &Received) -> Value {
     let headers: serde_json::Map<String, Value> = received
@@ -159,20 +176,7 @@ async fn the_python_kafka_binding_reads_ferrys_records_and_writes_its_own() {
         .read(1, WAIT)
         .await[0];
     // ...and the SDK's Kafka binding reads it back.
-    let record_headers: Vec<Value> = headers(record)
-        .into_iter()
-        .map(|(k, v)| json!([k, BASE64.encode(v)]))
-        .collect();
-    let read = python(
-        "kafka-decode",
-        json!({
-            "headers": record_headers,
-            "key": null,
-            "value": BASE64.encode(ferry_harness::kafka::value(record)),
-        }),
-    )
-    .await;
-    assert_same_event(&read, "to-kafka");
+    assert_same_event(&python_reads(record).await, "to-kafka");
 
     // Records the SDK's Kafka binding writes, in both modes, are delivered.
     for (mode, id) in [
@@ -292,19 +296,6 @@ async fn the_python_kafka_binding_reads_what_a_kafka_sink_writes_in_both_modes()
         .await;
         assert_eq!(answers[0][0], 202, "{answers}");
         let record = &TopicReader::new(&bootstrap(), topic, 1).read(1, WAIT).await[0];
-        let record_headers: Vec<Value> = headers(record)
-            .into_iter()
-            .map(|(k, v)| json!([k, BASE64.encode(v)]))
-            .collect();
-        let read = python(
-            "kafka-decode",
-            json!({
-                "headers": record_headers,
-                "key": null,
-                "value": BASE64.encode(ferry_harness::kafka::value(record)),
-            }),
-        )
-        .await;
-        assert_same_event(&read, &id);
+        assert_same_event(&python_reads(record).await, &id);
     }
 }

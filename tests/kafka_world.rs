@@ -56,6 +56,19 @@ async fn setup(partitions: i32) -> Setup {
     }
 }
 
+/// The distinct bodies the sink got, once there are `n` of them.
+async fn wait_for_bodies(sink: &Subscriber, n: usize) -> BTreeSet<String> {
+    eventually(&format!("{n} distinct records"), WAIT, || {
+        let bodies: BTreeSet<String> = sink
+            .received()
+            .iter()
+            .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
+            .collect();
+        async move { (bodies.len() >= n).then_some(bodies) }
+    })
+    .await
+}
+
 fn by_subject(received: &[Received], offset: i64) -> &Received {
     let subject = format!("partition:0#{offset}");
     received
@@ -310,19 +323,8 @@ async fn a_killed_standalone_loses_no_record() {
     sink.wait_for(50, WAIT).await;
     drop(ferry); // SIGKILL, mid-stream
     let _ferry = Standalone::start(FERRY, dir.path(), state.path(), &b).await;
-    let bodies = || -> BTreeSet<String> {
-        sink.received()
-            .iter()
-            .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
-            .collect()
-    };
-    eventually("every record delivered", WAIT, || {
-        let got = bodies().len();
-        async move { (got == count).then_some(()) }
-    })
-    .await;
     let expected: BTreeSet<String> = (0..count).map(|i| format!("r{i}")).collect();
-    assert_eq!(bodies(), expected);
+    assert_eq!(wait_for_bodies(&sink, expected.len()).await, expected);
 }
 
 #[tokio::test]
@@ -615,21 +617,10 @@ async fn two_dispatchers_share_a_kafka_sources_topics() {
     )
     .await;
     open.send_replace(true);
-    let bodies = || -> BTreeSet<String> {
-        sink.received()
-            .iter()
-            .map(|r| String::from_utf8(r.body.to_vec()).unwrap())
-            .collect()
-    };
-    eventually("every record of both topics", WAIT, || {
-        let got = bodies().len();
-        async move { (got == 100).then_some(()) }
-    })
-    .await;
     let expected: BTreeSet<String> = (0..2)
         .flat_map(|i| (0..50).map(move |n| format!("{i}-{n}")))
         .collect();
-    assert_eq!(bodies(), expected);
+    assert_eq!(wait_for_bodies(&sink, expected.len()).await, expected);
     let sources: BTreeSet<String> = sink
         .received()
         .iter()

@@ -59,29 +59,8 @@ impl Bench {
         let sent = load::run(&self.load(url, None), run).await?;
         let footprint = sampler.finish();
         receiver.stop().await;
-        let count = (sent.rate() * self.options.duration.as_secs_f64()).max(10_000.0) as u64;
-        let raw = baseline::produce(
-            &self.options.bootstrap,
-            SINK_TOPIC,
-            RunId::fresh(),
-            count,
-            SIZE,
-            self.options.connections,
-        )
-        .await?;
-        self.row(&[
-            format!(
-                "raw rdkafka producer (acks=all, {} in flight)",
-                self.options.connections
-            ),
-            format!("{raw:.0}"),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "1.00".into(),
-        ]);
+        let raw = self.raw_producer(SINK_TOPIC, &sent, RunId::fresh()).await?;
+        self.baseline_row(&self.raw_producer_label(), raw, 8, "1.00".into());
         let non_202 = sent.rejected.values().sum::<u64>() + sent.errors;
         self.row(&[
             "KafkaSink: ferry receiver (acks=all)".into(),
@@ -153,16 +132,8 @@ impl Bench {
             100,
         )
         .await?;
-        self.row(&[
-            format!("raw consumer posting 100 at once ({events} backlog)"),
-            format!("{relayed:.0}"),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "1.00".into(),
-        ]);
+        let label = format!("raw consumer posting 100 at once ({events} backlog)");
+        self.baseline_row(&label, relayed, 8, "1.00".into());
         self.row(&[
             "KafkaSource: ferry dispatcher (unordered, commits)".into(),
             format!("{:.0}", report.delivered_rate),

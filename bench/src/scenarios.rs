@@ -86,30 +86,52 @@ impl Bench {
         let ratio = sent.rate() / ceiling.rate();
         self.ingress_row("ferry receiver (acks=all)", &sent, footprint, Some(ratio));
 
+        let raw = self
+            .raw_producer(&Self::topic("ingress"), &sent, run)
+            .await?;
+        self.baseline_row(
+            &self.raw_producer_label(),
+            raw,
+            8,
+            format!("receiver/raw {:.2}", sent.rate() / raw),
+        );
+        Ok(())
+    }
+
+    /// The raw producer writing as many records as `sent` got through in
+    /// the measurement (10,000 at least) into `topic`: records per second.
+    pub(crate) async fn raw_producer(
+        &self,
+        topic: &str,
+        sent: &Sent,
+        run: RunId,
+    ) -> anyhow::Result<f64> {
         let count = (sent.rate() * self.options.duration.as_secs_f64()).max(10_000.0) as u64;
-        let raw = baseline::produce(
+        baseline::produce(
             &self.options.bootstrap,
-            &Self::topic("ingress"),
+            topic,
             run,
             count,
             SIZE,
             self.options.connections,
         )
-        .await?;
-        self.row(&[
-            format!(
-                "raw rdkafka producer (acks=all, {} in flight)",
-                self.options.connections
-            ),
-            format!("{raw:.0}"),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            format!("receiver/raw {:.2}", sent.rate() / raw),
-        ]);
-        Ok(())
+        .await
+    }
+
+    pub(crate) fn raw_producer_label(&self) -> String {
+        format!(
+            "raw rdkafka producer (acks=all, {} in flight)",
+            self.options.connections
+        )
+    }
+
+    /// A baseline's row of `columns` cells: its label, its rate, empty
+    /// cells, and `last`.
+    pub(crate) fn baseline_row(&mut self, label: &str, rate: f64, columns: usize, last: String) {
+        let mut row = vec![label.to_owned(), format!("{rate:.0}")];
+        row.extend(std::iter::repeat_n(String::new(), columns - 3));
+        row.push(last);
+        self.row(&row);
     }
 
     fn ingress_row(&mut self, target: &str, sent: &Sent, footprint: Footprint, ratio: Option<f64>) {
