@@ -359,7 +359,14 @@ async fn a_kafka_sink_writes_both_content_modes_into_the_topic_it_made() {
     ferry.ready().await;
 
     let client = http::client();
-    post_event(&client, &address, "e-bin", "dev.example.a", "/tests").await;
+    ferry_harness::send_event(
+        &client,
+        &address,
+        "e-bin",
+        "dev.example.a",
+        &[("ce-partitionkey", "order-7"), ("content-type", "application/json")],
+    )
+    .await;
     let structured_address = structured_status["address"].as_str().unwrap();
     post_event(
         &client,
@@ -379,7 +386,12 @@ async fn a_kafka_sink_writes_both_content_modes_into_the_topic_it_made() {
         header(record, "content-type").as_deref(),
         Some("application/json")
     );
-    assert_eq!(value(record), b"{}");
+    assert_eq!(value(record), b"{\"id\":\"e-bin\"}");
+    assert_eq!(
+        rdkafka::Message::key(record),
+        Some(&b"order-7"[..]),
+        "the partition key is the record's key"
+    );
     let record = &TopicReader::new(&bootstrap(), &structured_topic, 3)
         .read(1, WAIT)
         .await[0];
