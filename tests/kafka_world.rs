@@ -364,7 +364,10 @@ async fn a_kafka_sink_writes_both_content_modes_into_the_topic_it_made() {
         &address,
         "e-bin",
         "dev.example.a",
-        &[("ce-partitionkey", "order-7"), ("content-type", "application/json")],
+        &[
+            ("ce-partitionkey", "order-7"),
+            ("content-type", "application/json"),
+        ],
     )
     .await;
     let structured_address = structured_status["address"].as_str().unwrap();
