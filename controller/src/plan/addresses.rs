@@ -45,12 +45,17 @@ pub fn channel(settings: &Settings, namespace: &str, name: &str) -> String {
 
 /// The contract's reference to an `eventing.knative.dev/v1` object.
 pub(super) fn reference(metadata: &Metadata, kind: &str) -> Reference {
+    reference_in(metadata, kind, "eventing.knative.dev/v1")
+}
+
+/// The contract's reference to an object of any group and version.
+pub(super) fn reference_in(metadata: &Metadata, kind: &str, group_version: &str) -> Reference {
     Reference {
         uuid: metadata.uid(kind),
         namespace: metadata.namespace().to_owned(),
         name: metadata.name.clone(),
         kind: kind.to_owned(),
-        group_version: "eventing.knative.dev/v1".to_owned(),
+        group_version: group_version.to_owned(),
         ..Default::default()
     }
 }

@@ -5,17 +5,18 @@
 
 use ferry_proto::{
     egress::ReplyStrategy, BackoffPolicy, ContentMode, DeliveryOrder, Egress, EgressConfig, Empty,
-    Ingress, InitialOffset, KeyType, Reference,
+    Ingress, InitialOffset, KeyType,
 };
 
 use super::{
-    addresses,
+    addresses::{self, reference_in as reference},
     delivery::delivery_config,
     output::{Plan, TopicSpec},
     settings::{Settings, TopicHealth, PENDING},
+    sources::sorted,
     status::{CeAttribute, Condition, Ready, Status},
 };
-use crate::resources::{KafkaSink, KafkaSource, Metadata, Resources, KEY_TYPE_LABEL};
+use crate::resources::{KafkaSink, KafkaSource, Resources, KEY_TYPE_LABEL};
 
 /// What the reference's KafkaSource events are when its records are not
 /// CloudEvents.
@@ -59,24 +60,6 @@ pub(super) fn plan_kafka_sources(
                 plan.resources.push(resource);
             }
         }
-    }
-}
-
-fn sorted<T>(items: &[T], metadata: impl Fn(&T) -> &Metadata) -> Vec<&T> {
-    let mut items: Vec<&T> = items.iter().collect();
-    items.sort_by_key(|i| (metadata(i).namespace().to_owned(), metadata(i).name.clone()));
-    items
-}
-
-/// The contract's reference to one of these objects.
-fn reference(metadata: &Metadata, kind: &str, group_version: &str) -> Reference {
-    Reference {
-        uuid: metadata.uid(kind),
-        namespace: metadata.namespace().to_owned(),
-        name: metadata.name.clone(),
-        kind: kind.to_owned(),
-        group_version: group_version.to_owned(),
-        ..Default::default()
     }
 }
 

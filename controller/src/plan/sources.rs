@@ -119,7 +119,7 @@ fn plan_apiserver_source(
     (status, Some(planned))
 }
 
-fn sorted<T>(items: &[T], metadata: impl Fn(&T) -> &Metadata) -> Vec<&T> {
+pub(super) fn sorted<T>(items: &[T], metadata: impl Fn(&T) -> &Metadata) -> Vec<&T> {
     let mut items: Vec<&T> = items.iter().collect();
     items.sort_by_key(|i| (metadata(i).namespace().to_owned(), metadata(i).name.clone()));
     items
