@@ -3,18 +3,13 @@
 //!     KafkaSource's delivered events/s from a backlog against a raw
 //!     consumer posting the same records, in one run.
 
-use std::time::{Duration, Instant};
-
-use fixedbitset::FixedBitSet;
-
 use crate::{
     baseline,
     event::RunId,
-    load::{self, Sent},
+    load,
     process::{loopback, Sampler},
-    report::Report,
     scenarios::per_event_micros,
-    sink::{new_histogram, Behaviour, SinkHandle},
+    sink::{Behaviour, SinkHandle},
     suite::{Bench, NAMESPACE, READY_TIMEOUT, SIZE},
 };
 
@@ -101,28 +96,7 @@ impl Bench {
             })
         })
         .await?;
-        let dispatcher = self.dispatcher()?;
-        let sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
-        let mut accepted = FixedBitSet::with_capacity(events as usize);
-        accepted.insert_range(..);
-        sink.wait_for(
-            &accepted,
-            1,
-            Instant::now() + READY_TIMEOUT,
-            Duration::from_secs(30),
-        )
-        .await;
-        let busy = sampler.finish();
-        dispatcher.stop().await;
-        let backlog = Sent {
-            sent: events,
-            accepted,
-            rejected: Default::default(),
-            errors: 0,
-            latency: new_histogram(),
-            elapsed: Duration::ZERO,
-        };
-        let report = Report::new(&backlog, &sink.received(), 1);
+        let (report, busy) = self.drain(&sink, events, 1).await?;
         sink.reset();
         let relayed = baseline::relay(
             &self.options.bootstrap,

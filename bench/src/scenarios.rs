@@ -267,20 +267,32 @@ impl Bench {
         )
         .await?;
         sink.reset();
+        let (report, busy) = self.drain(sink, events, triggers).await?;
+        Ok((report, idle, busy, startup))
+    }
+
+    /// Starts a dispatcher and lets it deliver a backlog of `events` to
+    /// `sink` on `copies` paths: what arrived, and what it cost.
+    pub(crate) async fn drain(
+        &self,
+        sink: &SinkHandle,
+        events: u64,
+        copies: usize,
+    ) -> anyhow::Result<(Report, Footprint)> {
         let dispatcher = self.dispatcher()?;
         let sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
         let mut accepted = FixedBitSet::with_capacity(events as usize);
         accepted.insert_range(..);
         sink.wait_for(
             &accepted,
-            triggers,
+            copies,
             Instant::now() + READY_TIMEOUT,
             Duration::from_secs(30),
         )
         .await;
         let busy = sampler.finish();
         dispatcher.stop().await;
-        let sent = Sent {
+        let backlog = Sent {
             sent: events,
             accepted,
             rejected: Default::default(),
@@ -288,12 +300,7 @@ impl Bench {
             latency: new_histogram(),
             elapsed: Duration::ZERO,
         };
-        Ok((
-            Report::new(&sent, &sink.received(), triggers),
-            idle,
-            busy,
-            startup,
-        ))
+        Ok((Report::new(&backlog, &sink.received(), copies), busy))
     }
 
     /// 3. Dispatch: a backlog delivered to a fast sink, against a raw
