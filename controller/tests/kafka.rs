@@ -240,3 +240,27 @@ fn every_not_ready_reason() {
     // Only the broker is in the contract.
     assert_eq!(plan.resources.len(), 1, "{:?}", plan.resources);
 }
+
+#[test]
+fn every_example_is_ready() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let resources = ferry_controller::folder::load(&dir);
+    assert!(resources.errors.is_empty(), "{:?}", resources.errors);
+    assert_eq!(
+        (resources.kafka_sinks.len(), resources.kafka_sources.len()),
+        (1, 1)
+    );
+    let plan = plan(&resources, &settings(), &TopicHealth::default());
+    let not_ready: Vec<_> = plan
+        .statuses
+        .iter()
+        .filter(|s| s.ready != Ready::True)
+        .collect();
+    assert!(not_ready.is_empty(), "{not_ready:?}");
+    // The archive trigger delivers to the KafkaSink's address.
+    let sink = status(&plan, "KafkaSink", "greetings-archive");
+    assert_eq!(
+        status(&plan, "Trigger", "archive").subscriber_uri,
+        sink.address
+    );
+}
