@@ -26,6 +26,23 @@ pub struct EgressState {
     pub last_delivery: Option<LastDelivery>,
 }
 
+impl EgressState {
+    /// Adds another topic's state of the same egress: lags and deliveries
+    /// add up (partition by partition), the later last delivery wins.
+    fn add(&mut self, other: &EgressState) {
+        self.lag += other.lag;
+        for (partition, lag) in &other.lag_by_partition {
+            *self.lag_by_partition.entry(*partition).or_default() += lag;
+        }
+        self.deliveries += other.deliveries;
+        if other.last_delivery.as_ref().map(|l| l.time)
+            > self.last_delivery.as_ref().map(|l| l.time)
+        {
+            self.last_delivery = other.last_delivery.clone();
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LastDelivery {
@@ -56,12 +73,17 @@ struct Entry {
 }
 
 impl ObservedEgresses {
-    /// Every egress's state, by (kind, `namespace/name`).
+    /// Every egress's state, by (kind, `namespace/name`); a KafkaSource's
+    /// egress on each of its topics adds up to one.
     pub fn by_name(&self) -> HashMap<(String, String), EgressState> {
-        self.lock()
-            .values()
-            .map(|e| ((e.kind.clone(), e.name.clone()), e.state.clone()))
-            .collect()
+        let mut by_name: HashMap<(String, String), EgressState> = HashMap::new();
+        for e in self.lock().values() {
+            by_name
+                .entry((e.kind.clone(), e.name.clone()))
+                .or_default()
+                .add(&e.state);
+        }
+        by_name
     }
 
     /// The partitions an egress's lag was last measured on.
@@ -118,5 +140,32 @@ impl ObservedEgresses {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.egresses.lock().expect("observed egresses")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn an_egress_on_several_topics_is_shown_as_one() {
+        let earlier = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
+        let later = earlier + Duration::from_secs(5);
+        let topic =
+            |lag: u64, deliveries: u64, outcome: &'static str, time: SystemTime| EgressState {
+                lag,
+                lag_by_partition: BTreeMap::from([(0, lag)]),
+                deliveries,
+                last_delivery: Some(LastDelivery { outcome, time }),
+            };
+        let mut state = EgressState::default();
+        state.add(&topic(3, 10, "delivered", later));
+        state.add(&topic(4, 5, "dead_lettered", earlier));
+        assert_eq!(state.lag, 7);
+        assert_eq!(state.lag_by_partition, BTreeMap::from([(0, 7)]));
+        assert_eq!(state.deliveries, 15);
+        assert_eq!(state.last_delivery.unwrap().outcome, "delivered");
     }
 }
