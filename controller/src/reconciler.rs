@@ -86,6 +86,7 @@ impl Reconciler {
                 let name = r
                     .reference
                     .as_ref()
+                    .filter(|re| re.kind == "Broker")
                     .map(|re| plan::topic_name(&re.namespace, &re.name));
                 for topic in r.topics.iter().filter(|t| Some(*t) == name.as_ref()) {
                     reconciler
