@@ -95,12 +95,15 @@ impl PlainRecords {
             (KeyType::Integer, 4) => {
                 Value::Integer(i32::from_be_bytes(key.try_into().expect("4 bytes")).into())
             }
-            (KeyType::Double, 4) => {
-                Value::String(f32::from_be_bytes(key.try_into().expect("4 bytes")).to_string())
-            }
-            (KeyType::Double, 8) => {
-                Value::String(f64::from_be_bytes(key.try_into().expect("8 bytes")).to_string())
-            }
+            // Debug keeps the `.0` of a whole number, as Java's toString does.
+            (KeyType::Double, 4) => Value::String(format!(
+                "{:?}",
+                f32::from_be_bytes(key.try_into().expect("4 bytes"))
+            )),
+            (KeyType::Double, 8) => Value::String(format!(
+                "{:?}",
+                f64::from_be_bytes(key.try_into().expect("8 bytes"))
+            )),
             (KeyType::ByteArray, _) => {
                 Value::String(base64::engine::general_purpose::STANDARD.encode(key))
             }
@@ -219,6 +222,10 @@ mod tests {
         assert_eq!(
             key(KeyType::Double, &2.25f32.to_be_bytes()),
             Some("2.25".into())
+        );
+        assert_eq!(
+            key(KeyType::Double, &3.0f64.to_be_bytes()),
+            Some("3.0".into())
         );
         assert_eq!(key(KeyType::ByteArray, &[0, 1, 2]), Some("AAEC".into()));
         assert_eq!(key(KeyType::String, b""), None, "an empty key is none");
