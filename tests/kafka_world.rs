@@ -214,7 +214,8 @@ async fn a_kafka_source_makes_events_of_plain_records_and_passes_cloudevents_thr
 }
 
 #[tokio::test]
-async fn initial_offset_earliest_reads_the_backlog_and_latest_does_not() {
+async fn initial_offset_earliest_reads_the_backlog_and_latest_does_not_and_deletion_takes_the_group(
+) {
     let Setup {
         dir,
         state,
@@ -252,6 +253,10 @@ async fn initial_offset_earliest_reads_the_backlog_and_latest_does_not() {
     // The early one has read past the new records, from the same reader.
     let late_got = bodies(late.wait_for(2, WAIT).await);
     assert_eq!(late_got, ["new-0", "new-1"]);
+
+    // Deleting a source deletes its consumer group, as the reference does.
+    std::fs::remove_file(dir.path().join("late.yaml")).unwrap();
+    ferry_harness::kafka::wait_for_group_deleted(&b, &format!("{ns}-late"), &topic, 1).await;
 }
 
 #[tokio::test]
