@@ -11,7 +11,7 @@ use rdkafka::{
     ClientConfig,
 };
 
-use crate::plan::TopicSpec;
+use crate::plan::{TopicSpec, MISSING};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,7 +63,7 @@ impl KafkaAdmin {
             return if exists {
                 Ok(())
             } else {
-                Err(format!("external topic {} does not exist", topic.name))
+                Err(format!("external topic {} {MISSING}", topic.name))
             };
         }
         let config: Vec<(&str, &str)> = topic

@@ -264,3 +264,18 @@ fn every_example_is_ready() {
         sink.address
     );
 }
+
+#[test]
+fn a_broken_kafka_source_keeps_its_group() {
+    // A typo in an edit must not get the source's positions deleted.
+    let yaml = "apiVersion: sources.knative.dev/v1\nkind: KafkaSource\nmetadata: {name: src, namespace: ns}\n\
+         spec: {topics: [t], consumerGroup: mine, initialOffset: middle, sink: {uri: 'http://s'}}\n";
+    let plan = run(yaml, &TopicHealth::default());
+    assert_eq!(status(&plan, "KafkaSource", "src").reason, "InvalidSpec");
+    assert!(plan.resources.is_empty());
+    assert!(
+        plan.groups.contains(&("k:9092".into(), "mine".into())),
+        "{:?}",
+        plan.groups
+    );
+}

@@ -43,13 +43,15 @@ pub struct Made {
     pub skipped_headers: usize,
 }
 
+/// The `source` of the events a KafkaSource makes of a topic's records.
+pub fn source(namespace: &str, name: &str, topic: &str) -> String {
+    format!("/apis/v1/namespaces/{namespace}/kafkasources/{name}#{topic}")
+}
+
 impl PlainRecords {
     pub fn event(&self, raw: &Raw) -> Made {
         let (p, o) = (raw.partition, raw.offset);
-        let source = format!(
-            "/apis/v1/namespaces/{}/kafkasources/{}#{}",
-            self.namespace, self.name, raw.topic
-        );
+        let source = source(&self.namespace, &self.name, &raw.topic);
         let mut event = Event::new(&format!("partition:{p}/offset:{o}"), &source, TYPE);
         event.set("subject", Value::String(format!("partition:{p}#{o}")));
         if let Some(time) = raw

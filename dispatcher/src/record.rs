@@ -80,7 +80,7 @@ impl Record {
     /// The record as a KafkaSource's egress takes it: a record that is not
     /// a CloudEvent made into one, with the count of headers left out.
     pub fn as_source(&self, source: &PlainRecords) -> Option<(Record, usize)> {
-        let raw = self.raw.as_ref().filter(|_| self.event.is_err())?;
+        let raw = self.raw.as_ref()?;
         let made = source.event(raw);
         let mut event = made.event;
         event.set(PARTITION, Value::Integer(raw.partition.into()));

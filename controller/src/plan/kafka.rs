@@ -3,6 +3,7 @@
 //! (the records of existing topics, delivered to a sink), each a contract
 //! resource as the reference's control plane writes it.
 
+use ferry_dispatcher::plain;
 use ferry_proto::{
     egress::ReplyStrategy, BackoffPolicy, ContentMode, DeliveryOrder, Egress, EgressConfig, Empty,
     Ingress, InitialOffset, KeyType,
@@ -12,15 +13,11 @@ use super::{
     addresses::{self, reference_in as reference},
     delivery::delivery_config,
     output::{Plan, TopicSpec},
-    settings::{Settings, TopicHealth, PENDING},
+    settings::{Settings, TopicHealth, MISSING, PENDING},
     sources::sorted,
     status::{CeAttribute, Condition, Ready, Status},
 };
 use crate::resources::{KafkaSink, KafkaSource, Resources, KEY_TYPE_LABEL};
-
-/// What the reference's KafkaSource events are when its records are not
-/// CloudEvents.
-const PLAIN_TYPE: &str = "dev.knative.kafka.event";
 
 pub(super) fn plan_kafka_sinks(
     resources: &Resources,
@@ -47,15 +44,16 @@ pub(super) fn plan_kafka_sources(
     plan: &mut Plan,
 ) {
     for source in sorted(&resources.kafka_sources, |s| &s.metadata) {
+        // Its group is kept while the source exists, valid or not: an edit
+        // that breaks the spec for a while must not lose its positions.
+        plan.groups.insert((
+            bootstrap(&source.spec.bootstrap_servers, settings),
+            consumer_group(source),
+        ));
         let (status, planned) = plan_source(source, settings, health);
         plan.statuses.push(status);
         if let Some((resource, topics, ready)) = planned {
             plan.topics.extend(topics);
-            let egress = &resource.egresses[0];
-            plan.groups.insert((
-                resource.bootstrap_servers.clone(),
-                egress.consumer_group.clone(),
-            ));
             if ready {
                 plan.resources.push(resource);
             }
@@ -77,14 +75,14 @@ fn bootstrap(servers: &[String], settings: &Settings) -> String {
 fn topic_not_ready(mut status: Status, condition_type: &'static str, why: String) -> Status {
     let (ready, reason) = if why.contains(PENDING) {
         (Ready::Unknown, "TopicNotReady")
-    } else if why.contains("does not exist") {
+    } else if why.contains(MISSING) {
         (Ready::False, "TopicsNotPresentOrInvalid")
     } else {
         (Ready::False, "KafkaClusterUnreachable")
     };
     status
         .conditions
-        .push(condition(condition_type, ready, reason, &why));
+        .push(Condition::new(condition_type, ready, reason, why.clone()));
     let mut status = status.not_ready(reason, why);
     status.ready = ready;
     status
@@ -101,12 +99,26 @@ fn credentials_note(field: &str, named: bool) -> String {
     }
 }
 
-fn condition(ty: &'static str, ready: Ready, reason: &str, message: &str) -> Condition {
-    Condition {
-        ty,
-        status: ready,
-        reason: reason.to_owned(),
-        message: message.to_owned(),
+/// The source's `consumerGroup`; Knative's webhook writes a random one
+/// into the spec when absent, so without a webhook one that stays the same
+/// for the object.
+fn consumer_group(source: &KafkaSource) -> String {
+    let metadata = &source.metadata;
+    match source
+        .spec
+        .consumer_group
+        .as_deref()
+        .filter(|g| !g.is_empty())
+    {
+        Some(group) => group.to_owned(),
+        None => match &metadata.uid {
+            Some(uid) => format!("knative-kafka-source-{uid}"),
+            None => format!(
+                "knative-kafka-source-{}-{}",
+                metadata.namespace(),
+                metadata.name
+            ),
+        },
     }
 }
 
@@ -180,8 +192,8 @@ fn plan_sink(
         return (status, Some((resource, topic, false)));
     }
     status.conditions = vec![
-        condition("TopicReady", Ready::True, "", ""),
-        condition("Addressable", Ready::True, "", ""),
+        Condition::new("TopicReady", Ready::True, "", ""),
+        Condition::new("Addressable", Ready::True, "", ""),
     ];
     status.address = Some(addresses::kafka_sink(settings, ns, name));
     status.message = credentials_note("spec.auth", spec.auth.is_some());
@@ -206,19 +218,19 @@ fn plan_source(
         .topics
         .iter()
         .map(|topic| CeAttribute {
-            ty: PLAIN_TYPE.to_owned(),
-            source: format!("/apis/v1/namespaces/{ns}/kafkasources/{name}#{topic}"),
+            ty: plain::TYPE.to_owned(),
+            source: plain::source(ns, name, topic),
         })
         .collect();
     status.consumers = Some(spec.consumers.unwrap_or(1));
     let destination = match addresses::resolve(&spec.sink, ns, settings) {
         Ok(sink) => {
             status.sink_uri = Some(sink.clone());
-            status.conditions = vec![condition("SinkProvided", Ready::True, "", "")];
+            status.conditions = vec![Condition::new("SinkProvided", Ready::True, "", "")];
             sink
         }
         Err(message) => {
-            status.conditions = vec![condition(
+            status.conditions = vec![Condition::new(
                 "SinkProvided",
                 Ready::False,
                 "NotFound",
@@ -269,7 +281,7 @@ fn plan_source(
             let message = format!(
                 "label {KEY_TYPE_LABEL}: '{other}' is not one of string, int, float, byte-array"
             );
-            status.conditions.push(condition(
+            status.conditions.push(Condition::new(
                 "KeyTypeCorrect",
                 Ready::False,
                 "InvalidKeyType",
@@ -292,15 +304,6 @@ fn plan_source(
         }),
     };
     let bootstrap = bootstrap(&spec.bootstrap_servers, settings);
-    let group = match spec.consumer_group.as_deref().filter(|g| !g.is_empty()) {
-        Some(group) => group.to_owned(),
-        // Knative's webhook writes a random one into the spec; without a
-        // webhook, one that stays the same for the object.
-        None => match &source.metadata.uid {
-            Some(uid) => format!("knative-kafka-source-{uid}"),
-            None => format!("knative-kafka-source-{ns}-{name}"),
-        },
-    };
     let topics: Vec<TopicSpec> = spec
         .topics
         .iter()
@@ -320,7 +323,7 @@ fn plan_source(
         topics: spec.topics.clone(),
         bootstrap_servers: bootstrap,
         egresses: vec![Egress {
-            consumer_group: group,
+            consumer_group: consumer_group(source),
             destination,
             reply_strategy: Some(ReplyStrategy::DiscardReply(Empty {})),
             uid: source.metadata.uid("KafkaSource"),
@@ -353,7 +356,7 @@ fn plan_source(
     }
     status
         .conditions
-        .push(condition("ConnectionEstablished", Ready::True, "", ""));
+        .push(Condition::new("ConnectionEstablished", Ready::True, "", ""));
     let secured = |what: &str| {
         spec.net
             .as_ref()

@@ -60,6 +60,8 @@ pub enum ChannelAddresses {
 
 /// How a topic is described while Kafka has not answered for it yet.
 pub const PENDING: &str = "waiting for Kafka at";
+/// How a topic that must exist and does not is described.
+pub const MISSING: &str = "does not exist";
 
 /// What the last attempt to make topics real reported.
 #[derive(Clone, Debug, Default)]

@@ -288,10 +288,5 @@ fn plan_ping_source(source: &PingSource, settings: &Settings) -> (Status, Option
 }
 
 fn condition(status: Ready, reason: &str, message: String) -> Condition {
-    Condition {
-        ty: "SinkProvided",
-        status,
-        reason: reason.to_owned(),
-        message,
-    }
+    Condition::new("SinkProvided", status, reason, message)
 }

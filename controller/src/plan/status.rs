@@ -100,6 +100,17 @@ pub struct Condition {
     pub message: String,
 }
 
+impl Condition {
+    pub fn new(ty: &'static str, status: Ready, reason: &str, message: impl Into<String>) -> Self {
+        Condition {
+            ty,
+            status,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SubscriberStatus {
     pub name: String,
