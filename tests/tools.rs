@@ -194,7 +194,7 @@ async fn topic_create_and_tail() {
 
     // Write one event with the Kafka binding, then tail until it shows.
     let producer = ferry_common::producer::ClusterProducer::new(
-        &bootstrap,
+        &ferry_common::kafka::Cluster::plain(bootstrap.as_str()),
         &ferry_common::kafka::ProducerSettings {
             timeout: Duration::from_secs(5),
             max_message_bytes: 1 << 20,

@@ -82,6 +82,7 @@ impl DispatcherTuning {
                 timeout: Duration::from_millis(self.delivery_timeout_ms),
                 retry_after_max: Duration::from_millis(self.retry_after_max_ms),
             },
+            secrets: plane.secrets.clone(),
             consumers: reader::Settings {
                 consumer: ConsumerSettings {
                     session_timeout: Duration::from_millis(self.session_timeout_ms),

@@ -41,6 +41,7 @@ impl ReceiverTuning {
             contract: plane.contract.clone(),
             contract_poll: plane.contract_poll,
             default_bootstrap: plane.bootstrap.clone(),
+            secrets: plane.secrets.clone(),
             max_body_bytes: self.max_body_bytes,
             producer: ProducerSettings {
                 timeout: Duration::from_millis(self.produce_timeout_ms),

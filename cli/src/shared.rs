@@ -5,6 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use ferry_common::{
     kafka::{KafkaConfigError, Overrides},
+    secrets::Secrets,
     shutdown::Shutdown,
 };
 use ferry_registry::{Recorder, Store};
@@ -62,6 +63,8 @@ pub struct DataPlane {
     pub admin: SocketAddr,
     pub bootstrap: String,
     pub overrides: Overrides,
+    /// Where Secrets named for Kafka credentials are read.
+    pub secrets: Secrets,
     pub metrics_event_type: bool,
     /// Where EventTypes of resources that ask for them are made.
     pub event_types: Option<Arc<Recorder>>,
@@ -86,6 +89,13 @@ pub struct DataPlaneArgs {
     /// (the Kubernetes API, in-cluster or KUBECONFIG), or a folder.
     #[arg(long, env = "FERRY_EVENTTYPE_STORE", default_value = "none")]
     eventtype_store: String,
+
+    /// Where the Secrets that resources name for their Kafka credentials
+    /// (a KafkaSink's auth.secret.ref, a KafkaSource's net) are read:
+    /// `none`, `kube` (the Kubernetes API, in-cluster or KUBECONFIG), or a
+    /// folder of YAML holding `v1` Secrets.
+    #[arg(long, env = "FERRY_SECRETS", default_value = "none")]
+    secrets: String,
 }
 
 impl DataPlaneArgs {
@@ -106,6 +116,9 @@ impl DataPlaneArgs {
             admin: self.admin,
             bootstrap: self.kafka.bootstrap_servers.clone(),
             overrides: self.kafka.overrides()?,
+            secrets: Secrets::from_flag(&self.secrets)
+                .await
+                .map_err(anyhow::Error::msg)?,
             metrics_event_type: self.metrics.metrics_event_type,
             event_types: store.map(|s| Recorder::spawn(s, shutdown.clone())),
         })

@@ -63,6 +63,8 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         admin: "127.0.0.1:0".parse().expect("addr"),
         bootstrap: args.kafka.bootstrap_servers.clone(),
         overrides: args.kafka.overrides()?,
+        // Secrets are resources of the folder, as in a namespace.
+        secrets: ferry_common::secrets::Secrets::Folder(args.resources.clone()),
         metrics_event_type: args.metrics.metrics_event_type,
         // The registry: EventTypes as files the controller reads beside the
         // resources, so they survive a restart.

@@ -17,7 +17,10 @@ use std::{
 use ferry_proto::{Contract, Reference, Resource};
 use tokio::sync::watch;
 
-use crate::{metrics::ContractMetrics, shutdown::Shutdown};
+use crate::{
+    credentials::SecretAuth, kafka::Cluster, metrics::ContractMetrics, secrets::Resolved,
+    shutdown::Shutdown,
+};
 
 /// Why a contract could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,37 @@ pub fn placement<'a>(
         return Err("no bootstrap servers in the contract and none configured");
     }
     Ok(Placement { topic, bootstrap })
+}
+
+/// The cluster a resource's clients reach: its placement's servers with
+/// the credentials its Secrets hold (`resolved`, from
+/// [`crate::secrets::Secrets::resolve`] over [`secret_auths`]), or why
+/// they cannot be had.
+pub fn cluster(
+    resource: &Resource,
+    placement: &Placement<'_>,
+    resolved: &Resolved,
+) -> Result<Cluster, String> {
+    let credentials = match SecretAuth::from_contract(resource.auth.as_ref()) {
+        None => None,
+        Some(auth) => match resolved.get(&auth) {
+            Some(Ok(c)) => Some(c.clone()),
+            Some(Err(why)) => return Err(why.clone()),
+            None => return Err(format!("Secret {} not read", auth.secrets().join(", "))),
+        },
+    };
+    Ok(Cluster {
+        bootstrap: placement.bootstrap.to_owned(),
+        credentials,
+    })
+}
+
+/// What every resource of the contract names as its credentials.
+pub fn secret_auths(contract: &Contract) -> impl Iterator<Item = SecretAuth> + '_ {
+    contract
+        .resources
+        .iter()
+        .filter_map(|r| SecretAuth::from_contract(r.auth.as_ref()))
 }
 
 /// Whether the contract asks for the resource's EventTypes to be made.

@@ -6,6 +6,8 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use rdkafka::{client::Client, error::KafkaResult, ClientConfig, ClientContext};
 
+use crate::credentials::Credentials;
+
 /// Environment variables with this prefix set librdkafka properties:
 /// `FERRY_RDKAFKA_LINGER_MS=1` sets `linger.ms=1`.
 pub const ENV_PREFIX: &str = "FERRY_RDKAFKA_";
@@ -38,6 +40,57 @@ pub fn partition_count<C: ClientContext>(
         .iter()
         .find(|t| t.name() == topic && t.error().is_none())
         .map_or(0, |t| t.partitions().len()))
+}
+
+/// A Kafka cluster as clients reach it: its bootstrap servers, and the
+/// credentials of the resource that names it. Resources on the same
+/// servers with other credentials get clients of their own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cluster {
+    pub bootstrap: String,
+    pub credentials: Option<Credentials>,
+}
+
+// === impl Cluster ===
+
+impl Cluster {
+    /// A cluster reached without credentials of a resource's own.
+    pub fn plain(bootstrap: impl Into<String>) -> Cluster {
+        Cluster {
+            bootstrap: bootstrap.into(),
+            credentials: None,
+        }
+    }
+
+    /// A client configuration for this cluster: `defaults`' settings on
+    /// top of the servers, then the operator's overrides, then the
+    /// resource's credentials, which are the most specific.
+    pub fn config(
+        &self,
+        client_id: &str,
+        overrides: &Overrides,
+        defaults: impl FnOnce(&mut ClientConfig),
+    ) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", client_id);
+        defaults(&mut config);
+        overrides.apply_to(&mut config);
+        if let Some(c) = &self.credentials {
+            c.apply_to(&mut config);
+        }
+        config
+    }
+}
+
+impl std::fmt::Display for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.credentials {
+            None => f.write_str(&self.bootstrap),
+            Some(c) => write!(f, "{} ({})", self.bootstrap, c.protocol()),
+        }
+    }
 }
 
 /// Why the operator's Kafka settings were refused.
@@ -139,25 +192,22 @@ impl ProducerSettings {
     /// The client configuration for one cluster. Defaults: an idempotent
     /// producer with acks=all (so a 202 means durably written), a short
     /// linger to batch concurrent requests without adding visible latency.
-    pub fn client_config(&self, bootstrap_servers: &str) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", bootstrap_servers)
-            .set("client.id", "ferry-receiver")
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1")
-            .set("socket.keepalive.enable", "true")
-            .set(
-                "message.timeout.ms",
-                self.timeout.as_millis().max(1).to_string(),
-            )
-            .set(
-                "message.max.bytes",
-                (self.max_message_bytes + RECORD_OVERHEAD).to_string(),
-            );
-        self.overrides.apply_to(&mut config);
-        config
+    pub fn client_config(&self, cluster: &Cluster) -> ClientConfig {
+        cluster.config("ferry-receiver", &self.overrides, |config| {
+            config
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("linger.ms", "1")
+                .set("socket.keepalive.enable", "true")
+                .set(
+                    "message.timeout.ms",
+                    self.timeout.as_millis().max(1).to_string(),
+                )
+                .set(
+                    "message.max.bytes",
+                    (self.max_message_bytes + RECORD_OVERHEAD).to_string(),
+                );
+        })
     }
 }
 
@@ -172,52 +222,44 @@ pub struct ConsumerSettings {
 }
 
 impl ConsumerSettings {
-    pub fn client_config(&self, bootstrap_servers: &str, group_id: &str) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", bootstrap_servers)
-            .set("group.id", group_id)
-            .set("client.id", "ferry-dispatcher")
-            // Offsets are committed by Ferry once deliveries finish.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            // A position the broker calls out of range must not be skipped:
-            // librdkafka's default jumps to the end, past events never
-            // delivered (seen on Tansu, whose high watermark can trail its
-            // last batch, right after a dispatcher restart). From the
-            // start, each egress skips what is below its own position, so
-            // the cost is reading, not deliveries.
-            .set("auto.offset.reset", "earliest")
-            .set(
-                "session.timeout.ms",
-                self.session_timeout.as_millis().to_string(),
-            )
-            .set(
-                "heartbeat.interval.ms",
-                self.heartbeat_interval.as_millis().to_string(),
-            )
-            .set("socket.keepalive.enable", "true")
-            // librdkafka prefetches up to 64 MiB per consumer by default; an
-            // egress holds at most its in-flight window, so a couple of MiB
-            // keeps it busy (measured in BENCHMARKS.md, scenarios 3 and 4).
-            .set("queued.max.messages.kbytes", QUEUED_KBYTES)
-            .set("queued.min.messages", "1000")
-            // ...and fetches again soon once it drained (default: 1 s).
-            .set("fetch.queue.backoff.ms", "5");
-        self.overrides.apply_to(&mut config);
-        config
+    pub fn client_config(&self, cluster: &Cluster, group_id: &str) -> ClientConfig {
+        cluster.config("ferry-dispatcher", &self.overrides, |config| {
+            config
+                .set("group.id", group_id)
+                // Offsets are committed by Ferry once deliveries finish.
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                // A position the broker calls out of range must not be skipped:
+                // librdkafka's default jumps to the end, past events never
+                // delivered (seen on Tansu, whose high watermark can trail its
+                // last batch, right after a dispatcher restart). From the
+                // start, each egress skips what is below its own position, so
+                // the cost is reading, not deliveries.
+                .set("auto.offset.reset", "earliest")
+                .set(
+                    "session.timeout.ms",
+                    self.session_timeout.as_millis().to_string(),
+                )
+                .set(
+                    "heartbeat.interval.ms",
+                    self.heartbeat_interval.as_millis().to_string(),
+                )
+                .set("socket.keepalive.enable", "true")
+                // librdkafka prefetches up to 64 MiB per consumer by default; an
+                // egress holds at most its in-flight window, so a couple of MiB
+                // keeps it busy (measured in BENCHMARKS.md, scenarios 3 and 4).
+                .set("queued.max.messages.kbytes", QUEUED_KBYTES)
+                .set("queued.min.messages", "1000")
+                // ...and fetches again soon once it drained (default: 1 s).
+                .set("fetch.queue.backoff.ms", "5");
+        })
     }
 }
 
 impl ConsumerSettings {
     /// For requests about many groups' offsets (see `group_offsets`).
-    pub fn admin_config(&self, bootstrap_servers: &str) -> ClientConfig {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", bootstrap_servers)
-            .set("client.id", "ferry-dispatcher");
-        self.overrides.apply_to(&mut config);
-        config
+    pub fn admin_config(&self, cluster: &Cluster) -> ClientConfig {
+        cluster.config("ferry-dispatcher", &self.overrides, |_| {})
     }
 }
 
@@ -250,7 +292,7 @@ mod tests {
             max_message_bytes: 1 << 20,
             overrides: o,
         };
-        let config = settings.client_config("127.0.0.1:9092");
+        let config = settings.client_config(&Cluster::plain("127.0.0.1:9092"));
         assert_eq!(config.get("linger.ms"), Some("9"));
         assert_eq!(config.get("compression.type"), Some("lz4"));
         assert_eq!(config.get("acks"), Some("all"));
@@ -269,7 +311,7 @@ mod tests {
             heartbeat_interval: Duration::from_secs(1),
             overrides: Overrides::default(),
         };
-        let config = settings.client_config("k:9092", "g");
+        let config = settings.client_config(&Cluster::plain("k:9092"), "g");
         assert_eq!(config.get("auto.offset.reset"), Some("earliest"));
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
     }

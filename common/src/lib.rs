@@ -4,6 +4,8 @@
 //! - [`contract`]: reading the data-plane contract, following its file, and
 //!   what receiver and dispatcher both read of a resource.
 //! - [`kafka`]: librdkafka settings: Ferry's defaults and operator overrides.
+//! - [`credentials`], [`secrets`]: a resource's Kafka credentials, from
+//!   Secrets in the API or the resources folder.
 //! - [`producer`]: writing records, one idempotent producer per cluster.
 //! - [`metrics`]: the metrics receiver and dispatcher share, with the
 //!   reference's names.
@@ -16,14 +18,17 @@
 
 pub mod admin;
 pub mod contract;
+pub mod credentials;
 pub mod fswatch;
 pub mod kafka;
 pub mod metrics;
 pub mod producer;
+pub mod secrets;
 pub mod server;
 pub mod shutdown;
 pub mod tail;
 pub mod telemetry;
+pub mod yaml_folder;
 
 /// Why a data-plane component (receiver, dispatcher) could not start.
 #[derive(Debug, thiserror::Error)]

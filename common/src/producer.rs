@@ -26,15 +26,15 @@ use rdkafka::{
 
 use ferry_event::kafka::Record;
 
-use crate::kafka::{partition_count, ProducerSettings};
+use crate::kafka::{partition_count, Cluster, ProducerSettings};
 
 /// Why a record was not written.
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
     /// The producer could not be created from its settings.
-    #[error("cannot create Kafka producer for {bootstrap}: {source}")]
+    #[error("cannot create Kafka producer for {cluster}: {source}")]
     Create {
-        bootstrap: String,
+        cluster: String,
         #[source]
         source: KafkaError,
     },
@@ -48,7 +48,7 @@ pub enum ProduceError {
 
 /// A producer for one cluster that replaces itself after a fatal error.
 pub struct ClusterProducer {
-    bootstrap: String,
+    cluster: Cluster,
     settings: ProducerSettings,
     current: ArcSwap<FutureProducer>,
     /// Milliseconds since `created` of the last acknowledged write, or of
@@ -60,10 +60,10 @@ pub struct ClusterProducer {
 // === impl ClusterProducer ===
 
 impl ClusterProducer {
-    pub fn new(bootstrap: &str, settings: &ProducerSettings) -> Result<Self, ProduceError> {
-        let producer = create(bootstrap, settings)?;
+    pub fn new(cluster: &Cluster, settings: &ProducerSettings) -> Result<Self, ProduceError> {
+        let producer = create(cluster, settings)?;
         Ok(ClusterProducer {
-            bootstrap: bootstrap.to_owned(),
+            cluster: cluster.clone(),
             settings: settings.clone(),
             current: ArcSwap::from_pointee(producer),
             last_progress: AtomicU64::new(0),
@@ -124,14 +124,14 @@ impl ClusterProducer {
             }
             None => return,
         };
-        match create(&self.bootstrap, &self.settings) {
+        match create(&self.cluster, &self.settings) {
             Ok(fresh) => {
                 // Only replace the producer that failed, not one a concurrent
                 // request already replaced.
                 let previous = self.current.compare_and_swap(failed, Arc::new(fresh));
                 if Arc::ptr_eq(&previous, failed) {
                     self.last_progress.store(now, Ordering::Relaxed);
-                    tracing::warn!(bootstrap = %self.bootstrap, %reason, "replaced the Kafka producer");
+                    tracing::warn!(cluster = %self.cluster, %reason, "replaced the Kafka producer");
                 }
             }
             Err(error) => tracing::error!(%error, "cannot recreate producer"),
@@ -139,12 +139,12 @@ impl ClusterProducer {
     }
 }
 
-fn create(bootstrap: &str, settings: &ProducerSettings) -> Result<FutureProducer, ProduceError> {
+fn create(cluster: &Cluster, settings: &ProducerSettings) -> Result<FutureProducer, ProduceError> {
     settings
-        .client_config(bootstrap)
+        .client_config(cluster)
         .create()
         .map_err(|source| ProduceError::Create {
-            bootstrap: bootstrap.to_owned(),
+            cluster: cluster.to_string(),
             source,
         })
 }
@@ -168,10 +168,11 @@ pub fn future_record<'a>(topic: &'a str, record: &'a Record) -> FutureRecord<'a,
     future
 }
 
-/// Producers by bootstrap address, so every resource on a cluster shares one.
+/// Producers by cluster, so every resource on a cluster (with the same
+/// credentials) shares one.
 pub struct ProducerPool {
     settings: ProducerSettings,
-    producers: Mutex<HashMap<String, Arc<ClusterProducer>>>,
+    producers: Mutex<HashMap<Cluster, Arc<ClusterProducer>>>,
 }
 
 impl ProducerPool {
@@ -183,13 +184,13 @@ impl ProducerPool {
     }
 
     /// The producer for a cluster, created on first use.
-    pub fn get(&self, bootstrap: &str) -> Result<Arc<ClusterProducer>, ProduceError> {
+    pub fn get(&self, cluster: &Cluster) -> Result<Arc<ClusterProducer>, ProduceError> {
         let mut producers = self.producers.lock().expect("producer pool lock");
-        if let Some(p) = producers.get(bootstrap) {
+        if let Some(p) = producers.get(cluster) {
             return Ok(p.clone());
         }
-        let producer = Arc::new(ClusterProducer::new(bootstrap, &self.settings)?);
-        producers.insert(bootstrap.to_owned(), producer.clone());
+        let producer = Arc::new(ClusterProducer::new(cluster, &self.settings)?);
+        producers.insert(cluster.clone(), producer.clone());
         Ok(producer)
     }
 
@@ -205,7 +206,7 @@ impl ProducerPool {
     }
 
     /// Drops producers of clusters no resource uses any more.
-    pub fn retain(&self, in_use: impl Fn(&str) -> bool) {
+    pub fn retain(&self, in_use: impl Fn(&Cluster) -> bool) {
         self.producers
             .lock()
             .expect("producer pool lock")

@@ -14,8 +14,8 @@ use crate::{reconciler::Reconciler, resources::Resources};
 /// Reads every `.yaml`, `.yml` and `.json` file of the folder.
 pub fn load(dir: &Path) -> Resources {
     let mut resources = Resources::default();
-    let mut files: Vec<_> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries.filter_map(Result::ok).map(|e| e.path()).collect(),
+    let files = match ferry_common::yaml_folder::files(dir) {
+        Ok(files) => files,
         Err(error) => {
             resources.errors.push((
                 dir.display().to_string(),
@@ -24,19 +24,8 @@ pub fn load(dir: &Path) -> Resources {
             return resources;
         }
     };
-    files.sort();
     for path in files {
-        let extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default();
-        if !matches!(extension, "yaml" | "yml" | "json") {
-            continue;
-        }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = ferry_common::yaml_folder::file_name(&path);
         match std::fs::read_to_string(&path) {
             // YAML is a superset of JSON.
             Ok(text) => resources.add_yaml(&name, &text),

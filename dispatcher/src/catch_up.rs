@@ -52,7 +52,7 @@ impl CatchUp {
     ) -> KafkaResult<Self> {
         // The group id is never joined or committed to (`assign` only).
         let consumer: StreamConsumer = settings
-            .client_config(&spec.bootstrap, &spec.consumer_group)
+            .client_config(&spec.cluster, &spec.consumer_group)
             .create()?;
         let (tx, rx) = watch::channel(positions);
         let permits = Arc::new(Semaphore::new(window));

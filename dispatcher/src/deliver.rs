@@ -188,7 +188,7 @@ impl Deliverer {
                 for (name, value) in trace.iter().flat_map(|t| t.headers()) {
                     record.headers.push((name.to_owned(), value.into()));
                 }
-                let written = match self.producers.get(&spec.bootstrap) {
+                let written = match self.producers.get(&spec.cluster) {
                     Ok(producer) => producer
                         .send(&spec.topic, &record)
                         .await

@@ -10,7 +10,9 @@ use ferry_proto::{
 
 use ferry_common::{
     contract::{self, Placement},
+    kafka::Cluster,
     metrics::{self, Labels},
+    secrets::Resolved,
 };
 
 use crate::{filter::Filter, plain::PlainRecords, retry::RetryPolicy};
@@ -52,7 +54,9 @@ pub struct EgressSpec {
     pub labels: Labels,
     pub consumer_group: String,
     pub topic: String,
-    pub bootstrap: String,
+    /// The resource's cluster, with its credentials (replies are written
+    /// there too).
+    pub cluster: Cluster,
     /// The resource's topic for replies.
     pub destination: http::Uri,
     pub reply: Reply,
@@ -92,7 +96,11 @@ pub struct Rejected {
 }
 
 /// Every egress of the contract that can run, and the ones that cannot.
-pub fn resolve(contract: &Contract, defaults: &Defaults) -> (Vec<EgressSpec>, Vec<Rejected>) {
+pub fn resolve(
+    contract: &Contract,
+    defaults: &Defaults,
+    credentials: &Resolved,
+) -> (Vec<EgressSpec>, Vec<Rejected>) {
     let mut specs = Vec::new();
     let mut rejected = Vec::new();
     for resource in &contract.resources {
@@ -102,7 +110,7 @@ pub fn resolve(contract: &Contract, defaults: &Defaults) -> (Vec<EgressSpec>, Ve
             } else {
                 egress.uid.clone()
             };
-            let spec = match spec(resource, egress, defaults, &key) {
+            let spec = match spec(resource, egress, defaults, credentials, &key) {
                 Ok(spec) => spec,
                 Err(reason) => {
                     rejected.push(Rejected { key, reason });
@@ -130,13 +138,15 @@ fn spec(
     resource: &Resource,
     egress: &ferry_proto::Egress,
     defaults: &Defaults,
+    credentials: &Resolved,
     key: &str,
 ) -> Result<EgressSpec, String> {
     if egress.consumer_group.is_empty() {
         return Err("no consumer group".into());
     }
-    let Placement { topic, bootstrap } =
-        contract::placement(resource, &defaults.bootstrap).map_err(str::to_owned)?;
+    let placement = contract::placement(resource, &defaults.bootstrap)?;
+    let cluster = contract::cluster(resource, &placement, credentials)?;
+    let Placement { topic, .. } = placement;
     let destination = url("destination", &egress.destination)?;
     let reply = match &egress.reply_strategy {
         Some(ReplyStrategy::ReplyUrl(u)) => Reply::Url(url("replyUrl", u)?),
@@ -210,7 +220,7 @@ fn spec(
         labels,
         consumer_group: egress.consumer_group.clone(),
         topic: topic.to_owned(),
-        bootstrap: bootstrap.to_owned(),
+        cluster,
         destination,
         reply,
         filter,
@@ -315,18 +325,67 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_s_credentials_come_with_its_egresses() {
+        use ferry_common::credentials::{Credentials, SecretAuth};
+        let auth = |name: &str| SecretAuth::Secret {
+            namespace: "ns".into(),
+            name: name.into(),
+        };
+        let mut good = resource(vec![egress("t1")]);
+        good.auth = Some(auth("good").to_contract());
+        let mut bad = resource(vec![egress("t2")]);
+        bad.uid = "c".into();
+        bad.auth = Some(auth("bad").to_contract());
+        let contract = Contract {
+            resources: vec![good, bad],
+            ..Default::default()
+        };
+        let credentials = Credentials::from_data(
+            &[
+                ("protocol".to_owned(), b"SSL".to_vec()),
+                ("user.skip".to_owned(), b"true".to_vec()),
+            ]
+            .into_iter()
+            .collect(),
+        )
+        .unwrap();
+        let resolved: Resolved = [
+            (auth("good"), Ok(credentials.clone())),
+            (auth("bad"), Err("Secret ns/bad not found".to_owned())),
+        ]
+        .into_iter()
+        .collect();
+        let (specs, rejected) = resolve(&contract, &defaults(), &resolved);
+        assert_eq!(specs.len(), 1);
+        assert_eq!(
+            specs[0].cluster,
+            Cluster {
+                bootstrap: "k:9092".into(),
+                credentials: Some(credentials)
+            }
+        );
+        assert_eq!(
+            rejected,
+            [Rejected {
+                key: "t2".into(),
+                reason: "Secret ns/bad not found".into()
+            }]
+        );
+    }
+
+    #[test]
     fn resolves_with_the_resource_defaults() {
         let contract = Contract {
             resources: vec![resource(vec![egress("t1")])],
             ..Default::default()
         };
-        let (specs, rejected) = resolve(&contract, &defaults());
+        let (specs, rejected) = resolve(&contract, &defaults(), &Resolved::new());
         assert!(rejected.is_empty(), "{rejected:?}");
         let s = &specs[0];
         assert_eq!(s.key, "t1");
         assert_eq!(s.name, "ns/t1");
         assert_eq!(s.topic, "knative-broker-ns-b");
-        assert_eq!(s.bootstrap, "k:9092");
+        assert_eq!(s.cluster, Cluster::plain("k:9092"));
         assert_eq!(s.destination, "http://sub.ns/path");
         assert_eq!(s.reply, Reply::ToTopic);
         assert_eq!(s.delivery.retry.retries(), 3);
@@ -348,7 +407,7 @@ mod tests {
             resources: vec![resource(vec![e])],
             ..Default::default()
         };
-        let s = &resolve(&contract, &defaults()).0[0];
+        let s = &resolve(&contract, &defaults(), &Resolved::new()).0[0];
         assert_eq!(
             s.delivery.retry.retries(),
             0,
@@ -378,7 +437,7 @@ mod tests {
             resources: vec![resource(vec![e, discard])],
             ..Default::default()
         };
-        let (specs, rejected) = resolve(&contract, &defaults());
+        let (specs, rejected) = resolve(&contract, &defaults(), &Resolved::new());
         assert!(rejected.is_empty(), "{rejected:?}");
         assert_eq!(specs[0].reply, Reply::ToTopic);
         assert_eq!(specs[0].delivery.retry.retries(), 2);
@@ -411,7 +470,7 @@ mod tests {
             ])],
             ..Default::default()
         };
-        let (specs, rejected) = resolve(&contract, &defaults());
+        let (specs, rejected) = resolve(&contract, &defaults(), &Resolved::new());
         assert_eq!(
             specs.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
             ["good"]

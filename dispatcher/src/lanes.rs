@@ -279,7 +279,8 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             retry_after_max: std::time::Duration::from_secs(1),
         };
-        let (mut specs, rejected) = crate::egress::resolve(&contract, &defaults);
+        let (mut specs, rejected) =
+            crate::egress::resolve(&contract, &defaults, &Default::default());
         assert!(rejected.is_empty(), "{rejected:?}");
         let spec = specs.pop().expect("one egress");
         assert_eq!(spec.ordered, ordered);

@@ -51,9 +51,10 @@ use std::{
 use ferry_common::{
     admin::OwnAdmin,
     contract::{self, ContractRx},
-    kafka::ProducerSettings,
+    kafka::{Cluster, ProducerSettings},
     metrics::Shared,
     producer::ProducerPool,
+    secrets::Secrets,
     shutdown::Shutdown,
     StartError,
 };
@@ -73,6 +74,9 @@ pub struct Config {
     pub contract: PathBuf,
     pub contract_poll: Duration,
     pub defaults: egress::Defaults,
+    /// Where the Secrets that resources name for their Kafka credentials
+    /// are read.
+    pub secrets: Secrets,
     pub consumers: reader::Settings,
     /// For replies written back to a broker's topic.
     pub producer: ProducerSettings,
@@ -134,6 +138,7 @@ pub fn start_embedded(
     let ready = Arc::new(Readiness::default());
     let supervisor = Supervisor {
         defaults: config.defaults.clone(),
+        secrets: config.secrets.clone(),
         settings: Arc::new(config.consumers.clone()),
         deliverer,
         offsets: HashMap::new(),
@@ -159,11 +164,12 @@ pub fn start_embedded(
 /// that topic's egresses.
 struct Supervisor {
     defaults: egress::Defaults,
+    secrets: Secrets,
     settings: Arc<reader::Settings>,
     deliverer: Arc<Deliverer>,
     /// One offsets client per cluster, shared by its readers.
-    offsets: HashMap<String, GroupOffsets>,
-    readers: HashMap<(String, String), RunningReader>,
+    offsets: HashMap<Cluster, GroupOffsets>,
+    readers: HashMap<(Cluster, String), RunningReader>,
     /// Each egress's readiness flag, kept while its spec is unchanged.
     started: HashMap<String, (Arc<EgressSpec>, Arc<AtomicBool>)>,
 }
@@ -209,11 +215,12 @@ impl Supervisor {
     /// Hands each topic's reader its egresses (starting readers for new
     /// topics), and stops the readers of topics no egress reads any more.
     async fn apply(&mut self, contract: &ferry_proto::Contract) {
-        let (specs, rejected) = egress::resolve(contract, &self.defaults);
+        let credentials = self.secrets.resolve(contract::secret_auths(contract)).await;
+        let (specs, rejected) = egress::resolve(contract, &self.defaults, &credentials);
         for r in rejected {
             tracing::error!(egress = %r.key, reason = %r.reason, "egress not dispatched");
         }
-        let mut by_topic: HashMap<(String, String), Vec<Wanted>> = HashMap::new();
+        let mut by_topic: HashMap<(Cluster, String), Vec<Wanted>> = HashMap::new();
         let mut started = HashMap::new();
         for spec in specs {
             let flag = match self.started.remove(&spec.key) {
@@ -223,7 +230,7 @@ impl Supervisor {
             let spec = Arc::new(spec);
             started.insert(spec.key.clone(), (spec.clone(), flag.clone()));
             by_topic
-                .entry((spec.bootstrap.clone(), spec.topic.clone()))
+                .entry((spec.cluster.clone(), spec.topic.clone()))
                 .or_default()
                 .push(Wanted {
                     spec,
@@ -238,21 +245,21 @@ impl Supervisor {
             .cloned()
             .collect();
         self.stop(gone).await;
-        for ((bootstrap, topic), wanted) in by_topic {
-            if let Some(reader) = self.readers.get(&(bootstrap.clone(), topic.clone())) {
+        for ((cluster, topic), wanted) in by_topic {
+            if let Some(reader) = self.readers.get(&(cluster.clone(), topic.clone())) {
                 reader.wanted.send_replace(wanted);
                 continue;
             }
-            let offsets = match self.offsets_for(&bootstrap) {
+            let offsets = match self.offsets_for(&cluster) {
                 Ok(offsets) => offsets,
                 Err(error) => {
-                    tracing::error!(%bootstrap, %topic, %error, "cannot reach the cluster; the topic's egresses are not dispatched");
+                    tracing::error!(%cluster, %topic, %error, "cannot reach the cluster; the topic's egresses are not dispatched");
                     continue;
                 }
             };
             let reader_topic = positions::Topic {
                 name: topic.clone(),
-                bootstrap: bootstrap.clone(),
+                cluster: cluster.clone(),
                 offsets,
             };
             let (tx, rx) = watch::channel(wanted);
@@ -265,7 +272,7 @@ impl Supervisor {
                 stop.clone(),
             ));
             self.readers.insert(
-                (bootstrap, topic),
+                (cluster, topic),
                 RunningReader {
                     wanted: tx,
                     stop,
@@ -275,16 +282,19 @@ impl Supervisor {
         }
     }
 
-    fn offsets_for(&mut self, bootstrap: &str) -> Result<GroupOffsets, rdkafka::error::KafkaError> {
-        if let Some(offsets) = self.offsets.get(bootstrap) {
+    fn offsets_for(
+        &mut self,
+        cluster: &Cluster,
+    ) -> Result<GroupOffsets, rdkafka::error::KafkaError> {
+        if let Some(offsets) = self.offsets.get(cluster) {
             return Ok(offsets.clone());
         }
-        let offsets = GroupOffsets::new(&self.settings.consumer.admin_config(bootstrap))?;
-        self.offsets.insert(bootstrap.to_owned(), offsets.clone());
+        let offsets = GroupOffsets::new(&self.settings.consumer.admin_config(cluster))?;
+        self.offsets.insert(cluster.clone(), offsets.clone());
         Ok(offsets)
     }
 
-    async fn stop(&mut self, topics: Vec<(String, String)>) {
+    async fn stop(&mut self, topics: Vec<(Cluster, String)>) {
         let stopping: Vec<_> = topics
             .iter()
             .filter_map(|t| self.readers.remove(t))

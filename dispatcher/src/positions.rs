@@ -2,6 +2,7 @@
 //! consumer group, read (pinning a new group at the end of the topic) and
 //! committed, in batches bounded for the group coordinators.
 
+use ferry_common::kafka::Cluster;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use ferry_common::kafka::partition_count;
@@ -22,7 +23,7 @@ pub const OFFSET_REQUESTS: usize = 32;
 #[derive(Clone)]
 pub struct Topic {
     pub name: String,
-    pub bootstrap: String,
+    pub cluster: Cluster,
     pub offsets: GroupOffsets,
 }
 

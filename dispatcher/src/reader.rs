@@ -201,7 +201,7 @@ impl Reader {
         let consumer: StreamConsumer<Rebalancer> = self
             .settings
             .consumer
-            .client_config(&self.topic.bootstrap, &reader_group(&self.topic.name))
+            .client_config(&self.topic.cluster, &reader_group(&self.topic.name))
             .create_with_context(context)?;
         let _gauge = self.deliverer.metrics.consumer_opened("reader");
         let first = wanted.borrow_and_update().clone();

@@ -33,6 +33,9 @@ pub enum IngressError {
     /// The request is not a valid CloudEvent.
     #[error("invalid CloudEvent: {0}")]
     Invalid(#[from] InvalidEvent),
+    /// The resource's Kafka credentials cannot be read.
+    #[error("event not stored: the Kafka credentials of {resource} are unavailable: {reason}")]
+    Credentials { resource: String, reason: String },
     /// Kafka did not take the event.
     #[error("event not stored: {0}")]
     Produce(#[from] ProduceError),
@@ -46,7 +49,9 @@ impl IngressError {
             IngressError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Body(_) | IngressError::Invalid(_) => StatusCode::BAD_REQUEST,
-            IngressError::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
+            IngressError::Produce(_) | IngressError::Credentials { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 

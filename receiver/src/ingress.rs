@@ -202,7 +202,14 @@ impl Ingress {
             ));
         }
 
-        let producer = self.producers.get(&route.bootstrap)?;
+        let cluster = route
+            .cluster
+            .as_ref()
+            .map_err(|reason| IngressError::Credentials {
+                resource: route.name.clone(),
+                reason: reason.clone(),
+            })?;
+        let producer = self.producers.get(cluster)?;
         let records: Vec<kafka::Record> = events
             .iter()
             .map(|event| {

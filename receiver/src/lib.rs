@@ -30,6 +30,7 @@ use ferry_common::{
     kafka::ProducerSettings,
     metrics::Shared,
     producer::ProducerPool,
+    secrets::Secrets,
     server,
     shutdown::Shutdown,
     StartError,
@@ -49,6 +50,9 @@ pub struct Config {
     pub contract_poll: Duration,
     /// Used for resources whose contract entry names no cluster.
     pub default_bootstrap: String,
+    /// Where the Secrets that resources name for their Kafka credentials
+    /// are read.
+    pub secrets: Secrets,
     pub max_body_bytes: usize,
     pub producer: ProducerSettings,
     /// Whether metrics carry the `cloudevents_type` label.
@@ -129,6 +133,7 @@ pub async fn start_embedded(
     let apply = tokio::spawn(apply_contracts(
         contracts,
         config.default_bootstrap.clone(),
+        config.secrets.clone(),
         routes.clone(),
         producers.clone(),
         ready.clone(),
@@ -160,6 +165,7 @@ pub async fn start_embedded(
 async fn apply_contracts(
     mut contracts: ContractRx,
     default_bootstrap: String,
+    secrets: Secrets,
     routes: Arc<ArcSwap<Routes>>,
     producers: Arc<ProducerPool>,
     ready: Arc<AtomicBool>,
@@ -167,12 +173,18 @@ async fn apply_contracts(
 ) {
     let mut readiness: Option<JoinHandle<()>> = None;
     while let Some(contract) = contract::next(&mut contracts, &shutdown).await {
-        let (table, rejected) = Routes::build(&contract, &default_bootstrap);
+        let credentials = secrets.resolve(contract::secret_auths(&contract)).await;
+        let (table, rejected) = Routes::build(&contract, &default_bootstrap, &credentials);
         for r in rejected {
             tracing::error!(resource = %r.uid, reason = %r.reason, "resource not served");
         }
+        for r in table.iter() {
+            if let Err(reason) = &r.cluster {
+                tracing::error!(resource = %r.name, %reason, "Kafka credentials unavailable; requests get 503");
+            }
+        }
         let table = Arc::new(table);
-        producers.retain(|bootstrap| table.iter().any(|r| r.bootstrap == bootstrap));
+        producers.retain(|cluster| table.iter().any(|r| r.cluster.as_ref() == Ok(cluster)));
         routes.store(table.clone());
         if let Some(previous) = readiness.take() {
             previous.abort();

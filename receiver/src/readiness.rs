@@ -24,8 +24,13 @@ pub(crate) async fn check(
 ) {
     loop {
         let mut missing = Vec::new();
+        // A resource whose credentials cannot be read answers 503; it does
+        // not hold up the others.
         for route in routes.iter() {
-            let known = match producers.get(&route.bootstrap) {
+            let Ok(cluster) = &route.cluster else {
+                continue;
+            };
+            let known = match producers.get(cluster) {
                 Ok(producer) => producer.has_topic(&route.topic, METADATA_TIMEOUT).await,
                 Err(error) => {
                     tracing::error!(%error, "no producer");

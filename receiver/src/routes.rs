@@ -5,7 +5,9 @@ use std::{collections::HashMap, sync::Arc};
 
 use ferry_common::{
     contract::{self, Placement},
+    kafka::Cluster,
     metrics::{self, Labels},
+    secrets::Resolved,
 };
 use ferry_event::kafka::ContentMode;
 use ferry_proto::{Contract, Reference, Resource};
@@ -18,7 +20,10 @@ pub struct Route {
     /// `namespace/name` when the contract names the object, the uid otherwise.
     pub name: String,
     pub topic: String,
-    pub bootstrap: String,
+    /// The cluster, with the resource's credentials; or why they could not
+    /// be read (requests get 503 until they can: the address stays the
+    /// resource's).
+    pub cluster: Result<Cluster, String>,
     pub mode: ContentMode,
     /// The OIDC audience a sender's token must carry; `None` when the
     /// resource takes unauthenticated requests.
@@ -48,7 +53,11 @@ pub struct Routes {
 impl Routes {
     /// Builds the table. Resources that cannot be served are returned with
     /// the reason, and the rest are served.
-    pub fn build(contract: &Contract, default_bootstrap: &str) -> (Routes, Vec<Rejected>) {
+    pub fn build(
+        contract: &Contract,
+        default_bootstrap: &str,
+        credentials: &Resolved,
+    ) -> (Routes, Vec<Rejected>) {
         let mut routes = Routes::default();
         let mut rejected = Vec::new();
         // A KafkaSource's resource only has egresses.
@@ -57,7 +66,7 @@ impl Routes {
                 uid: resource.uid.clone(),
                 reason,
             };
-            match route(resource, default_bootstrap) {
+            match route(resource, default_bootstrap, credentials) {
                 Err(reason) => rejected.push(reject(reason)),
                 Ok((keys, route)) => {
                     let taken = keys.iter().find_map(|key| match key {
@@ -104,7 +113,11 @@ enum Key {
 /// A resource is served at its path, its host, or both (a request's path
 /// is looked up first). A path of `/` or none means "by host only", as in
 /// the reference, so that every host-routed resource can say `/`.
-fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Route), String> {
+fn route(
+    resource: &Resource,
+    default_bootstrap: &str,
+    credentials: &Resolved,
+) -> Result<(Vec<Key>, Route), String> {
     let ingress = resource.ingress.as_ref().ok_or("no ingress")?;
     let mut keys = Vec::with_capacity(2);
     match normalise_path(&ingress.path) {
@@ -117,7 +130,9 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Rout
     if keys.is_empty() {
         return Err("ingress has neither a path nor a host".into());
     }
-    let Placement { topic, bootstrap } = contract::placement(resource, default_bootstrap)?;
+    let placement = contract::placement(resource, default_bootstrap)?;
+    let cluster = contract::cluster(resource, &placement, credentials);
+    let Placement { topic, .. } = placement;
     let name = contract::display_name(resource.reference.as_ref(), &resource.uid);
     let mode = match ingress.content_mode() {
         ferry_proto::ContentMode::Binary => ContentMode::Binary,
@@ -129,7 +144,7 @@ fn route(resource: &Resource, default_bootstrap: &str) -> Result<(Vec<Key>, Rout
             uid: resource.uid.clone(),
             name,
             topic: topic.to_owned(),
-            bootstrap: bootstrap.to_owned(),
+            cluster,
             mode,
             audience: Some(ingress.audience.clone()).filter(|a| !a.is_empty()),
             labels: metrics::resource_labels(resource.reference.as_ref(), &resource.uid),
@@ -189,7 +204,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (routes, rejected) = Routes::build(&contract, "k:9092");
+        let (routes, rejected) = Routes::build(&contract, "k:9092", &Resolved::new());
         assert!(rejected.is_empty());
         assert_eq!(routes.find("/ns/broker", None).unwrap().topic, "t1");
         assert_eq!(routes.find("/ns/broker/", Some("x")).unwrap().topic, "t1");
@@ -201,7 +216,10 @@ mod tests {
             "t2"
         );
         assert!(routes.find("/ns/other", Some("x")).is_none());
-        assert_eq!(routes.find("/ns/broker", None).unwrap().bootstrap, "k:9092");
+        assert_eq!(
+            routes.find("/ns/broker", None).unwrap().cluster,
+            Ok(Cluster::plain("k:9092"))
+        );
     }
 
     #[test]
@@ -214,7 +232,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (routes, rejected) = Routes::build(&contract, "k:9092");
+        let (routes, rejected) = Routes::build(&contract, "k:9092", &Resolved::new());
         assert!(rejected.is_empty(), "{rejected:?}");
         for (host, uid) in [
             ("c-kn-channel.ns.svc.cluster.local", "c"),
@@ -243,7 +261,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (routes, rejected) = Routes::build(&contract, "k:9092");
+        let (routes, rejected) = Routes::build(&contract, "k:9092", &Resolved::new());
         assert!(routes.find("/ns/good", None).is_some());
         let reasons: Vec<_> = rejected
             .iter()
@@ -274,7 +292,7 @@ mod tests {
             )],
             ..Default::default()
         };
-        let (routes, rejected) = Routes::build(&contract, "k:9092");
+        let (routes, rejected) = Routes::build(&contract, "k:9092", &Resolved::new());
         assert!(rejected.is_empty());
         assert_eq!(routes.find("/channels/ns/c", None).unwrap().uid, "c");
         assert_eq!(
@@ -301,10 +319,38 @@ mod tests {
             ],
             ..Default::default()
         };
-        let (_, rejected) = Routes::build(&clash, "k:9092");
+        let (_, rejected) = Routes::build(&clash, "k:9092", &Resolved::new());
         assert_eq!(
             rejected[0].reason,
             "ingress 'c-kn-channel.ns.svc.cluster.local' is already served by resource c"
+        );
+    }
+
+    #[test]
+    fn a_resource_without_its_credentials_keeps_its_address() {
+        use ferry_common::credentials::SecretAuth;
+        let auth = SecretAuth::Secret {
+            namespace: "ns".into(),
+            name: "kafka".into(),
+        };
+        let mut sink = resource("s", "/ns/sink", "", "t");
+        sink.auth = Some(auth.to_contract());
+        let contract = Contract {
+            resources: vec![sink, resource("b", "/ns/b", "", "t")],
+            ..Default::default()
+        };
+        let resolved: Resolved = [(auth, Err("Secret ns/kafka not found".to_owned()))]
+            .into_iter()
+            .collect();
+        let (routes, rejected) = Routes::build(&contract, "k:9092", &resolved);
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(
+            routes.find("/ns/sink", None).unwrap().cluster,
+            Err("Secret ns/kafka not found".to_owned())
+        );
+        assert_eq!(
+            routes.find("/ns/b", None).unwrap().cluster,
+            Ok(Cluster::plain("k:9092"))
         );
     }
 
@@ -314,7 +360,7 @@ mod tests {
             resources: vec![resource("b", "/ns/b", "", "t")],
             ..Default::default()
         };
-        let (_, rejected) = Routes::build(&contract, "");
+        let (_, rejected) = Routes::build(&contract, "", &Resolved::new());
         assert_eq!(
             rejected[0].reason,
             "no bootstrap servers in the contract and none configured"

@@ -138,6 +138,7 @@ pub fn broker(namespace: &str, name: &str, topic: &str, bootstrap: &str) -> ferr
 /// Receiver settings for tests: loopback ports, a short produce bound.
 pub fn receiver_config(contract: &ContractFile, bootstrap: &str) -> ferry_receiver::Config {
     ferry_receiver::Config {
+        secrets: Default::default(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin: "127.0.0.1:0".parse().expect("addr"),
         contract: contract.path(),
@@ -214,6 +215,7 @@ pub fn dispatcher_config(contract: &ContractFile, bootstrap: &str) -> ferry_disp
     let overrides = ferry_common::kafka::Overrides::load(None, std::env::vars())
         .expect("FERRY_RDKAFKA_* settings");
     ferry_dispatcher::Config {
+        secrets: Default::default(),
         admin: "127.0.0.1:0".parse().expect("addr"),
         contract: contract.path(),
         contract_poll: Duration::from_secs(1),
