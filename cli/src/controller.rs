@@ -166,6 +166,7 @@ impl ControllerTuning {
                         .default_replication_factor
                         .unwrap_or(if local.is_some() { 1 } else { 3 }),
                     topic_config: Default::default(),
+                    auth: None,
                 },
                 claim_unannotated: true,
                 // Standalone has no per-channel Services: address channels by path.

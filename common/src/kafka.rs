@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use rdkafka::{client::Client, error::KafkaResult, ClientConfig, ClientContext};
 
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, SecretAuth};
 
 /// Environment variables with this prefix set librdkafka properties:
 /// `FERRY_RDKAFKA_LINGER_MS=1` sets `linger.ms=1`.
@@ -89,6 +89,48 @@ impl std::fmt::Display for Cluster {
         match &self.credentials {
             None => f.write_str(&self.bootstrap),
             Some(c) => write!(f, "{} ({})", self.bootstrap, c.protocol()),
+        }
+    }
+}
+
+/// A cluster as a resource names it: its servers, and the Secrets of its
+/// credentials, read each time a client is made from it (so a changed
+/// Secret is picked up).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterRef {
+    pub bootstrap: String,
+    pub auth: Option<SecretAuth>,
+}
+
+// === impl ClusterRef ===
+
+impl ClusterRef {
+    pub fn plain(bootstrap: impl Into<String>) -> ClusterRef {
+        ClusterRef {
+            bootstrap: bootstrap.into(),
+            auth: None,
+        }
+    }
+
+    /// The cluster of a contract resource.
+    pub fn of(resource: &ferry_proto::Resource) -> ClusterRef {
+        ClusterRef {
+            bootstrap: resource.bootstrap_servers.clone(),
+            auth: SecretAuth::from_contract(resource.auth.as_ref()),
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.auth {
+            None => f.write_str(&self.bootstrap),
+            Some(auth) => write!(
+                f,
+                "{} (Secret {})",
+                self.bootstrap,
+                auth.secrets().join(", ")
+            ),
         }
     }
 }

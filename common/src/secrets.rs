@@ -112,9 +112,9 @@ impl Secrets {
     pub async fn resolve(&self, auths: impl IntoIterator<Item = SecretAuth>) -> Resolved {
         let mut resolved = Resolved::new();
         for auth in auths {
-            if !resolved.contains_key(&auth) {
-                let credentials = self.credentials(&auth).await;
-                resolved.insert(auth, credentials);
+            if let std::collections::hash_map::Entry::Vacant(entry) = resolved.entry(auth) {
+                let credentials = self.credentials(entry.key()).await;
+                entry.insert(credentials);
             }
         }
         resolved

@@ -7,14 +7,16 @@ use std::{
     time::Instant,
 };
 
+use ferry_common::kafka::ClusterRef;
+
 use crate::kafka_work::Deletion;
 
 /// (cluster, name) pairs.
-pub type Names = BTreeSet<(String, String)>;
+pub type Names = BTreeSet<(ClusterRef, String)>;
 
 /// Deletions still to do, per cluster, and when each was decided (the
 /// workers wait a grace period from then).
-pub type Pending = BTreeMap<(String, Deletion), Instant>;
+pub type Pending = BTreeMap<(ClusterRef, Deletion), Instant>;
 
 /// What a plan holds that Ferry may delete once it is gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,16 +60,16 @@ mod tests {
 
     fn names(list: &[(&str, &str)]) -> Names {
         list.iter()
-            .map(|(c, n)| (c.to_string(), n.to_string()))
+            .map(|(c, n)| (ClusterRef::plain(*c), n.to_string()))
             .collect()
     }
 
-    fn topic(cluster: &str, name: &str) -> (String, Deletion) {
-        (cluster.into(), Deletion::Topic(name.into()))
+    fn topic(cluster: &str, name: &str) -> (ClusterRef, Deletion) {
+        (ClusterRef::plain(cluster), Deletion::Topic(name.into()))
     }
 
-    fn group(cluster: &str, name: &str) -> (String, Deletion) {
-        (cluster.into(), Deletion::Group(name.into()))
+    fn group(cluster: &str, name: &str) -> (ClusterRef, Deletion) {
+        (ClusterRef::plain(cluster), Deletion::Group(name.into()))
     }
 
     #[test]
@@ -80,10 +82,10 @@ mod tests {
         };
         struct Case {
             name: &'static str,
-            pending: Vec<((String, Deletion), Instant)>,
+            pending: Vec<((ClusterRef, Deletion), Instant)>,
             topics: Names,
             groups: Names,
-            expected: Vec<((String, Deletion), Instant)>,
+            expected: Vec<((ClusterRef, Deletion), Instant)>,
         }
         let cases = [
             Case {

@@ -1,55 +1,79 @@
 //! The reconciler's effects on Kafka: topics and consumer groups, through
-//! the admin API. One admin client per cluster.
+//! the admin API. One admin client per cluster and credentials; the
+//! credentials' Secrets are read again for each piece of work, so a
+//! changed Secret gets a new client.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use ferry_common::kafka::partition_count;
+use ferry_common::{
+    kafka::{partition_count, Cluster, ClusterRef, Overrides},
+    secrets::Secrets,
+};
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     types::RDKafkaErrorCode,
-    ClientConfig,
 };
 
-use crate::plan::{TopicSpec, MISSING};
+use crate::plan::{TopicSpec, MISSING, NO_CREDENTIALS};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct KafkaAdmin {
-    clients: HashMap<String, Arc<AdminClient<DefaultClientContext>>>,
-    overrides: ferry_common::kafka::Overrides,
+    clients: HashMap<Cluster, Arc<AdminClient<DefaultClientContext>>>,
+    overrides: Overrides,
+    secrets: Secrets,
 }
 
 impl KafkaAdmin {
-    pub fn new(overrides: ferry_common::kafka::Overrides) -> Self {
+    pub fn new(overrides: Overrides, secrets: Secrets) -> Self {
         KafkaAdmin {
             clients: HashMap::new(),
             overrides,
+            secrets,
         }
     }
 
-    fn client(
+    async fn client(
         &mut self,
-        bootstrap: &str,
+        cluster: &ClusterRef,
     ) -> Result<Arc<AdminClient<DefaultClientContext>>, String> {
-        if !self.clients.contains_key(bootstrap) {
-            let mut config = ClientConfig::new();
-            config
-                .set("bootstrap.servers", bootstrap)
-                .set("client.id", "ferry-controller");
-            self.overrides.apply_to(&mut config);
-            let client = config
-                .create()
-                .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
-            self.clients.insert(bootstrap.to_owned(), Arc::new(client));
+        let credentials = match &cluster.auth {
+            None => None,
+            Some(auth) => Some(
+                self.secrets
+                    .credentials(auth)
+                    .await
+                    .map_err(|e| format!("{NO_CREDENTIALS} {e}"))?,
+            ),
+        };
+        let cluster = Cluster {
+            bootstrap: cluster.bootstrap.clone(),
+            credentials,
+        };
+        if let Some(client) = self.clients.get(&cluster) {
+            return Ok(client.clone());
         }
-        Ok(self.clients[bootstrap].clone())
+        let client: AdminClient<DefaultClientContext> = cluster
+            .config("ferry-controller", &self.overrides, |_| {})
+            .create()
+            .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+        let client = Arc::new(client);
+        // A worker's admin serves one cluster: this replaces a client made
+        // from a Secret's earlier values.
+        self.clients.clear();
+        self.clients.insert(cluster, client.clone());
+        Ok(client)
     }
 
     /// Creates the topic unless it exists; an external topic must exist.
-    pub async fn ensure_topic(&mut self, topic: &TopicSpec) -> Result<(), String> {
-        let client = self.client(&topic.bootstrap)?;
+    pub async fn ensure_topic(
+        &mut self,
+        cluster: &ClusterRef,
+        topic: &TopicSpec,
+    ) -> Result<(), String> {
+        let client = self.client(cluster).await?;
         if topic.external {
             let (client, name) = (client.clone(), topic.name.clone());
             // librdkafka's metadata call blocks; keep it off the async workers
@@ -96,8 +120,8 @@ impl KafkaAdmin {
         }
     }
 
-    pub async fn delete_topic(&mut self, bootstrap: &str, name: &str) -> Result<(), String> {
-        let client = self.client(bootstrap)?;
+    pub async fn delete_topic(&mut self, cluster: &ClusterRef, name: &str) -> Result<(), String> {
+        let client = self.client(cluster).await?;
         let options = AdminOptions::new()
             .operation_timeout(Some(TIMEOUT))
             .request_timeout(Some(TIMEOUT));
@@ -120,8 +144,8 @@ impl KafkaAdmin {
     /// migration). Kafka refuses to delete a group with members; not every
     /// Kafka-API broker does, so Ferry checks first, or the leaving member's
     /// last commit would bring the offsets back.
-    pub async fn delete_group(&mut self, bootstrap: &str, group: &str) -> Result<(), String> {
-        let client = self.client(bootstrap)?;
+    pub async fn delete_group(&mut self, cluster: &ClusterRef, group: &str) -> Result<(), String> {
+        let client = self.client(cluster).await?;
         let members = {
             let (client, name) = (client.clone(), group.to_owned());
             // A blocking call: off the async workers.

@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ferry_common::{kafka::ClusterRef, secrets::Secrets};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -47,23 +48,25 @@ pub struct ClusterWork {
 #[derive(Debug, Default)]
 pub struct Reports {
     /// (cluster, topic) → whether it exists, or why not.
-    pub topics: HashMap<(String, String), Result<(), String>>,
+    pub topics: HashMap<(ClusterRef, String), Result<(), String>>,
     /// Deletions done, to be dropped from the pending list.
-    pub deleted: Vec<(String, Deletion)>,
+    pub deleted: Vec<(ClusterRef, Deletion)>,
 }
 
 pub struct KafkaWork {
     overrides: ferry_common::kafka::Overrides,
-    workers: HashMap<String, watch::Sender<Arc<ClusterWork>>>,
+    secrets: Secrets,
+    workers: HashMap<ClusterRef, watch::Sender<Arc<ClusterWork>>>,
     reports: Arc<Mutex<Reports>>,
     reported: Arc<Notify>,
     shutdown: CancellationToken,
 }
 
 impl KafkaWork {
-    pub fn new(overrides: ferry_common::kafka::Overrides) -> Self {
+    pub fn new(overrides: ferry_common::kafka::Overrides, secrets: Secrets) -> Self {
         KafkaWork {
             overrides,
+            secrets,
             workers: HashMap::new(),
             reports: Arc::default(),
             reported: Arc::new(Notify::new()),
@@ -73,7 +76,7 @@ impl KafkaWork {
 
     /// Hands each cluster its work; a cluster not named has nothing left
     /// to do, and its worker stops.
-    pub fn assign(&mut self, work: BTreeMap<String, ClusterWork>) {
+    pub fn assign(&mut self, work: BTreeMap<ClusterRef, ClusterWork>) {
         self.workers.retain(|cluster, _| work.contains_key(cluster));
         for (cluster, work) in work {
             let work = Arc::new(work);
@@ -91,7 +94,7 @@ impl KafkaWork {
                     let (tx, rx) = watch::channel(work);
                     tokio::spawn(worker(
                         cluster.clone(),
-                        KafkaAdmin::new(self.overrides.clone()),
+                        KafkaAdmin::new(self.overrides.clone(), self.secrets.clone()),
                         rx,
                         self.reports.clone(),
                         self.reported.clone(),
@@ -122,7 +125,7 @@ impl Drop for KafkaWork {
 
 /// Applies one cluster's latest work until it is taken away.
 async fn worker(
-    cluster: String,
+    cluster: ClusterRef,
     mut admin: KafkaAdmin,
     mut work: watch::Receiver<Arc<ClusterWork>>,
     reports: Arc<Mutex<Reports>>,
@@ -137,7 +140,7 @@ async fn worker(
         for topic in &current.topics {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = admin.ensure_topic(topic) => r,
+                r = admin.ensure_topic(&cluster, topic) => r,
             };
             if let Err(why) = &result {
                 tracing::warn!(cluster = %cluster, topic = %topic.name, %why, "topic not ready");

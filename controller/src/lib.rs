@@ -56,7 +56,11 @@ pub fn start_folder(
     config: Config,
     shutdown: CancellationToken,
 ) -> (StatusRx, tokio::task::JoinHandle<()>) {
-    let kafka = kafka_work::KafkaWork::new(config.kafka_overrides.clone());
+    // A folder's Secrets are resources of the folder.
+    let kafka = kafka_work::KafkaWork::new(
+        config.kafka_overrides.clone(),
+        ferry_common::secrets::Secrets::Folder(config.resources.clone()),
+    );
     config.metrics.leading(true);
     let (reconciler, statuses) = reconciler::Reconciler::new(
         config.settings.clone(),

@@ -12,6 +12,7 @@ use std::{
     time::Instant,
 };
 
+use ferry_common::kafka::ClusterRef;
 use ferry_registry::Recorder;
 use ferry_sources::{Work, WorkRx};
 use tokio::sync::{watch, Notify};
@@ -32,7 +33,7 @@ pub struct Reconciler {
     contract: ContractFile,
     kafka: KafkaWork,
     /// (cluster, topic) → whether it exists, as last reported.
-    topics: HashMap<(String, String), Result<(), String>>,
+    topics: HashMap<(ClusterRef, String), Result<(), String>>,
     /// Ferry-created topics and groups of the last plan: what to delete
     /// once they are no longer wanted.
     owned: Owned,
@@ -76,10 +77,11 @@ impl Reconciler {
         };
         if let Ok(previous) = ferry_common::contract::read(previous.unwrap_or(contract_path)) {
             for r in &previous.resources {
+                let cluster = ClusterRef::of(r);
                 for topic in &r.topics {
                     reconciler
                         .topics
-                        .insert((r.bootstrap_servers.clone(), topic.clone()), Ok(()));
+                        .insert((cluster.clone(), topic.clone()), Ok(()));
                 }
                 // Only names Ferry creates: an external topic is never ours
                 // to delete, and the contract does not say which were.
@@ -92,13 +94,13 @@ impl Reconciler {
                     reconciler
                         .owned
                         .topics
-                        .insert((r.bootstrap_servers.clone(), topic.clone()));
+                        .insert((cluster.clone(), topic.clone()));
                 }
                 for e in &r.egresses {
                     reconciler
                         .owned
                         .groups
-                        .insert((r.bootstrap_servers.clone(), e.consumer_group.clone()));
+                        .insert((cluster.clone(), e.consumer_group.clone()));
                 }
             }
         }
@@ -175,7 +177,7 @@ impl Reconciler {
         for topic in &first.topics {
             match self
                 .topics
-                .get(&(topic.bootstrap.clone(), topic.name.clone()))
+                .get(&(topic.cluster.clone(), topic.name.clone()))
             {
                 Some(Ok(())) => {}
                 Some(Err(why)) => {
@@ -190,7 +192,7 @@ impl Reconciler {
                     };
                     health.failed_topics.insert(
                         topic.name.clone(),
-                        format!("{PENDING} {} {what}", topic.bootstrap),
+                        format!("{PENDING} {} {what}", topic.cluster.bootstrap),
                     );
                 }
             }
@@ -227,12 +229,12 @@ impl Reconciler {
             .topics
             .iter()
             .filter(|t| !t.external && !t.kept)
-            .map(|t| (t.bootstrap.clone(), t.name.clone()))
+            .map(|t| (t.cluster.clone(), t.name.clone()))
             .collect();
         let wanted_topics: Names = plan
             .topics
             .iter()
-            .map(|t| (t.bootstrap.clone(), t.name.clone()))
+            .map(|t| (t.cluster.clone(), t.name.clone()))
             .collect();
         deletions::schedule(
             &mut self.pending,
@@ -244,9 +246,9 @@ impl Reconciler {
         // A topic taken away is no longer known to exist.
         self.topics.retain(|key, _| wanted_topics.contains(key));
 
-        let mut work: BTreeMap<String, ClusterWork> = BTreeMap::new();
+        let mut work: BTreeMap<ClusterRef, ClusterWork> = BTreeMap::new();
         for topic in &plan.topics {
-            work.entry(topic.bootstrap.clone())
+            work.entry(topic.cluster.clone())
                 .or_default()
                 .topics
                 .push(topic.clone());

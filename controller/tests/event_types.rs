@@ -14,6 +14,7 @@ fn run(yaml: &str, autocreate: bool) -> Plan {
             partitions: 1,
             replication: 1,
             topic_config: Default::default(),
+            auth: None,
         },
         claim_unannotated: true,
         channel_addresses: ChannelAddresses::Path,

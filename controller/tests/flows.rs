@@ -111,6 +111,7 @@ fn standalone() -> ferry_controller::plan::Settings {
             partitions: 1,
             replication: 1,
             topic_config: Default::default(),
+            auth: None,
         },
         claim_unannotated: true,
         channel_addresses: ferry_controller::plan::ChannelAddresses::Path,

@@ -4,11 +4,16 @@
 
 use std::collections::BTreeMap;
 
+use ferry_common::{credentials::SecretAuth, kafka::ClusterRef};
+
 use ferry_controller::{
     plan::{plan, ChannelAddresses, KafkaDefaults, Plan, Ready, Settings, Status, TopicHealth},
     resources::Resources,
 };
-use ferry_proto::{egress::ReplyStrategy, ContentMode, DeliveryOrder, InitialOffset, KeyType};
+use ferry_proto::{
+    egress::ReplyStrategy, resource::Auth, ContentMode, DeliveryOrder, InitialOffset, KeyType,
+    Protocol, SecretField,
+};
 
 fn settings() -> Settings {
     Settings {
@@ -18,6 +23,7 @@ fn settings() -> Settings {
             partitions: 1,
             replication: 1,
             topic_config: BTreeMap::new(),
+            auth: None,
         },
         claim_unannotated: true,
         channel_addresses: ChannelAddresses::Path,
@@ -63,7 +69,7 @@ fn a_kafka_sink_is_an_ingress_on_its_own_topic_and_a_destination() {
         (
             topic.name.as_str(),
             topic.partitions,
-            topic.bootstrap.as_str()
+            topic.cluster.bootstrap.as_str()
         ),
         ("orders", 3, "a:9092,b:9092")
     );
@@ -86,24 +92,57 @@ fn a_kafka_source_is_one_egress_on_its_topics_with_the_references_defaults() {
     let yaml = "apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata:\n  name: src\n  namespace: ns\n  \
          labels: {kafkasources.sources.knative.dev/key-type: byte-array}\nspec:\n  \
          bootstrapServers: [a:9092]\n  topics: [t1, t2]\n  sink: {uri: 'http://sink'}\n  \
-         ceOverrides: {extensions: {team: ferry}}\n  net: {sasl: {enable: true}}\n";
+         ceOverrides: {extensions: {team: ferry}}\n  \
+         net: {sasl: {enable: true, user: {secretKeyRef: {name: sasl, key: u}}, password: {secretKeyRef: {name: sasl, key: p}}}, \
+         tls: {caCert: {secretKeyRef: {name: ca, key: ca.crt}}}}\n";
     let plan = run(yaml, &TopicHealth::default());
     let source = status(&plan, "KafkaSource", "src");
     assert_eq!(source.ready, Ready::True, "{source:?}");
     assert_eq!(source.sink_uri.as_deref(), Some("http://sink"));
     assert_eq!(source.consumers, Some(1));
     assert_eq!(source.ce_attributes.len(), 2);
-    assert!(
-        source.message.starts_with("spec.net is not read"),
-        "{source:?}"
-    );
     let topics: Vec<_> = plan.topics.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(topics, ["t1", "t2"]);
     assert!(plan.topics.iter().all(|t| t.external), "they must exist");
+    // The net spec: SASL enabled and TLS not, so SASL_PLAINTEXT; every
+    // named value is carried, grouped by Secret, as the reference writes it.
+    let resource = &plan.resources[0];
+    let Some(Auth::MultiAuthSecret(multi)) = &resource.auth else {
+        panic!("{:?}", resource.auth)
+    };
+    assert_eq!(multi.protocol(), Protocol::SaslPlaintext);
+    let named: Vec<_> = multi
+        .references
+        .iter()
+        .flat_map(|r| {
+            let secret = r.reference.as_ref().unwrap();
+            r.key_field_references.iter().map(move |k| {
+                (
+                    secret.namespace.as_str(),
+                    secret.name.as_str(),
+                    k.secret_key.as_str(),
+                    k.field(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("ns", "ca", "ca.crt", SecretField::CaCrt),
+            ("ns", "sasl", "p", SecretField::Password),
+            ("ns", "sasl", "u", SecretField::User),
+        ]
+    );
+    let cluster = &plan.topics[0].cluster;
+    assert_eq!(
+        cluster.auth,
+        SecretAuth::from_contract(resource.auth.as_ref()),
+        "topics are checked with the source's credentials"
+    );
     assert!(plan
         .groups
-        .contains(&("a:9092".into(), "knative-kafka-source-ns-src".into())));
-    let resource = &plan.resources[0];
+        .contains(&(cluster.clone(), "knative-kafka-source-ns-src".into())));
     assert!(resource.ingress.is_none());
     assert_eq!(resource.topics, ["t1", "t2"]);
     assert_eq!(
@@ -150,14 +189,26 @@ fn every_not_ready_reason() {
         "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: clash, namespace: ns}\n---\n\
          apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: clash, namespace: ns}\nspec: {topic: t}\n---\n"
             .to_owned(),
-        "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: pending, namespace: ns}\nspec: {topic: waiting}\n"
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: pending, namespace: ns}\nspec: {topic: waiting}\n---\n"
             .to_owned(),
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: no-secret-name, namespace: ns}\nspec: {topic: t, auth: {secret: {}}}\n---\n"
+            .to_owned(),
+        "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: bad-secret, namespace: ns}\nspec: {topic: locked, auth: {secret: {ref: {name: kafka}}}}\n---\n"
+            .to_owned(),
+        source("half-ref", &format!("{{topics: [t], net: {{tls: {{enable: true, caCert: {{secretKeyRef: {{name: ca}}}}}}}}, {sink_to}}}")),
     ]
     .concat();
     let mut health = TopicHealth::default();
     health
         .failed_topics
         .insert("gone".into(), "external topic gone does not exist".into());
+    health.failed_topics.insert(
+        "locked".into(),
+        format!(
+            "{} Secret ns/kafka: protocol required (key: protocol)",
+            ferry_controller::plan::NO_CREDENTIALS
+        ),
+    );
     health.failed_topics.insert(
         "waiting".into(),
         format!(
@@ -232,6 +283,27 @@ fn every_not_ready_reason() {
             "TopicNotReady",
             "waiting for Kafka",
         ),
+        (
+            "KafkaSink",
+            "no-secret-name",
+            Ready::False,
+            "InvalidSpec",
+            "spec.auth.secret.ref.name",
+        ),
+        (
+            "KafkaSink",
+            "bad-secret",
+            Ready::False,
+            "CredentialsUnavailable",
+            "Secret ns/kafka: protocol required",
+        ),
+        (
+            "KafkaSource",
+            "half-ref",
+            Ready::False,
+            "InvalidSpec",
+            "spec.net.tls.caCert.secretKeyRef: name and key required",
+        ),
     ] {
         let s = status(&plan, kind, name);
         assert_eq!((s.ready, s.reason.as_str()), (ready, reason), "{s:?}");
@@ -274,8 +346,37 @@ fn a_broken_kafka_source_keeps_its_group() {
     assert_eq!(status(&plan, "KafkaSource", "src").reason, "InvalidSpec");
     assert!(plan.resources.is_empty());
     assert!(
-        plan.groups.contains(&("k:9092".into(), "mine".into())),
+        plan.groups
+            .contains(&(ClusterRef::plain("k:9092"), "mine".into())),
         "{:?}",
         plan.groups
     );
+}
+
+#[test]
+fn a_kafka_sink_s_secret_goes_into_the_contract_and_its_topic_s_cluster() {
+    let yaml = "apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: s, namespace: ns}\n\
+         spec: {topic: t, numPartitions: 2, replicationFactor: 1, auth: {secret: {ref: {name: kafka-tls}}}}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: ns}\ndata: {auth.secret.ref.name: broker-sasl}\n---\n\
+         apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: ns}\n\
+         spec: {config: {apiVersion: v1, kind: ConfigMap, name: cfg}}\n";
+    let plan = run(yaml, &TopicHealth::default());
+    let secret = |name: &str| SecretAuth::Secret {
+        namespace: "ns".into(),
+        name: name.into(),
+    };
+    for (topic, name) in [("t", "kafka-tls"), ("knative-broker-ns-b", "broker-sasl")] {
+        let resource = plan
+            .resources
+            .iter()
+            .find(|r| r.topics == [topic])
+            .unwrap_or_else(|| panic!("{topic}: {:?}", plan.resources));
+        let Some(Auth::AuthSecret(r)) = &resource.auth else {
+            panic!("{:?}", resource.auth)
+        };
+        assert_eq!((r.namespace.as_str(), r.name.as_str()), ("ns", name));
+        let spec = plan.topics.iter().find(|t| t.name == topic).unwrap();
+        assert_eq!(spec.cluster.auth, Some(secret(name)));
+    }
+    assert_eq!(status(&plan, "KafkaSink", "s").message, "");
 }

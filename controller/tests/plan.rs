@@ -17,6 +17,7 @@ fn settings() -> Settings {
             partitions: 10,
             replication: 3,
             topic_config: BTreeMap::new(),
+            auth: None,
         },
         claim_unannotated: true,
         channel_addresses: ChannelAddresses::Host,
@@ -286,7 +287,7 @@ data:
         (
             topic.partitions,
             topic.replication,
-            topic.bootstrap.as_str()
+            topic.cluster.bootstrap.as_str()
         ),
         (3, 1, "other:9092")
     );

@@ -191,7 +191,10 @@ async fn lead(
         let _ = std::fs::write(&config.state_file, existing.as_bytes());
         pushed = Some(existing);
     }
-    let kafka = KafkaWork::new(config.kafka_overrides.clone());
+    let kafka = KafkaWork::new(
+        config.kafka_overrides.clone(),
+        ferry_common::secrets::Secrets::Kube(cluster.client.clone()),
+    );
     let (reconciler, statuses) = Reconciler::new(
         config.settings.clone(),
         &config.state_file,

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use ferry_proto::{Empty, Ingress};
+use ferry_common::{credentials::SecretAuth, kafka::ClusterRef};
+use ferry_proto::Ingress;
 
 use super::{
     addresses::{self, reference},
@@ -24,7 +25,7 @@ pub fn topic_name(namespace: &str, name: &str) -> String {
 pub(super) struct PlannedBroker {
     pub resource: ferry_proto::Resource,
     pub ready: bool,
-    pub bootstrap: String,
+    pub cluster: ClusterRef,
 }
 
 /// Every broker of Ferry's class: its status and topic into `plan`; the
@@ -80,7 +81,7 @@ fn plan_broker(
         .get(EXTERNAL_TOPIC_ANNOTATION)
         .filter(|t| !t.is_empty());
     let topic = TopicSpec {
-        bootstrap: kafka.bootstrap.clone(),
+        cluster: kafka.cluster(),
         name: external.cloned().unwrap_or_else(|| topic_name(ns, name)),
         partitions: kafka.partitions,
         replication: kafka.replication,
@@ -97,7 +98,7 @@ fn plan_broker(
             ..Default::default()
         }),
         reference: Some(reference(&broker.metadata, "Broker")),
-        auth: Some(ferry_proto::resource::Auth::AbsentAuth(Empty {})),
+        auth: Some(kafka.contract_auth()),
         feature_flags: super::event_types::feature_flags(&broker.metadata, settings),
         ..Default::default()
     };
@@ -105,7 +106,7 @@ fn plan_broker(
         Some(PlannedBroker {
             resource,
             ready,
-            bootstrap: kafka.bootstrap.clone(),
+            cluster: kafka.cluster(),
         })
     };
     let mut status = status;
@@ -173,6 +174,13 @@ fn kafka_config(
             "default.topic.partitions" => kafka.partitions = number(key)?,
             "default.topic.replication.factor" => kafka.replication = number(key)?,
             "bootstrap.servers" => kafka.bootstrap = value.trim().to_owned(),
+            // The reference reads the Secret from the ConfigMap's namespace.
+            "auth.secret.ref.name" if !value.trim().is_empty() => {
+                kafka.auth = Some(SecretAuth::Secret {
+                    namespace: ns.to_owned(),
+                    name: value.trim().to_owned(),
+                })
+            }
             k => {
                 if let Some(topic_key) = k.strip_prefix("default.topic.config.") {
                     kafka

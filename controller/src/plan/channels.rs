@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use ferry_common::kafka::ClusterRef;
 use ferry_proto::{egress::ReplyStrategy, DeliveryOrder, Egress, Empty, Ingress, Reference};
 
 use super::{
@@ -30,7 +31,7 @@ struct PlannedChannel {
     resource: ferry_proto::Resource,
     ready: bool,
     status: Status,
-    bootstrap: String,
+    cluster: ClusterRef,
 }
 
 pub(super) fn plan_channels(
@@ -51,14 +52,14 @@ pub(super) fn plan_channels(
         let (mut planned, topic) = plan_channel(channel, settings, health);
         plan.topics.extend(topic);
         if from_spec {
-            let bootstrap = planned.bootstrap.clone();
+            let cluster = planned.cluster.clone();
             for subscriber in &channel.spec.subscribers {
                 let group = consumer_group(
                     channel.metadata.namespace(),
                     &channel.metadata.name,
                     &subscriber.uid,
                 );
-                plan.groups.insert((bootstrap.clone(), group.clone()));
+                plan.groups.insert((cluster.clone(), group.clone()));
                 let result = if planned.ready {
                     spec_subscriber(channel, subscriber, &group, settings)
                 } else {
@@ -153,8 +154,7 @@ fn plan_subscriptions(
             .clone()
             .unwrap_or_else(|| subscription.metadata.name.clone());
         let group = consumer_group(ns, &target.name, &uid);
-        plan.groups
-            .insert((channel.bootstrap.clone(), group.clone()));
+        plan.groups.insert((channel.cluster.clone(), group.clone()));
         let mut status = status;
         let result = if channel.ready {
             plan_subscription(subscription, settings, &group, &mut status)
@@ -251,7 +251,7 @@ fn plan_channel(
             group_version: "messaging.knative.dev/v1beta1".to_owned(),
             ..Default::default()
         }),
-        auth: Some(ferry_proto::resource::Auth::AbsentAuth(Empty {})),
+        auth: Some(defaults.contract_auth()),
         feature_flags: super::event_types::feature_flags(&channel.metadata, settings),
         ..Default::default()
     };
@@ -260,7 +260,7 @@ fn plan_channel(
             resource: resource.clone(),
             ready: false,
             status: status.not_ready(reason, message),
-            bootstrap: defaults.bootstrap.clone(),
+            cluster: defaults.cluster(),
         };
         (planned, topic)
     };
@@ -298,7 +298,7 @@ fn plan_channel(
         }
     }
     let topic = TopicSpec {
-        bootstrap: defaults.bootstrap.clone(),
+        cluster: defaults.cluster(),
         name: topic_name(ns, name),
         partitions,
         replication,
@@ -321,7 +321,7 @@ fn plan_channel(
             resource,
             ready: true,
             status,
-            bootstrap: defaults.bootstrap.clone(),
+            cluster: defaults.cluster(),
         },
         Some(topic),
     )

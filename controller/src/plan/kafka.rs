@@ -3,6 +3,10 @@
 //! (the records of existing topics, delivered to a sink), each a contract
 //! resource as the reference's control plane writes it.
 
+use ferry_common::{
+    credentials::{keys, FieldRef, SecretAuth},
+    kafka::ClusterRef,
+};
 use ferry_dispatcher::plain;
 use ferry_proto::{
     egress::ReplyStrategy, BackoffPolicy, ContentMode, DeliveryOrder, Egress, EgressConfig, Empty,
@@ -13,7 +17,7 @@ use super::{
     addresses::{self, reference_in as reference},
     delivery::delivery_config,
     output::{Plan, TopicSpec},
-    settings::{Settings, TopicHealth, MISSING, PENDING},
+    settings::{Settings, TopicHealth, MISSING, NO_CREDENTIALS, PENDING},
     sources::sorted,
     status::{CeAttribute, Condition, Ready, Status},
 };
@@ -46,10 +50,11 @@ pub(super) fn plan_kafka_sources(
     for source in sorted(&resources.kafka_sources, |s| &s.metadata) {
         // Its group is kept while the source exists, valid or not: an edit
         // that breaks the spec for a while must not lose its positions.
-        plan.groups.insert((
-            bootstrap(&source.spec.bootstrap_servers, settings),
-            consumer_group(source),
-        ));
+        let cluster = ClusterRef {
+            bootstrap: bootstrap(&source.spec.bootstrap_servers, settings),
+            auth: net_auth(source).ok().flatten(),
+        };
+        plan.groups.insert((cluster, consumer_group(source)));
         let (status, planned) = plan_source(source, settings, health);
         plan.statuses.push(status);
         if let Some((resource, topics, ready)) = planned {
@@ -75,6 +80,8 @@ fn bootstrap(servers: &[String], settings: &Settings) -> String {
 fn topic_not_ready(mut status: Status, condition_type: &'static str, why: String) -> Status {
     let (ready, reason) = if why.contains(PENDING) {
         (Ready::Unknown, "TopicNotReady")
+    } else if why.starts_with(NO_CREDENTIALS) {
+        (Ready::False, "CredentialsUnavailable")
     } else if why.contains(MISSING) {
         (Ready::False, "TopicsNotPresentOrInvalid")
     } else {
@@ -88,15 +95,70 @@ fn topic_not_ready(mut status: Status, condition_type: &'static str, why: String
     status
 }
 
-/// What a Ready object says when it names Kafka credentials: Ferry takes
-/// them from librdkafka properties, not from Secrets (yet).
-fn credentials_note(field: &str, named: bool) -> String {
-    match named {
-        true => format!(
-            "{field} is not read: Ferry's Kafka clients take SASL and TLS settings from librdkafka properties (FERRY_RDKAFKA_*)"
-        ),
-        false => String::new(),
+/// A KafkaSink's `auth.secret.ref.name`: one Secret with the reference's
+/// keys, in the sink's namespace.
+fn sink_auth(sink: &KafkaSink) -> Result<Option<SecretAuth>, String> {
+    let Some(auth) = &sink.spec.auth else {
+        return Ok(None);
+    };
+    match auth.pointer("/secret/ref/name").and_then(|n| n.as_str()) {
+        Some(name) if !name.is_empty() => Ok(Some(SecretAuth::Secret {
+            namespace: sink.metadata.namespace().to_owned(),
+            name: name.to_owned(),
+        })),
+        _ => Err("spec.auth.secret.ref.name: required when spec.auth is set".into()),
     }
+}
+
+/// A KafkaSource's `net`: the protocol its `sasl.enable` and `tls.enable`
+/// say, and each value named by a `secretKeyRef` in its namespace, as the
+/// reference's control plane writes them into the contract. TLS without a
+/// client certificate verifies the server only.
+fn net_auth(source: &KafkaSource) -> Result<Option<SecretAuth>, String> {
+    let Some(net) = &source.spec.net else {
+        return Ok(None);
+    };
+    let enabled = |part: &str| {
+        net.pointer(&format!("/{part}/enable"))
+            .and_then(|e| e.as_bool())
+            == Some(true)
+    };
+    let protocol = match (enabled("sasl"), enabled("tls")) {
+        (false, false) => return Ok(None),
+        (true, false) => "SASL_PLAINTEXT",
+        (false, true) => "SSL",
+        (true, true) => "SASL_SSL",
+    };
+    let mut fields = Vec::new();
+    for (path, field) in [
+        ("tls/cert", keys::USER_CRT),
+        ("tls/key", keys::USER_KEY),
+        ("tls/caCert", keys::CA_CRT),
+        ("sasl/type", keys::SASL_MECHANISM),
+        ("sasl/user", keys::USER),
+        ("sasl/password", keys::PASSWORD),
+    ] {
+        let Some(selector) = net.pointer(&format!("/{path}/secretKeyRef")) else {
+            continue;
+        };
+        let text = |k: &str| selector.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        let (name, key) = (text("name"), text("key"));
+        if name.is_empty() || key.is_empty() {
+            let at = path.replace('/', ".");
+            return Err(format!("spec.net.{at}.secretKeyRef: name and key required"));
+        }
+        fields.push(FieldRef {
+            field,
+            namespace: source.metadata.namespace().to_owned(),
+            name: name.to_owned(),
+            key: key.to_owned(),
+        });
+    }
+    fields.sort();
+    Ok(Some(SecretAuth::Fields {
+        protocol: protocol.to_owned(),
+        fields,
+    }))
 }
 
 /// The source's `consumerGroup`; Knative's webhook writes a random one
@@ -158,10 +220,17 @@ fn plan_sink(
         let message = format!("the Broker {ns}/{name} is served at {path} already");
         return (status.not_ready("AddressConflict", message), None);
     }
+    let auth = match sink_auth(sink) {
+        Ok(auth) => auth,
+        Err(message) => return (status.not_ready("InvalidSpec", message), None),
+    };
     let bootstrap = bootstrap(&spec.bootstrap_servers, settings);
     let declared = spec.num_partitions.zip(spec.replication_factor);
     let topic = TopicSpec {
-        bootstrap: bootstrap.clone(),
+        cluster: ClusterRef {
+            bootstrap: bootstrap.clone(),
+            auth: auth.clone(),
+        },
         name: spec.topic.clone(),
         partitions: declared.map_or(0, |(p, _)| p),
         replication: declared.map_or(0, |(_, r)| r),
@@ -183,6 +252,7 @@ fn plan_sink(
             "KafkaSink",
             "eventing.knative.dev/v1alpha1",
         )),
+        auth: auth.map(|a| a.to_contract()),
         feature_flags: super::event_types::feature_flags(&sink.metadata, settings),
         ..Default::default()
     };
@@ -196,7 +266,6 @@ fn plan_sink(
         Condition::new("Addressable", Ready::True, "", ""),
     ];
     status.address = Some(addresses::kafka_sink(settings, ns, name));
-    status.message = credentials_note("spec.auth", spec.auth.is_some());
     (status, Some((resource, topic, true)))
 }
 
@@ -303,12 +372,20 @@ fn plan_source(
             ..Default::default()
         }),
     };
+    let auth = match net_auth(source) {
+        Ok(auth) => auth,
+        Err(message) => return invalid(status, message),
+    };
     let bootstrap = bootstrap(&spec.bootstrap_servers, settings);
+    let cluster = ClusterRef {
+        bootstrap: bootstrap.clone(),
+        auth: auth.clone(),
+    };
     let topics: Vec<TopicSpec> = spec
         .topics
         .iter()
         .map(|topic| TopicSpec {
-            bootstrap: bootstrap.clone(),
+            cluster: cluster.clone(),
             name: topic.clone(),
             partitions: 0,
             replication: 0,
@@ -340,6 +417,7 @@ fn plan_source(
             }
         }),
         reference: Some(own),
+        auth: auth.map(|a| a.to_contract()),
         ..Default::default()
     };
     let failed = spec
@@ -357,12 +435,5 @@ fn plan_source(
     status
         .conditions
         .push(Condition::new("ConnectionEstablished", Ready::True, "", ""));
-    let secured = |what: &str| {
-        spec.net
-            .as_ref()
-            .and_then(|n| n[what]["enable"].as_bool())
-            .unwrap_or(false)
-    };
-    status.message = credentials_note("spec.net", secured("sasl") || secured("tls"));
     (status, Some((resource, topics, true)))
 }

@@ -26,7 +26,8 @@ pub use event_types::AUTOCREATE_ANNOTATION;
 pub use flows::{expand as expand_flows, GENERATED_BY};
 pub use output::{Declared, Plan, TopicSpec};
 pub use settings::{
-    ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth, MISSING, PENDING,
+    ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth, MISSING,
+    NO_CREDENTIALS, PENDING,
 };
 pub use status::{CeAttribute, Condition, EventTypeSummary, Ready, Status, SubscriberStatus};
 pub use triggers::consumer_group;

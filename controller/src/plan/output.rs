@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ferry_common::kafka::ClusterRef;
+
 use super::status::Status;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TopicSpec {
-    pub bootstrap: String,
+    pub cluster: ClusterRef,
     pub name: String,
     pub partitions: i32,
     pub replication: i32,
@@ -26,8 +28,9 @@ pub struct Plan {
     pub topics: Vec<TopicSpec>,
     /// The contract's resources: ready brokers with their ready triggers.
     pub resources: Vec<ferry_proto::Resource>,
-    /// (bootstrap, group) of every existing trigger of Ferry's brokers.
-    pub groups: BTreeSet<(String, String)>,
+    /// (cluster, group) of every existing trigger of Ferry's brokers, and
+    /// of every KafkaSource.
+    pub groups: BTreeSet<(ClusterRef, String)>,
     pub statuses: Vec<Status>,
     /// What the valid sources run, their sinks resolved.
     pub sources: ferry_sources::Work,

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use ferry_common::{credentials::SecretAuth, kafka::ClusterRef};
+
 /// Kafka settings for brokers whose config names none, with the reference
 /// implementation's keys when read from a ConfigMap.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -12,6 +14,26 @@ pub struct KafkaDefaults {
     pub replication: i32,
     /// `default.topic.config.<key>`: topic configs such as retention.ms.
     pub topic_config: BTreeMap<String, String>,
+    /// The Secret of the cluster's credentials (a broker config's
+    /// `auth.secret.ref.name`).
+    pub auth: Option<SecretAuth>,
+}
+
+impl KafkaDefaults {
+    pub fn cluster(&self) -> ClusterRef {
+        ClusterRef {
+            bootstrap: self.bootstrap.clone(),
+            auth: self.auth.clone(),
+        }
+    }
+
+    /// The contract's `auth` for these settings.
+    pub fn contract_auth(&self) -> ferry_proto::resource::Auth {
+        match &self.auth {
+            Some(auth) => auth.to_contract(),
+            None => ferry_proto::resource::Auth::AbsentAuth(ferry_proto::Empty {}),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +84,8 @@ pub enum ChannelAddresses {
 pub const PENDING: &str = "waiting for Kafka at";
 /// How a topic that must exist and does not is described.
 pub const MISSING: &str = "does not exist";
+/// How Kafka work that failed for want of credentials begins.
+pub const NO_CREDENTIALS: &str = "Kafka credentials unavailable:";
 
 /// What the last attempt to make topics real reported.
 #[derive(Clone, Debug, Default)]

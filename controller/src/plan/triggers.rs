@@ -52,7 +52,7 @@ pub(super) fn plan_triggers(
             continue;
         };
         plan.groups.insert((
-            broker.bootstrap.clone(),
+            broker.cluster.clone(),
             consumer_group(ns, &trigger.metadata.name),
         ));
         if !broker.ready {

@@ -490,6 +490,9 @@ impl Resources {
             ("v1", "ConfigMap") => {
                 serde_json::from_value(document).map(|c| self.config_maps.push(c))
             }
+            // Read when a resource names one (`ferry_common::secrets`), and
+            // never kept with the resources.
+            ("v1", "Secret") => Ok(()),
             ("messaging.knative.dev/v1beta1", "KafkaChannel") => serde_json::from_value(document)
                 .map(|c: KafkaChannelObject| {
                     self.channels.push(Channel {
