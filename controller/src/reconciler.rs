@@ -181,7 +181,9 @@ impl Reconciler {
             {
                 Some(Ok(())) => {}
                 Some(Err(why)) => {
-                    health.failed_topics.insert(topic.name.clone(), why.clone());
+                    health
+                        .failed_topics
+                        .insert((topic.cluster.clone(), topic.name.clone()), why.clone());
                 }
                 None => {
                     settled = false;
@@ -191,7 +193,7 @@ impl Reconciler {
                         "to create it"
                     };
                     health.failed_topics.insert(
-                        topic.name.clone(),
+                        (topic.cluster.clone(), topic.name.clone()),
                         format!("{PENDING} {} {what}", topic.cluster.bootstrap),
                     );
                 }

@@ -15,6 +15,11 @@ use ferry_proto::{
     Protocol, SecretField,
 };
 
+/// A topic of the default cluster, as the plan names it.
+fn plain(topic: &str) -> (ClusterRef, String) {
+    (ClusterRef::plain("k:9092"), topic.into())
+}
+
 fn settings() -> Settings {
     Settings {
         ingress_url: "http://ingress".into(),
@@ -201,16 +206,23 @@ fn every_not_ready_reason() {
     let mut health = TopicHealth::default();
     health
         .failed_topics
-        .insert("gone".into(), "external topic gone does not exist".into());
+        .insert(plain("gone"), "external topic gone does not exist".into());
+    let with_secret = ClusterRef {
+        auth: Some(SecretAuth::Secret {
+            namespace: "ns".into(),
+            name: "kafka".into(),
+        }),
+        ..ClusterRef::plain("k:9092")
+    };
     health.failed_topics.insert(
-        "locked".into(),
+        (with_secret, "locked".into()),
         format!(
             "{} Secret ns/kafka: protocol required (key: protocol)",
             ferry_controller::plan::NO_CREDENTIALS
         ),
     );
     health.failed_topics.insert(
-        "waiting".into(),
+        plain("waiting"),
         format!(
             "{} k:9092 to say whether it exists",
             ferry_controller::plan::PENDING

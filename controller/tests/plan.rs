@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use ferry_common::kafka::ClusterRef;
 use ferry_controller::{
     plan::{plan, ChannelAddresses, KafkaDefaults, Plan, Ready, Settings, Status, TopicHealth},
     resources::Resources,
@@ -236,7 +237,11 @@ fn broker_not_ready_reasons_and_their_triggers() {
     let p = run_observed(
         &(BROKER.to_owned() + &t),
         &TopicHealth {
-            failed_topics: [("knative-broker-ns-b".into(), "Kafka is down".into())].into(),
+            failed_topics: [(
+                (ClusterRef::plain("k:9092"), "knative-broker-ns-b".into()),
+                "Kafka is down".into(),
+            )]
+            .into(),
         },
     );
     let b = status(&p, "Broker", "b");

@@ -120,7 +120,7 @@ fn plan_broker(
             )
         }
     }
-    if let Some(why) = health.failed_topics.get(&topic.name) {
+    if let Some(why) = health.failed(&topic) {
         let reason = if topic.external {
             "ExternalTopicNotFound"
         } else {

@@ -312,7 +312,7 @@ fn plan_channel(
         Ok(config) => resource.egress_config = config,
         Err(message) => return not_ready(status, "DeliveryInvalid", message, Some(topic)),
     }
-    if let Some(why) = health.failed_topics.get(&topic.name) {
+    if let Some(why) = health.failed(&topic) {
         return not_ready(status, "TopicNotReady", why.clone(), Some(topic));
     }
     status.address = Some(addresses::channel(settings, ns, name));

@@ -257,7 +257,7 @@ fn plan_sink(
         ..Default::default()
     };
     let mut status = status;
-    if let Some(why) = health.failed_topics.get(&spec.topic) {
+    if let Some(why) = health.failed(&topic) {
         let status = topic_not_ready(status, "TopicReady", why.clone());
         return (status, Some((resource, topic, false)));
     }
@@ -420,10 +420,9 @@ fn plan_source(
         auth: auth.map(|a| a.to_contract()),
         ..Default::default()
     };
-    let failed = spec
-        .topics
+    let failed = topics
         .iter()
-        .find_map(|t| health.failed_topics.get(t).map(|why| (t, why)));
+        .find_map(|t| health.failed(t).map(|why| (&t.name, why)));
     if let Some((topic, why)) = failed {
         let status = topic_not_ready(
             status,

@@ -90,6 +90,16 @@ pub const NO_CREDENTIALS: &str = "Kafka credentials unavailable:";
 /// What the last attempt to make topics real reported.
 #[derive(Clone, Debug, Default)]
 pub struct TopicHealth {
-    /// Topic name → why it is not usable.
-    pub failed_topics: BTreeMap<String, String>,
+    /// (cluster, topic) → why it is not usable. By cluster too: resources
+    /// on other clusters, or with other credentials, may use a topic of
+    /// the same name.
+    pub failed_topics: BTreeMap<(ClusterRef, String), String>,
+}
+
+impl TopicHealth {
+    /// Why a topic is not usable, if it is not.
+    pub fn failed(&self, topic: &super::TopicSpec) -> Option<&String> {
+        self.failed_topics
+            .get(&(topic.cluster.clone(), topic.name.clone()))
+    }
 }

@@ -149,8 +149,14 @@ pub struct TopicReader {
 
 impl TopicReader {
     pub fn new(bootstrap: &str, topic: &str, partitions: i32) -> Self {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", bootstrap);
+        TopicReader::with(config, topic, partitions)
+    }
+
+    /// A reader of a cluster `config` reaches (its credentials, say).
+    pub fn with(mut config: ClientConfig, topic: &str, partitions: i32) -> Self {
+        let consumer: StreamConsumer = config
             .set("group.id", crate::unique("reader"))
             .set("enable.auto.commit", "false")
             .create()

@@ -15,6 +15,7 @@ pub mod process;
 pub mod stack;
 pub mod subscriber;
 pub mod tansu;
+pub mod tls;
 
 use std::{future::Future, path::PathBuf, time::Duration};
 

@@ -2,24 +2,31 @@
 //! loopback port. Needs `tansu` on PATH (scripts/test installs it).
 
 use std::{
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 pub struct Tansu {
     port: u16,
+    /// The port metadata names (clients connect there after bootstrap):
+    /// its own, or a proxy's in front of it.
+    advertised: u16,
     child: Option<Child>,
 }
 
 impl Tansu {
     pub fn start() -> Tansu {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut tansu = Tansu { port, child: None };
+        let port = crate::free_port();
+        Tansu::start_advertising(port, port)
+    }
+
+    /// A broker on `port` that tells clients to connect to `advertised`.
+    pub fn start_advertising(port: u16, advertised: u16) -> Tansu {
+        let mut tansu = Tansu {
+            port,
+            advertised,
+            child: None,
+        };
         tansu.resume();
         tansu
     }
@@ -59,14 +66,14 @@ impl Tansu {
 
     /// Starts the broker again on the same port and waits for it.
     pub fn resume(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = |port| format!("tcp://127.0.0.1:{port}");
         let child = Command::new("tansu")
             .args([
                 "broker",
                 "--listener-url",
-                &url,
+                &url(self.port),
                 "--advertised-listener-url",
-                &url,
+                &url(self.advertised),
             ])
             .args(["--storage-engine", "memory://tansu/"])
             .env_remove("RUST_LOG")
