@@ -111,3 +111,86 @@ async fn kafka_sinks_and_sources_through_the_api() {
         "the reference's defaults"
     );
 }
+
+#[tokio::test]
+async fn kafka_credentials_come_from_secrets_in_the_api() {
+    use base64::Engine;
+    let api = KubeEmulator::start();
+    let k = KubeApi::new(&api);
+    let ns = unique("ns");
+    let topic = unique("kube-secret-sink");
+    let encode = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    // The shared test broker is plaintext: a Secret saying so is read, and
+    // its credentials reach the clients.
+    k.create(
+        &format!("/api/v1/namespaces/{ns}/secrets"),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "kafka-plain", "namespace": ns},
+               "data": {"protocol": encode("PLAINTEXT")}}),
+    )
+    .await;
+    let sinks = format!("/apis/eventing.knative.dev/v1alpha1/namespaces/{ns}/kafkasinks");
+    for (name, secret) in [("with-secret", "kafka-plain"), ("no-secret", "missing")] {
+        k.create(
+            &sinks,
+            json!({"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "KafkaSink",
+                   "metadata": {"name": name, "namespace": ns, "uid": format!("{name}-uid")},
+                   "spec": {"topic": topic, "numPartitions": 1, "replicationFactor": 1,
+                            "bootstrapServers": [bootstrap()],
+                            "auth": {"secret": {"ref": {"name": secret}}}}}),
+        )
+        .await;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let _controller = controller(FERRY, &api, state.path(), "ferry-test-1", &[]);
+
+    k.wait_for(
+        &format!("{sinks}/with-secret"),
+        "the sink with a Secret Ready",
+        |s| has_condition(&s["status"], "Ready", "True"),
+    )
+    .await;
+    assert_eq!(partition_count(&bootstrap(), &topic), 1);
+    let refused = k
+        .wait_for(
+            &format!("{sinks}/no-secret"),
+            "the sink without its Secret not Ready",
+            |s| has_condition(&s["status"], "Ready", "False"),
+        )
+        .await;
+    let ready = refused["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["reason"], "CredentialsUnavailable", "{ready}");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Secret {ns}/missing not found")),
+        "{ready}"
+    );
+
+    // The contract names the Secret as the reference's control plane does,
+    // for a data plane that reads it from the API.
+    let contract = published_contract(&k).await;
+    let sink = contract
+        .resources
+        .iter()
+        .find(|r| r.uid == "with-secret-uid")
+        .expect("the ready sink in the contract");
+    let Some(ferry_proto::resource::Auth::AuthSecret(secret)) = &sink.auth else {
+        panic!("{:?}", sink.auth)
+    };
+    assert_eq!(
+        (secret.namespace.as_str(), secret.name.as_str()),
+        (ns.as_str(), "kafka-plain")
+    );
+    assert!(
+        contract.resources.iter().all(|r| r.uid != "no-secret-uid"),
+        "a sink without its credentials is not served"
+    );
+}

@@ -54,10 +54,18 @@ impl Secrets {
                     "Secret {namespace}/{name} cannot be read: this process has no Secret store (--secrets)"
                 ))
             }
-            Secrets::Kube(client) => kube::Api::<Secret>::namespaced(client.clone(), namespace)
-                .get_opt(name)
-                .await
-                .map_err(|e| format!("cannot read Secret {namespace}/{name}: {e}"))?,
+            Secrets::Kube(client) => {
+                match kube::Api::<Secret>::namespaced(client.clone(), namespace)
+                    .get(name)
+                    .await
+                {
+                    Ok(secret) => Some(secret),
+                    // By the code: not every API server spells the reason
+                    // as Kubernetes does (`NotFound`).
+                    Err(kube::Error::Api(status)) if status.code == 404 => None,
+                    Err(e) => return Err(format!("cannot read Secret {namespace}/{name}: {e}")),
+                }
+            }
             Secrets::Folder(dir) => folder_secret(dir, namespace, name)?,
         };
         let secret = secret.ok_or_else(|| format!("Secret {namespace}/{name} not found"))?;
