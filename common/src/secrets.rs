@@ -88,6 +88,11 @@ impl Secrets {
             SecretAuth::Fields { protocol, fields } => {
                 let mut data = BTreeMap::new();
                 data.insert(keys::PROTOCOL.to_owned(), protocol.clone().into_bytes());
+                // The contract has no field for `user.skip`: fields without a
+                // client key mean TLS that verifies the server only.
+                if !fields.iter().any(|f| f.field == keys::USER_KEY) {
+                    data.insert(keys::USER_SKIP.to_owned(), b"true".to_vec());
+                }
                 let mut read: HashMap<(&str, &str), BTreeMap<String, Vec<u8>>> = HashMap::new();
                 for f in fields {
                     let secret = match read.get(&(&f.namespace, &f.name)) {
@@ -257,6 +262,15 @@ stringData: { ca: CA-PEM, empty: "" }
         };
         let c = secrets.credentials(&auth).await.unwrap();
         assert_eq!(c.protocol(), "SASL_SSL");
+
+        let server_only = SecretAuth::Fields {
+            protocol: "SSL".into(),
+            fields: vec![field(keys::CA_CRT, "default", "tls", "ca")],
+        };
+        assert_eq!(
+            secrets.credentials(&server_only).await.unwrap().protocol(),
+            "SSL"
+        );
 
         let empty = SecretAuth::Fields {
             protocol: "SSL".into(),
