@@ -304,9 +304,8 @@ async fn a_resource_with_an_audience_refuses_what_it_cannot_verify() {
         "references": [{"reference": reference("Secret", &ns, "kafka"),
                         "keyFieldReferences": [{"secretKey": "password", "field": "PASSWORD"}]}],
     });
-    let mut open = broker(&ns, "open", &topic, vec![]);
-    open.as_object_mut().unwrap().remove("absentAuth");
-    open["authSecret"] = reference("Secret", &ns, "none");
+    // Credentials from Secrets are `tests/kafka_credentials.rs`'s.
+    let open = broker(&ns, "open", &topic, vec![]);
     let stack = Stack::start(&contract(1, vec![guarded, open]), &topic, &[]).await;
 
     for token in [None, Some("Bearer not-a-jwt"), Some("Basic dXNlcjpwYXNz")] {
