@@ -2,11 +2,11 @@
 //!
 //! A contract resource names its credentials ([`SecretAuth`]): a whole
 //! Secret with the reference's keys (a KafkaSink's `auth.secret.ref`, a
-//! Broker's or KafkaChannel's `auth.secret.ref.name`), or fields picked
+//! broker config's `auth.secret.ref.name`), or fields picked
 //! from several Secrets (a KafkaSource's `net`). [`Credentials`] are what
 //! such Secrets say, checked with the reference control plane's rules and
-//! turned into librdkafka properties. Fetching the Secrets is
-//! [`crate::secrets`]' job.
+//! turned into librdkafka properties. Fetching the Secrets is the
+//! `secrets` module's job.
 
 use std::{collections::BTreeMap, fmt};
 
