@@ -123,6 +123,18 @@ spec:
     })
     .await;
 
+    // The page shows what /resources says when it loads: wait until that
+    // has the fast trigger caught up (its lag is measured every 200 ms, and
+    // a loaded machine can be a few measurements late).
+    eventually("the fast trigger caught up", WAIT, || async {
+        let resources = resources_at(&ferry.admin).await;
+        resources
+            .iter()
+            .any(|r| r["name"] == "fast" && r["lag"].as_u64().is_some_and(|lag| lag < 5))
+            .then_some(())
+    })
+    .await;
+
     let page = format!("{}/", ferry.admin);
     let out = chromium(&page, "--dump-dom");
     assert!(

@@ -3,11 +3,11 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
-use ferry_common::shutdown::Shutdown;
 use ferry_common::{admin::Admin, server};
+use ferry_common::{shutdown::Shutdown, tls::TransportEncryption};
 use ferry_controller::{
     metrics::ControllerMetrics,
-    plan::{ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings},
+    plan::{AddressTls, ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings},
 };
 use prometheus_client::registry::Registry;
 
@@ -66,6 +66,21 @@ pub struct Args {
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     #[arg(long, env = "FERRY_ADMIN", default_value = "0.0.0.0:9090")]
     admin: std::net::SocketAddr,
+
+    /// What addresses advertise: `disabled` (HTTP), `permissive` (HTTPS
+    /// first, then HTTP) or `strict` (HTTPS only), as the receivers serve it.
+    #[arg(long, env = "FERRY_TRANSPORT_ENCRYPTION", default_value = "disabled")]
+    transport_encryption: TransportEncryption,
+
+    /// The HTTPS ingress's base URL [default: the in-cluster ingress
+    /// Service, on https].
+    #[arg(long, env = "FERRY_HTTPS_INGRESS_URL")]
+    https_ingress_url: Option<String>,
+
+    /// The PEM CA certificates that verify the HTTPS ingress, published as
+    /// addresses' `CACerts`.
+    #[arg(long, env = "FERRY_INGRESS_CA_FILE")]
+    ingress_ca_file: Option<PathBuf>,
 
     #[command(flatten)]
     kafka: KafkaArgs,
@@ -177,6 +192,7 @@ impl ControllerTuning {
                 channel_subscribers: Default::default(),
                 api_server: None,
                 eventtype_autocreate: self.eventtype_autocreate,
+                tls: None,
             },
             resync: Duration::from_millis(self.resync_ms),
             kafka_overrides: kafka.overrides()?,
@@ -206,6 +222,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         anyhow::bail!("--resources and --contract go together (or use --kube)");
     };
     let mut config = args.tuning.config(resources, contract, &args.kafka, None)?;
+    config.settings.tls = args.address_tls()?;
     config.metrics = metrics;
     args.tuning.cluster(&mut config).await;
     let (mut statuses, task) = ferry_controller::start_folder(config, shutdown);
@@ -219,6 +236,29 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     });
     let _ = task.await;
     Ok(())
+}
+
+impl Args {
+    fn address_tls(&self) -> anyhow::Result<Option<AddressTls>> {
+        if self.transport_encryption == TransportEncryption::Disabled {
+            return Ok(None);
+        }
+        let ca_certs = match &self.ingress_ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Some(AddressTls {
+            url: self
+                .https_ingress_url
+                .clone()
+                .unwrap_or_else(|| IN_CLUSTER_INGRESS.replacen("http://", "https://", 1)),
+            ca_certs,
+            strict: self.transport_encryption == TransportEncryption::Strict,
+        }))
+    }
 }
 
 async fn run_kube(
@@ -243,6 +283,7 @@ async fn run_kube(
         identity,
         settings: ferry_controller::plan::Settings {
             api_server: Some(cluster.url.clone()),
+            tls: args.address_tls()?,
             ..base.settings
         },
         resync: base.resync,

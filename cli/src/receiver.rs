@@ -1,9 +1,14 @@
 //! `ferry receiver`
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
-use ferry_common::{kafka::ProducerSettings, shutdown::Shutdown};
+use ferry_common::{
+    kafka::ProducerSettings,
+    shutdown::Shutdown,
+    tls::{MinVersion, TlsFiles, TransportEncryption},
+};
+use ferry_receiver::TlsIngress;
 
 use crate::shared::{DataPlane, DataPlaneArgs};
 
@@ -31,11 +36,63 @@ pub struct ReceiverTuning {
     /// gets 503 (milliseconds).
     #[arg(long, env = "FERRY_PRODUCE_TIMEOUT_MS", default_value_t = 5000)]
     produce_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// HTTPS at the ingress (Knative's `transport-encryption`).
+#[derive(clap::Args)]
+pub struct TlsArgs {
+    /// `disabled` (HTTP only), `permissive` (HTTP and HTTPS; addresses
+    /// advertise HTTPS) or `strict` (events over HTTPS only).
+    #[arg(long, env = "FERRY_TRANSPORT_ENCRYPTION", default_value = "disabled")]
+    pub transport_encryption: TransportEncryption,
+
+    /// Where HTTPS is served when transport encryption is on.
+    #[arg(long, env = "FERRY_TLS_LISTEN", default_value = "0.0.0.0:8443")]
+    pub tls_listen: SocketAddr,
+
+    /// The certificate (PEM, then its chain), re-read when it changes.
+    #[arg(long, env = "FERRY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Its private key (PEM).
+    #[arg(long, env = "FERRY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The oldest TLS version accepted: 1.3, or 1.2.
+    #[arg(long, env = "FERRY_TLS_MIN_VERSION", default_value = "1.3")]
+    pub tls_min_version: MinVersion,
+}
+
+impl TlsArgs {
+    /// The HTTPS ingress, or none when transport encryption is off.
+    pub fn ingress(&self) -> anyhow::Result<Option<TlsIngress>> {
+        if self.transport_encryption == TransportEncryption::Disabled {
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            anyhow::bail!(
+                "--transport-encryption {:?} needs --tls-cert and --tls-key",
+                self.transport_encryption
+            );
+        };
+        Ok(Some(TlsIngress {
+            listen: self.tls_listen,
+            files: TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                min_version: self.tls_min_version,
+            },
+            mode: self.transport_encryption,
+        }))
+    }
 }
 
 impl ReceiverTuning {
-    pub fn config(&self, plane: &DataPlane) -> ferry_receiver::Config {
-        ferry_receiver::Config {
+    pub fn config(&self, plane: &DataPlane) -> anyhow::Result<ferry_receiver::Config> {
+        Ok(ferry_receiver::Config {
             listen: self.listen,
             admin: plane.admin,
             contract: plane.contract.clone(),
@@ -51,12 +108,13 @@ impl ReceiverTuning {
             metrics_event_type: plane.metrics_event_type,
             event_types: plane.event_types.clone(),
             tail: None,
-        }
+            tls: self.tls.ingress()?,
+        })
     }
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args.tuning.config(&args.plane.plane(&shutdown).await?);
+    let config = args.tuning.config(&args.plane.plane(&shutdown).await?)?;
     ferry_receiver::run(config, shutdown)
         .await
         .context("receiver failed")

@@ -11,9 +11,13 @@ use std::{
 };
 
 use anyhow::Context;
+use ferry_common::tls::TransportEncryption;
 use ferry_common::{admin::Admin, metrics::Shared, server, shutdown::Shutdown};
 use ferry_controller::{
-    contract_file::ContractFile, metrics::ControllerMetrics, plan::Status, StatusRx,
+    contract_file::ContractFile,
+    metrics::ControllerMetrics,
+    plan::{AddressTls, Status},
+    StatusRx,
 };
 use prometheus_client::registry::Registry;
 
@@ -74,7 +78,7 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         )),
     };
     let tail = Arc::new(ferry_common::tail::Tail::default());
-    let mut receiver_config = args.receiver.config(&plane);
+    let mut receiver_config = args.receiver.config(&plane)?;
     receiver_config.tail = Some(tail.clone());
     let receiver =
         ferry_receiver::start_embedded(receiver_config, shutdown.clone(), &mut registry, &shared)
@@ -88,6 +92,13 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
         Some(&local_ingress),
     )?;
     controller_config.previous_contract = previous;
+    if let (Some(addr), Some(tls)) = (receiver.tls_ingress, &args.receiver.tls.ingress()?) {
+        controller_config.settings.tls = Some(AddressTls {
+            url: format!("https://{}", reachable(addr)),
+            ca_certs: Some(ca_certs(&tls.files.cert)?),
+            strict: tls.mode == TransportEncryption::Strict,
+        });
+    }
     controller_config.event_types = plane.event_types.clone();
     controller_config.registry = Some(event_types);
     args.controller.cluster(&mut controller_config).await;
@@ -120,8 +131,12 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             shutdown: shutdown.clone(),
         },
     );
+    let https = match receiver.tls_ingress {
+        Some(addr) => format!(", https ingress https://{}", reachable(addr)),
+        None => String::new(),
+    };
     println!(
-        "Ferry standalone: ingress http://{}, admin http://{}",
+        "Ferry standalone: ingress http://{}, admin http://{}{https}",
         receiver.ingress,
         admin_listener.local_addr()?
     );
@@ -156,6 +171,19 @@ fn set_aside_previous_contract(contract: &std::path::Path) -> anyhow::Result<Opt
             .with_context(|| format!("cannot write {}", contract.display()))?;
     }
     Ok(previous.exists().then_some(previous))
+}
+
+/// What verifies the ingress's certificate, for addresses' `CACerts`: the
+/// `ca.crt` beside it (as cert-manager and Knative write a TLS Secret), or
+/// the certificate file itself (self-signed, or with its CA appended).
+fn ca_certs(cert: &std::path::Path) -> anyhow::Result<String> {
+    let beside = cert.with_file_name("ca.crt");
+    let path = if beside.exists() {
+        beside
+    } else {
+        cert.to_owned()
+    };
+    std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// An address others on this machine can reach: 0.0.0.0 becomes 127.0.0.1.

@@ -11,8 +11,9 @@
 //!   reference's names.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`),
 //!   and a component's own one when it runs alone.
-//! - [`server`]: the HTTP serve loop with graceful drain; [`fswatch`]: a
-//!   directory watch.
+//! - [`server`]: the HTTP serve loop with graceful drain; [`tls`]: HTTPS
+//!   with a certificate that follows its files; [`fswatch`]: a directory
+//!   watch.
 //! - [`telemetry`]: the spans Ferry exports over OTLP when asked to.
 //! - [`shutdown`]: one signal for every task of a process.
 
@@ -28,6 +29,7 @@ pub mod server;
 pub mod shutdown;
 pub mod tail;
 pub mod telemetry;
+pub mod tls;
 pub mod yaml_folder;
 
 /// Why a data-plane component (receiver, dispatcher) could not start.
@@ -39,4 +41,7 @@ pub enum StartError {
     /// The contract file cannot be followed.
     #[error(transparent)]
     Contract(#[from] contract::ContractError),
+    /// HTTPS was asked for and its certificate cannot be loaded.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }

@@ -1,6 +1,7 @@
 //! The HTTP serve loop every Ferry server runs: HTTP/1.1 and h2c on one
-//! port, a header read timeout so slow clients cannot hold connections, and
-//! a graceful drain on shutdown bounded by a grace period.
+//! port (or HTTPS, with h2 by ALPN), a header read timeout so slow clients
+//! cannot hold connections, and a graceful drain on shutdown bounded by a
+//! grace period.
 
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
@@ -13,6 +14,7 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::shutdown::{Shutdown, GRACE_PERIOD};
 
@@ -43,6 +45,31 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves `handler` on `listener` until shutdown, then lets open requests
 /// finish within the grace period.
 pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown: Shutdown) {
+    serve_with(listener, None, handler, shutdown).await
+}
+
+/// [`serve`] over TLS: each connection's handshake runs in its own task
+/// (bounded like a request's headers), so a slow one holds up no other.
+/// Requests carry [`ViaTls`].
+pub async fn serve_tls<H: Handler>(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    handler: Arc<H>,
+    shutdown: Shutdown,
+) {
+    serve_with(listener, Some(tls), handler, shutdown).await
+}
+
+/// The extension of a request that came over TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct ViaTls;
+
+async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<H>,
+    shutdown: Shutdown,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -64,17 +91,46 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: Arc<H>, shutdown:
             },
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(request).await) }
-        });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let (handler, builder, watcher, tls) = (
+            handler.clone(),
+            builder.clone(),
+            graceful.watcher(),
+            tls.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let via_tls = tls.is_some();
+            let service = service_fn(move |mut request: Request<Incoming>| {
+                let handler = handler.clone();
+                if via_tls {
+                    request.extensions_mut().insert(ViaTls);
+                }
+                async move { Ok::<_, Infallible>(handler.handle(request).await) }
+            });
+            let result = match tls {
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(tls) => {
+                    let stream =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection closed with an error");
             }
         });

@@ -21,6 +21,7 @@ fn run(yaml: &str, autocreate: bool) -> Plan {
         channel_subscribers: Default::default(),
         api_server: None,
         eventtype_autocreate: autocreate,
+        tls: None,
     };
     let mut resources = Resources::default();
     resources.add_yaml("test.yaml", yaml);

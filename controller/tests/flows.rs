@@ -118,6 +118,7 @@ fn standalone() -> ferry_controller::plan::Settings {
         channel_subscribers: Default::default(),
         api_server: None,
         eventtype_autocreate: false,
+        tls: None,
     }
 }
 

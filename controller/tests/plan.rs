@@ -25,6 +25,7 @@ fn settings() -> Settings {
         channel_subscribers: Default::default(),
         api_server: None,
         eventtype_autocreate: false,
+        tls: None,
     }
 }
 

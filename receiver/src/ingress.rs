@@ -43,6 +43,8 @@ pub struct Ingress {
     pub event_types: Option<Arc<Recorder>>,
     /// Where the latest events are shown to whoever watches.
     pub tail: Option<Arc<Tail>>,
+    /// Whether events must come over HTTPS (`transport-encryption: strict`).
+    pub https_only: bool,
 }
 
 impl Handler for Ingress {
@@ -161,6 +163,9 @@ impl Ingress {
         seen.route = Some(route.clone());
         if request.method() != Method::POST {
             return Err(IngressError::Method(request.method().clone()));
+        }
+        if self.https_only && request.extensions().get::<server::ViaTls>().is_none() {
+            return Err(IngressError::PlainHttp);
         }
         if let Some(audience) = &route.audience {
             // Until tokens are verified, a resource that asks for them

@@ -33,6 +33,7 @@ use ferry_common::{
     secrets::Secrets,
     server,
     shutdown::Shutdown,
+    tls::{self, TlsFiles, TransportEncryption},
     StartError,
 };
 use prometheus_client::registry::Registry;
@@ -62,11 +63,27 @@ pub struct Config {
     pub event_types: Option<Arc<ferry_registry::Recorder>>,
     /// Shows the latest events to whoever watches (standalone's admin).
     pub tail: Option<Arc<ferry_common::tail::Tail>>,
+    /// HTTPS beside HTTP, when transport encryption is on.
+    pub tls: Option<TlsIngress>,
 }
+
+/// The HTTPS ingress: where, with which certificate, and whether plain
+/// HTTP still takes events.
+#[derive(Clone, Debug)]
+pub struct TlsIngress {
+    pub listen: SocketAddr,
+    pub files: TlsFiles,
+    pub mode: TransportEncryption,
+}
+
+/// How often the certificate files are re-read without a change event.
+const CERT_POLL: Duration = Duration::from_secs(10);
 
 /// A started receiver: its ingress address, and the admin server's.
 pub struct Running {
     pub ingress: SocketAddr,
+    /// The HTTPS ingress, when there is one.
+    pub tls_ingress: Option<SocketAddr>,
     pub admin: SocketAddr,
     running: admin::Running,
 }
@@ -96,6 +113,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartE
     );
     Ok(Running {
         ingress: embedded.ingress,
+        tls_ingress: embedded.tls_ingress,
         admin: running.admin,
         running,
     })
@@ -105,6 +123,7 @@ pub async fn start(config: Config, shutdown: Shutdown) -> Result<Running, StartE
 /// registry and the process serves the admin port.
 pub struct Embedded {
     pub ingress: SocketAddr,
+    pub tls_ingress: Option<SocketAddr>,
     pub ready: Arc<AtomicBool>,
     pub task: JoinHandle<()>,
 }
@@ -119,6 +138,16 @@ pub async fn start_embedded(
 ) -> Result<Embedded, StartError> {
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr().expect("bound");
+    // The certificate is loaded before anything is served: HTTPS that
+    // cannot present one must stop the start, not fall back to HTTP.
+    let tls = match &config.tls {
+        Some(t) => {
+            let reloading = tls::Reloading::start(t.files.clone(), CERT_POLL, shutdown.clone())?;
+            Some((server::bind(t.listen).await?, reloading))
+        }
+        None => None,
+    };
+    let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr().expect("bound"));
     let metrics = Metrics::new(registry, shared);
     let ready = Arc::new(AtomicBool::new(false));
     let routes = Arc::new(ArcSwap::from_pointee(Routes::default()));
@@ -147,15 +176,33 @@ pub async fn start_embedded(
         metrics,
         event_types: config.event_types.clone(),
         tail: config.tail.clone(),
+        https_only: config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.mode == TransportEncryption::Strict),
     });
-    tracing::info!(ingress = %addr, contract = %config.contract.display(), "receiver started");
+    tracing::info!(ingress = %addr, https = ?tls_addr, contract = %config.contract.display(), "receiver started");
     let task = tokio::spawn(async move {
-        server::serve(listener, ingress, shutdown).await;
+        match tls {
+            Some((tls_listener, reloading)) => {
+                tokio::join!(
+                    server::serve(listener, ingress.clone(), shutdown.clone()),
+                    server::serve_tls(
+                        tls_listener,
+                        reloading.acceptor().clone(),
+                        ingress,
+                        shutdown
+                    ),
+                );
+            }
+            None => server::serve(listener, ingress, shutdown).await,
+        }
         apply.abort();
         tracing::info!("receiver stopped");
     });
     Ok(Embedded {
         ingress: addr,
+        tls_ingress: tls_addr,
         ready,
         task,
     })

@@ -103,8 +103,13 @@ pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::V
     if let Some(generation) = generation {
         body["observedGeneration"] = json!(generation);
     }
-    if let Some(url) = &status.address {
-        body["address"] = json!({ "url": url });
+    match (&status.address, status.addresses.first()) {
+        (_, Some(first)) => {
+            body["address"] = json!(first);
+            body["addresses"] = json!(status.addresses);
+        }
+        (Some(url), None) => body["address"] = json!({ "url": url }),
+        (None, None) => {}
     }
     if let Some(uri) = &status.subscriber_uri {
         body["subscriberUri"] = json!(uri);
@@ -148,6 +153,7 @@ mod tests {
             reason: "BrokerDoesNotExist".into(),
             message: "broker 'b' does not exist".into(),
             address: None,
+            addresses: Vec::new(),
             subscriber_uri: Some("http://s".into()),
             dead_letter_sink_uri: None,
             subscribers: vec![],

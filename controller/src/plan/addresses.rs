@@ -3,7 +3,10 @@
 
 use ferry_proto::Reference;
 
-use super::settings::{ChannelAddresses, Settings};
+use super::{
+    settings::{ChannelAddresses, Settings},
+    status::{Address, Status},
+};
 use crate::resources::{Destination, Metadata};
 
 /// A broker's address: `<ingress URL>/<namespace>/<name>`.
@@ -41,6 +44,38 @@ pub fn channel(settings: &Settings, namespace: &str, name: &str) -> String {
             channel_path(namespace, name)
         ),
     }
+}
+
+/// Sets an addressable's address from its HTTP URL: that alone, or with
+/// HTTPS on, the HTTPS URL first with its CA certificates, then (unless
+/// strict) the HTTP one, as Knative's addressables list them.
+pub fn set_address(status: &mut Status, settings: &Settings, http: String) {
+    let Some(tls) = &settings.tls else {
+        status.address = Some(http);
+        return;
+    };
+    let base = settings.ingress_url.trim_end_matches('/');
+    let https = match http.strip_prefix(base) {
+        Some(rest) => format!("{}{rest}", tls.url.trim_end_matches('/')),
+        // A channel's Service: the same host, on HTTPS.
+        None => http.replacen("http://", "https://", 1),
+    };
+    let mut addresses = vec![Address {
+        name: "https".into(),
+        url: https.clone(),
+        ca_certs: tls.ca_certs.clone(),
+        audience: None,
+    }];
+    if !tls.strict {
+        addresses.push(Address {
+            name: "http".into(),
+            url: http,
+            ca_certs: None,
+            audience: None,
+        });
+    }
+    status.address = Some(https);
+    status.addresses = addresses;
 }
 
 /// The contract's reference to an `eventing.knative.dev/v1` object.

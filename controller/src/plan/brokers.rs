@@ -132,7 +132,7 @@ fn plan_broker(
             Some(topic),
         );
     }
-    status.address = Some(addresses::broker(settings, ns, name));
+    addresses::set_address(&mut status, settings, addresses::broker(settings, ns, name));
     (status, planned(resource, true), Some(topic))
 }
 

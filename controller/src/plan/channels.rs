@@ -315,7 +315,11 @@ fn plan_channel(
     if let Some(why) = health.failed(&topic) {
         return not_ready(status, "TopicNotReady", why.clone(), Some(topic));
     }
-    status.address = Some(addresses::channel(settings, ns, name));
+    addresses::set_address(
+        &mut status,
+        settings,
+        addresses::channel(settings, ns, name),
+    );
     (
         PlannedChannel {
             resource,

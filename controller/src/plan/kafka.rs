@@ -265,7 +265,11 @@ fn plan_sink(
         Condition::new("TopicReady", Ready::True, "", ""),
         Condition::new("Addressable", Ready::True, "", ""),
     ];
-    status.address = Some(addresses::kafka_sink(settings, ns, name));
+    addresses::set_address(
+        &mut status,
+        settings,
+        addresses::kafka_sink(settings, ns, name),
+    );
     (status, Some((resource, topic, true)))
 }
 

@@ -26,10 +26,12 @@ pub use event_types::AUTOCREATE_ANNOTATION;
 pub use flows::{expand as expand_flows, GENERATED_BY};
 pub use output::{Declared, Plan, TopicSpec};
 pub use settings::{
-    ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth, MISSING,
-    NO_CREDENTIALS, PENDING,
+    AddressTls, ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth,
+    MISSING, NO_CREDENTIALS, PENDING,
 };
-pub use status::{CeAttribute, Condition, EventTypeSummary, Ready, Status, SubscriberStatus};
+pub use status::{
+    Address, CeAttribute, Condition, EventTypeSummary, Ready, Status, SubscriberStatus,
+};
 pub use triggers::consumer_group;
 
 use crate::resources::Resources;

@@ -55,6 +55,19 @@ pub struct Settings {
     /// unless their annotation says otherwise (Knative's
     /// `eventtype-auto-create` feature).
     pub eventtype_autocreate: bool,
+    /// HTTPS at the ingress, when transport encryption is on.
+    pub tls: Option<AddressTls>,
+}
+
+/// What addresses say when the ingress serves HTTPS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddressTls {
+    /// The HTTPS ingress's base URL.
+    pub url: String,
+    /// The PEM CA certificates that verify it (`CACerts`).
+    pub ca_certs: Option<String>,
+    /// `strict`: only the HTTPS address is listed.
+    pub strict: bool,
 }
 
 /// Who turns Subscriptions into a channel's subscribers.

@@ -2,6 +2,17 @@
 
 use serde::Serialize;
 
+/// One of an addressable's addresses, in Knative's shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Address {
+    pub name: String,
+    pub url: String,
+    #[serde(rename = "CACerts", skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
 /// Knative's Ready condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Ready {
@@ -24,6 +35,10 @@ pub struct Status {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Every address, the one above first (`status.addresses`), when there
+    /// is more to say than its URL: HTTPS and its CA certificates.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Address>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriber_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +148,7 @@ impl Status {
             reason: String::new(),
             message: String::new(),
             address: None,
+            addresses: Vec::new(),
             subscriber_uri: None,
             dead_letter_sink_uri: None,
             subscribers: Vec::new(),

@@ -1,14 +1,54 @@
-//! A small HTTP client for tests.
+//! A small HTTP client for tests, HTTPS too (trusting what a test says).
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use rustls::{pki_types::pem::PemObject, ClientConfig, RootCertStore};
 
-pub type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// Plain HTTP (HTTPS trusting no one).
 pub fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    tls_client_with(&[], &[&rustls::version::TLS13, &rustls::version::TLS12])
+}
+
+/// HTTP, and HTTPS trusting the CA certificates in `ca_pem`.
+pub fn tls_client(ca_pem: &str) -> HttpClient {
+    tls_client_with(
+        &[ca_pem],
+        &[&rustls::version::TLS13, &rustls::version::TLS12],
+    )
+}
+
+/// [`tls_client`] speaking only these TLS versions.
+pub fn tls_client_with(
+    ca_pems: &[&str],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> HttpClient {
+    let mut roots = RootCertStore::empty();
+    for pem in ca_pems {
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("a PEM certificate")).expect("a CA");
+        }
+    }
+    let config = ClientConfig::builder_with_provider(ferry_common::tls::provider())
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(Arc::new(roots))
+        .with_no_client_auth();
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 /// A response's status, headers and body.

@@ -155,6 +155,7 @@ pub fn receiver_config(contract: &ContractFile, bootstrap: &str) -> ferry_receiv
         metrics_event_type: true,
         event_types: None,
         tail: None,
+        tls: None,
     }
 }
 

@@ -127,6 +127,8 @@ pub struct Standalone {
     _process: FerryProcess,
     pub ingress: String,
     pub admin: String,
+    /// The HTTPS ingress, when transport encryption is on.
+    pub https_ingress: Option<String>,
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -208,12 +210,12 @@ impl Standalone {
                 .split(&format!("{label} "))
                 .nth(1)
                 .and_then(|rest| rest.split(',').next())
-                .expect("address")
-                .to_owned()
+                .map(str::to_owned)
         };
         Standalone {
-            ingress: url("ingress"),
-            admin: url("admin"),
+            ingress: url("ingress").expect("address"),
+            admin: url("admin").expect("address"),
+            https_ingress: url("https ingress"),
             _process: process,
             lines,
         }

@@ -65,6 +65,20 @@ impl Pki {
     }
 }
 
+impl Pki {
+    /// Writes the server's certificate and key, and the CA beside them as
+    /// `ca.crt` (a Kubernetes TLS Secret's layout), into `dir`; returns the
+    /// certificate's and the key's paths. The key is written first, so a
+    /// reader that sees the new certificate finds its key.
+    pub fn write_server(&self, dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&key, &self.server.key_pem).expect("key written");
+        std::fs::write(dir.join("ca.crt"), &self.ca_pem).expect("CA written");
+        std::fs::write(&cert, &self.server.cert_pem).expect("certificate written");
+        (cert, key)
+    }
+}
+
 impl Default for Pki {
     fn default() -> Self {
         Pki::new()
@@ -134,10 +148,7 @@ impl Drop for TlsKafka {
 }
 
 fn server_config(pki: &Pki) -> ServerConfig {
-    // ring has no post-quantum key exchange (hence the deprecation); a test
-    // front needs none, and aws-lc-rs would add a second, long C build.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = ferry_common::tls::provider();
     let mut roots = RootCertStore::empty();
     roots.add(pki.ca_der.clone()).expect("CA root");
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
