@@ -19,8 +19,16 @@ use crate::{
     record::Record,
     report::Report,
     retry::{Action, Outcome},
-    send::{self, Answer, HttpClient},
+    send::{self, Answer},
+    trust::Clients,
 };
+
+/// Where an attempt goes: the URL, and the CA certificates it names.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub url: &'a http::Uri,
+    pub ca_certs: Option<&'a str>,
+}
 
 /// How much of a failed answer's body goes into `knativeerrordata`.
 const ERROR_DATA_LIMIT: usize = 1024;
@@ -38,7 +46,8 @@ pub struct Failure {
 }
 
 pub struct Deliverer {
-    pub client: HttpClient,
+    /// HTTP and HTTPS clients, by whom a destination trusts.
+    pub clients: Clients,
     pub producers: Arc<ProducerPool>,
     pub metrics: Metrics,
     pub observed: Arc<ObservedEgresses>,
@@ -117,7 +126,7 @@ impl Deliverer {
     pub async fn send(
         &self,
         spec: &EgressSpec,
-        url: &http::Uri,
+        to: Target<'_>,
         event: &Event,
         delivery: &Delivery,
         trace: Option<&TraceContext>,
@@ -133,7 +142,8 @@ impl Deliverer {
                 trace,
                 namespace: spec.namespace.as_ref(),
             };
-            let result = send::attempt(&self.client, url, event, how).await;
+            let client = self.clients.get(to.ca_certs);
+            let result = send::attempt(&client, to.url, event, how).await;
             drop(in_flight);
             self.metrics.attempt(
                 spec,
@@ -148,7 +158,7 @@ impl Deliverer {
             let wait = match (delivery.retry.action(&outcome, attempt), result) {
                 (Action::Done, Ok(answer)) => return Some(Ok(answer)),
                 (Action::RetryAfter(wait), _) => wait,
-                (_, result) => return Some(Err(failure(url, result))),
+                (_, result) => return Some(Err(failure(to.url, result))),
             };
             tracing::debug!(egress = %spec.name, id = event.id(), attempt, ?wait, ?outcome, "retrying");
             self.metrics.retry(spec);
@@ -177,9 +187,19 @@ impl Deliverer {
                     ..spec.delivery.clone()
                 };
                 Some(
-                    self.send(spec, url, &reply, &delivery, trace, stop)
-                        .await?
-                        .map(drop),
+                    self.send(
+                        spec,
+                        Target {
+                            url,
+                            ca_certs: spec.reply_ca.as_deref(),
+                        },
+                        &reply,
+                        &delivery,
+                        trace,
+                        stop,
+                    )
+                    .await?
+                    .map(drop),
                 )
             }
             Reply::ToTopic => {
@@ -245,7 +265,17 @@ impl Deliverer {
             event.set(name, Value::String(value.clone()));
         }
         match self
-            .send(spec, sink, &event, &spec.delivery, trace, stop)
+            .send(
+                spec,
+                Target {
+                    url: sink,
+                    ca_certs: spec.delivery.dead_letter_ca.as_deref(),
+                },
+                &event,
+                &spec.delivery,
+                trace,
+                stop,
+            )
             .await?
         {
             Ok(_) => {

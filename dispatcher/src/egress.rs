@@ -37,6 +37,8 @@ pub struct Delivery {
     /// Per attempt.
     pub timeout: Duration,
     pub dead_letter: Option<http::Uri>,
+    /// The CA certificates the dead-letter sink names (PEM).
+    pub dead_letter_ca: Option<String>,
     /// Structured mode (`format: json`) instead of binary.
     pub structured: bool,
 }
@@ -59,7 +61,11 @@ pub struct EgressSpec {
     pub cluster: Cluster,
     /// The resource's topic for replies.
     pub destination: http::Uri,
+    /// The CA certificates the destination names (PEM), for HTTPS.
+    pub destination_ca: Option<String>,
     pub reply: Reply,
+    /// The CA certificates a reply URL names.
+    pub reply_ca: Option<String>,
     pub filter: Filter,
     pub delivery: Delivery,
     pub ordered: bool,
@@ -222,7 +228,9 @@ fn spec(
         topic: topic.to_owned(),
         cluster,
         destination,
+        destination_ca: non_empty(&egress.destination_ca_certs),
         reply,
+        reply_ca: non_empty(&egress.reply_url_ca_certs),
         filter,
         delivery,
         ordered: egress.delivery_order() == DeliveryOrder::Ordered,
@@ -264,8 +272,13 @@ fn delivery(config: Option<&EgressConfig>, defaults: &Defaults) -> Result<Delive
         retry,
         timeout,
         dead_letter,
+        dead_letter_ca: non_empty(&config.dead_letter_ca_certs),
         structured,
     })
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    Some(text.to_owned()).filter(|t| !t.trim().is_empty())
 }
 
 fn url(field: &str, value: &str) -> Result<http::Uri, String> {
@@ -273,9 +286,9 @@ fn url(field: &str, value: &str) -> Result<http::Uri, String> {
         .parse()
         .map_err(|e| format!("{field} '{value}' is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => Ok(uri),
+        Some("http" | "https") => Ok(uri),
         Some(other) => Err(format!(
-            "{field} '{value}': scheme '{other}' is not supported (use http)"
+            "{field} '{value}': scheme '{other}' is not supported (use http or https)"
         )),
         None => Err(format!("{field} '{value}' is not an absolute URL")),
     }
@@ -482,7 +495,7 @@ mod tests {
         assert_eq!(
             reasons,
             [
-                "ftp: destination 'ftp://x/y': scheme 'ftp' is not supported (use http)",
+                "ftp: destination 'ftp://x/y': scheme 'ftp' is not supported (use http or https)",
                 "relative: destination '/just/a/path' is not an absolute URL",
                 "nogroup: no consumer group",
                 "format: unknown format 'avro' (expected json or binary)",

@@ -36,6 +36,7 @@ pub mod report;
 pub mod retry;
 pub mod send;
 mod state;
+pub mod trust;
 
 use std::{
     collections::HashMap,
@@ -123,7 +124,7 @@ pub fn start_embedded(
     shared.watch_producers("dispatcher", &producers);
     let observed = Arc::new(ObservedEgresses::default());
     let deliverer = Arc::new(Deliverer {
-        client: send::client(),
+        clients: trust::Clients::new(),
         producers,
         metrics: Metrics::new(registry, shared),
         observed: observed.clone(),
@@ -215,6 +216,9 @@ impl Supervisor {
     /// Hands each topic's reader its egresses (starting readers for new
     /// topics), and stops the readers of topics no egress reads any more.
     async fn apply(&mut self, contract: &ferry_proto::Contract) {
+        self.deliverer
+            .clients
+            .set_trust_bundles(&contract.trust_bundles);
         let credentials = self.secrets.resolve(contract::secret_auths(contract)).await;
         let (specs, rejected) = egress::resolve(contract, &self.defaults, &credentials);
         for r in rejected {

@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     catch_up::Fetched,
-    deliver::{Deliverer, Failure},
+    deliver::{Deliverer, Failure, Target},
     egress::EgressSpec,
     gap::Arrival,
     lag,
@@ -445,7 +445,17 @@ impl Reader {
         let outgoing = deliverer.outgoing(spec, record);
         let (event, trace) = (outgoing.event.as_ref(), outgoing.trace());
         let sent = deliverer
-            .send(spec, &spec.destination, event, &spec.delivery, trace, stop)
+            .send(
+                spec,
+                Target {
+                    url: &spec.destination,
+                    ca_certs: spec.destination_ca.as_deref(),
+                },
+                event,
+                &spec.delivery,
+                trace,
+                stop,
+            )
             .await?;
         let failure = match sent {
             Ok(answer) => match answer.reply() {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use ferry_event::{trace::TraceContext, Event, InvalidEvent};
 use http::{header, HeaderMap, HeaderValue, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioTimer},
@@ -15,16 +16,29 @@ use hyper_util::{
 
 use crate::retry::Outcome;
 
-/// One pool of keep-alive connections shared by every egress.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A pool of keep-alive connections, HTTP and HTTPS (see [`crate::trust`]).
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The most of a response body that is read (replies are events too).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
+/// A client trusting the system's roots only.
 pub fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    crate::trust::Clients::new().get(None)
+}
+
+/// A client whose HTTPS connections verify with `tls`.
+pub fn client_trusting(tls: rustls::ClientConfig) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    // https_or_http: the scheme decides; an https URL never goes plain.
+    http.enforce_http(false);
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(60))

@@ -107,9 +107,9 @@ pub fn resolve(
     let Some(reference) = &destination.reference else {
         let uri = uri.ok_or("neither ref nor uri is set")?;
         return match uri.split_once("://") {
-            Some(("http", rest)) if !rest.is_empty() => Ok(uri.to_owned()),
+            Some(("http" | "https", rest)) if !rest.is_empty() => Ok(uri.to_owned()),
             Some((scheme, _)) => Err(format!(
-                "uri '{uri}': scheme '{scheme}' is not supported (use http)"
+                "uri '{uri}': scheme '{scheme}' is not supported (use http or https)"
             )),
             None => Err(format!("uri '{uri}' is not absolute")),
         };

@@ -359,6 +359,15 @@ fn plan_subscription(
     Ok(Egress {
         consumer_group: group.to_owned(),
         destination,
+        destination_ca_certs: subscription
+            .spec
+            .subscriber
+            .ca_certs
+            .clone()
+            .unwrap_or_default(),
+        reply_url_ca_certs: (subscription.spec.reply.as_ref())
+            .and_then(|r| r.ca_certs.clone())
+            .unwrap_or_default(),
         reply_strategy: Some(reply),
         uid: subscription.metadata.uid("Subscription"),
         egress_config,

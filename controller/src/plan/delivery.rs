@@ -107,8 +107,14 @@ pub(super) fn egress_config(
         }
         None => String::new(),
     };
+    let dead_letter_ca_certs = delivery
+        .dead_letter_sink
+        .as_ref()
+        .and_then(|s| s.ca_certs.clone())
+        .unwrap_or_default();
     Ok(EgressConfig {
         dead_letter,
+        dead_letter_ca_certs,
         retry,
         backoff_policy: backoff_policy as i32,
         backoff_delay,

@@ -117,6 +117,7 @@ fn plan_trigger(
     let egress = Egress {
         consumer_group: consumer_group(ns, &trigger.metadata.name),
         destination,
+        destination_ca_certs: trigger.spec.subscriber.ca_certs.clone().unwrap_or_default(),
         reply_strategy: Some(ReplyStrategy::ReplyToOriginalTopic(Empty {})),
         filter: legacy,
         uid: trigger.metadata.uid("Trigger"),

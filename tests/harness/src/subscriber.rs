@@ -86,6 +86,8 @@ pub type Script = Arc<dyn Fn(&Received, usize) -> Answer + Send + Sync>;
 
 pub struct Subscriber {
     pub addr: SocketAddr,
+    /// Whether it serves HTTPS.
+    tls: bool,
     received: Arc<Mutex<Vec<Received>>>,
     max_in_flight: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -97,9 +99,23 @@ impl Subscriber {
         Self::scripted(|_, _| Answer::status(202)).await
     }
 
+    /// A subscriber that answers 202 over HTTPS, with the server
+    /// certificate of `pki` (for 127.0.0.1).
+    pub async fn accepting_tls(pki: &crate::tls::Pki) -> Self {
+        Self::serve(Some(pki.acceptor()), |_, _| Answer::status(202)).await
+    }
+
     pub async fn scripted(
         script: impl Fn(&Received, usize) -> Answer + Send + Sync + 'static,
     ) -> Self {
+        Self::serve(None, script).await
+    }
+
+    async fn serve(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        script: impl Fn(&Received, usize) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        let is_tls = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let script: Script = Arc::new(script);
@@ -114,6 +130,7 @@ impl Subscriber {
                 };
                 let (script, received, in_flight, max_in_flight) =
                     (script.clone(), r.clone(), i.clone(), m.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         let (script, received, in_flight, max_in_flight) = (
@@ -161,14 +178,29 @@ impl Subscriber {
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        // A client that does not trust the certificate fails here.
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection(TokioIo::new(stream), service)
+                                    .await;
+                            }
+                        }
+                    }
                 });
             }
         });
         Subscriber {
             addr,
+            tls: is_tls,
             received,
             max_in_flight,
             task,
@@ -176,7 +208,8 @@ impl Subscriber {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     pub fn received(&self) -> Vec<Received> {

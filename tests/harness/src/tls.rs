@@ -66,6 +66,18 @@ impl Pki {
 }
 
 impl Pki {
+    /// A TLS acceptor presenting the server certificate (no client auth).
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server.key_der.clone()));
+        let config = ServerConfig::builder_with_provider(ferry_common::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![self.server.cert_der.clone()], key)
+            .expect("server certificate");
+        TlsAcceptor::from(Arc::new(config))
+    }
+
     /// Writes the server's certificate and key, and the CA beside them as
     /// `ca.crt` (a Kubernetes TLS Secret's layout), into `dir`; returns the
     /// certificate's and the key's paths. The key is written first, so a
