@@ -3,6 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
+use ferry_auth::IssuerConfig;
 use ferry_common::{
     kafka::ProducerSettings,
     shutdown::Shutdown,
@@ -39,6 +40,48 @@ pub struct ReceiverTuning {
 
     #[command(flatten)]
     pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// Verifying senders' tokens (Knative's `authentication-oidc`).
+#[derive(clap::Args)]
+pub struct OidcArgs {
+    /// The OpenID issuer whose tokens senders present (discovery at
+    /// URL/.well-known/openid-configuration; https, or http for a local
+    /// issuer). In a cluster: https://kubernetes.default.svc.
+    #[arg(long, env = "FERRY_OIDC_ISSUER_URL")]
+    pub oidc_issuer_url: Option<String>,
+
+    /// CA certificates (PEM) trusted for the issuer besides the system's
+    /// [default in a cluster: the service account's ca.crt].
+    #[arg(long, env = "FERRY_OIDC_CA_FILE")]
+    pub oidc_ca_file: Option<PathBuf>,
+
+    /// A bearer token for the issuer's discovery (the Kubernetes API asks
+    /// for one) [default in a cluster: the service account's token].
+    #[arg(long, env = "FERRY_OIDC_TOKEN_FILE")]
+    pub oidc_token_file: Option<PathBuf>,
+}
+
+/// Where a pod's service account credentials are mounted.
+const SERVICE_ACCOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+impl OidcArgs {
+    pub fn issuer(&self) -> Option<IssuerConfig> {
+        let url = self.oidc_issuer_url.clone().filter(|u| !u.is_empty())?;
+        // The API server's issuer takes the pod's own credentials.
+        let in_cluster = |file: &str| {
+            let path = std::path::Path::new(SERVICE_ACCOUNT).join(file);
+            (url.contains("kubernetes.default.svc") && path.exists()).then_some(path)
+        };
+        Some(IssuerConfig {
+            ca_file: self.oidc_ca_file.clone().or_else(|| in_cluster("ca.crt")),
+            token_file: self.oidc_token_file.clone().or_else(|| in_cluster("token")),
+            url,
+        })
+    }
 }
 
 /// HTTPS at the ingress (Knative's `transport-encryption`).
@@ -109,6 +152,7 @@ impl ReceiverTuning {
             event_types: plane.event_types.clone(),
             tail: None,
             tls: self.tls.ingress()?,
+            oidc: self.oidc.issuer(),
         })
     }
 }

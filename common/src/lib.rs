@@ -44,4 +44,7 @@ pub enum StartError {
     /// HTTPS was asked for and its certificate cannot be loaded.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    /// The OIDC issuer's settings cannot be used.
+    #[error("OIDC issuer: {0}")]
+    Oidc(String),
 }

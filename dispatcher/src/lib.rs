@@ -18,7 +18,8 @@
 pub mod catch_up;
 pub mod deliver;
 pub mod egress;
-pub mod filter;
+/// Trigger filters live in `ferry-filter`, shared with EventPolicies.
+pub use ferry_filter as filter;
 pub mod gap;
 pub mod group_offsets;
 mod lag;

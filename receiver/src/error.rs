@@ -33,6 +33,9 @@ pub enum IngressError {
     /// The request is not a valid CloudEvent.
     #[error("invalid CloudEvent: {0}")]
     Invalid(#[from] InvalidEvent),
+    /// A verified sender that no EventPolicy admits (for this event).
+    #[error("{0}")]
+    Forbidden(String),
     /// An event over plain HTTP where only HTTPS is taken.
     #[error("this ingress takes events over HTTPS only (transport-encryption: strict)")]
     PlainHttp,
@@ -50,7 +53,7 @@ impl IngressError {
             IngressError::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
             IngressError::NotFound(_) => StatusCode::NOT_FOUND,
             IngressError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            IngressError::PlainHttp => StatusCode::FORBIDDEN,
+            IngressError::PlainHttp | IngressError::Forbidden(_) => StatusCode::FORBIDDEN,
             IngressError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::Body(_) | IngressError::Invalid(_) => StatusCode::BAD_REQUEST,
             IngressError::Produce(_) | IngressError::Credentials { .. } => {

@@ -10,6 +10,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use ferry_auth::{Claims, Verifier};
 use ferry_common::{
     producer::ProducerPool,
     server::{self, Body, Handler},
@@ -45,6 +46,9 @@ pub struct Ingress {
     pub tail: Option<Arc<Tail>>,
     /// Whether events must come over HTTPS (`transport-encryption: strict`).
     pub https_only: bool,
+    /// Verifies senders' tokens for resources with an audience; `None`:
+    /// no issuer configured, and such resources take no request.
+    pub verifier: Option<Verifier>,
 }
 
 impl Handler for Ingress {
@@ -137,6 +141,45 @@ impl Ingress {
             .ok_or_else(|| IngressError::NotFound(request.uri().path().to_owned()))
     }
 
+    /// The verified sender of a request to a resource with an audience:
+    /// 401 without a valid token, 403 when no policy admits it.
+    async fn sender(
+        &self,
+        request: &Request<Incoming>,
+        route: &Route,
+        audience: &str,
+    ) -> Result<Claims, IngressError> {
+        let unauthenticated = |why: String| {
+            IngressError::Unauthenticated(format!(
+                "{} requires a token for audience '{audience}': {why}",
+                route.name
+            ))
+        };
+        let verifier = self.verifier.as_ref().ok_or_else(|| {
+            unauthenticated(
+                "this receiver has no OIDC issuer to verify it (--oidc-issuer-url)".into(),
+            )
+        })?;
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let token =
+            ferry_auth::token::bearer(header).map_err(|e| unauthenticated(e.to_string()))?;
+        let claims = verifier
+            .verify(token, audience)
+            .await
+            .map_err(|e| unauthenticated(e.to_string()))?;
+        if !route.policies.admits_sender(&claims) {
+            return Err(IngressError::Forbidden(format!(
+                "no EventPolicy of {} lets {} send to it",
+                route.name,
+                subject(&claims)
+            )));
+        }
+        Ok(claims)
+    }
+
     /// 200 with the probe's hash echoed where a resource is served, 404
     /// elsewhere, as the reference answers.
     fn probe(&self, request: &Request<Incoming>) -> Response<Body> {
@@ -167,14 +210,12 @@ impl Ingress {
         if self.https_only && request.extensions().get::<server::ViaTls>().is_none() {
             return Err(IngressError::PlainHttp);
         }
-        if let Some(audience) = &route.audience {
-            // Until tokens are verified, a resource that asks for them
-            // takes no request at all: never accept what was not verified.
-            return Err(IngressError::Unauthenticated(format!(
-                "resource {} requires a token for audience '{audience}', and this receiver cannot verify tokens yet",
-                route.name
-            )));
-        }
+        // The sender before the body: an unauthenticated request is not
+        // read.
+        let sender = match &route.audience {
+            Some(audience) => Some(self.sender(&request, &route, audience).await?),
+            None => None,
+        };
 
         let (parts, body) = request.into_parts();
         // The producer's trace context travels with the events, continued
@@ -198,6 +239,16 @@ impl Ingress {
 
         let body = self.read_body(&parts.headers, body).await?;
         let events = ferry_event::http::decode(&parts.headers, body)?;
+        if let Some(claims) = &sender {
+            if let Some(refused) = events.iter().find(|e| !route.policies.admits(claims, e)) {
+                return Err(IngressError::Forbidden(format!(
+                    "no EventPolicy of {} lets {} send events of type '{}'",
+                    route.name,
+                    subject(claims),
+                    refused.ty()
+                )));
+            }
+        }
         seen.types = events.iter().map(|e| e.ty().to_owned()).collect();
         if let (Some(span), [event]) = (&mut seen.span, &events[..]) {
             span.set(KeyValue::new("cloudevents.event_id", event.id().to_owned()));
@@ -305,4 +356,12 @@ async fn drain(mut body: Incoming) {
         }
     };
     let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+}
+
+/// The sender, for messages: its `sub`.
+fn subject(claims: &Claims) -> String {
+    match claims.get("sub").and_then(|s| s.as_str()) {
+        Some(sub) => format!("'{sub}'"),
+        None => "a sender without a subject".into(),
+    }
 }

@@ -24,6 +24,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use ferry_auth::{Issuer, IssuerConfig, Verifier};
 use ferry_common::{
     admin::{self, OwnAdmin},
     contract::{self, ContractRx},
@@ -65,6 +66,9 @@ pub struct Config {
     pub tail: Option<Arc<ferry_common::tail::Tail>>,
     /// HTTPS beside HTTP, when transport encryption is on.
     pub tls: Option<TlsIngress>,
+    /// The OpenID issuer whose tokens senders present, for resources with
+    /// an audience.
+    pub oidc: Option<IssuerConfig>,
 }
 
 /// The HTTPS ingress: where, with which certificate, and whether plain
@@ -138,6 +142,12 @@ pub async fn start_embedded(
 ) -> Result<Embedded, StartError> {
     let listener = server::bind(config.listen).await?;
     let addr = listener.local_addr().expect("bound");
+    let verifier = match &config.oidc {
+        Some(issuer) => Some(Verifier::new(
+            Issuer::new(issuer.clone()).map_err(StartError::Oidc)?,
+        )),
+        None => None,
+    };
     // The certificate is loaded before anything is served: HTTPS that
     // cannot present one must stop the start, not fall back to HTTP.
     let tls = match &config.tls {
@@ -180,6 +190,7 @@ pub async fn start_embedded(
             .tls
             .as_ref()
             .is_some_and(|t| t.mode == TransportEncryption::Strict),
+        verifier,
     });
     tracing::info!(ingress = %addr, https = ?tls_addr, contract = %config.contract.display(), "receiver started");
     let task = tokio::spawn(async move {

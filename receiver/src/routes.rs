@@ -3,6 +3,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
+use ferry_auth::Policies;
 use ferry_common::{
     contract::{self, Placement},
     kafka::Cluster,
@@ -28,6 +29,8 @@ pub struct Route {
     /// The OIDC audience a sender's token must carry; `None` when the
     /// resource takes unauthenticated requests.
     pub audience: Option<String>,
+    /// Who may send what, when there is an audience.
+    pub policies: Policies,
     /// The resource's metric labels.
     pub labels: Labels,
     /// The addressable whose new (type, source) pairs become EventTypes,
@@ -147,6 +150,8 @@ fn route(
             cluster,
             mode,
             audience: Some(ingress.audience.clone()).filter(|a| !a.is_empty()),
+            policies: Policies::compile(&ingress.event_policies)
+                .map_err(|e| format!("eventPolicies: {e}"))?,
             labels: metrics::resource_labels(resource.reference.as_ref(), &resource.uid),
             event_types: resource
                 .reference

@@ -11,6 +11,7 @@ pub mod http;
 pub mod kafka;
 pub mod kube;
 pub mod metrics;
+pub mod oidc;
 pub mod process;
 pub mod stack;
 pub mod subscriber;
@@ -156,6 +157,7 @@ pub fn receiver_config(contract: &ContractFile, bootstrap: &str) -> ferry_receiv
         event_types: None,
         tail: None,
         tls: None,
+        oidc: None,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Trigger filters, compiled once per contract and evaluated per event.
+//! Event filters, compiled once per contract and evaluated per event: a
+//! trigger's, and an EventPolicy's (which the receiver applies).
 //!
 //! Evaluated as the reference Kafka broker evaluates them (users migrate
 //! from it), where that differs from Knative's core: an attribute whose
@@ -60,6 +61,11 @@ impl Filter {
         }
         let attributes = egress.filter.as_ref().map(|f| &f.attributes);
         Ok(Filter::Attributes(Match::Exact, conditions(attributes)))
+    }
+
+    /// All of these filters (an EventPolicy's).
+    pub fn all_of(filters: &[DialectedFilter]) -> Result<Filter, FilterError> {
+        compile_all(filters).map(Filter::All)
     }
 
     /// Whether the event should be delivered.
