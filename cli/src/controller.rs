@@ -7,7 +7,10 @@ use ferry_common::{admin::Admin, server};
 use ferry_common::{shutdown::Shutdown, tls::TransportEncryption};
 use ferry_controller::{
     metrics::ControllerMetrics,
-    plan::{AddressTls, ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings},
+    plan::{
+        AddressTls, AuthorizationMode, ChannelAddresses, ChannelSubscribers, KafkaDefaults,
+        Settings,
+    },
 };
 use prometheus_client::registry::Registry;
 
@@ -129,6 +132,20 @@ pub struct ControllerTuning {
     #[arg(long, env = "FERRY_EVENTTYPE_AUTOCREATE", default_value_t = false, action = clap::ArgAction::Set)]
     pub eventtype_autocreate: bool,
 
+    /// Sender identity (Knative's `authentication-oidc`): addressables get
+    /// audiences, and EventPolicies say who may send to them.
+    #[arg(long, env = "FERRY_AUTHENTICATION_OIDC", default_value_t = false, action = clap::ArgAction::Set)]
+    pub authentication_oidc: bool,
+
+    /// Who may send to an addressable no EventPolicy names:
+    /// `allow-same-namespace`, `allow-all` or `deny-all`.
+    #[arg(
+        long,
+        env = "FERRY_DEFAULT_AUTHORIZATION_MODE",
+        default_value = "allow-same-namespace"
+    )]
+    pub default_authorization_mode: AuthorizationMode,
+
     /// A kubeconfig whose cluster ApiServerSources watch, for a folder of
     /// resources or standalone (with --kube, the API the controller uses).
     #[arg(long, env = "KUBECONFIG")]
@@ -193,6 +210,9 @@ impl ControllerTuning {
                 api_server: None,
                 eventtype_autocreate: self.eventtype_autocreate,
                 tls: None,
+                oidc: self
+                    .authentication_oidc
+                    .then_some(self.default_authorization_mode),
             },
             resync: Duration::from_millis(self.resync_ms),
             kafka_overrides: kafka.overrides()?,

@@ -22,6 +22,7 @@ fn run(yaml: &str, autocreate: bool) -> Plan {
         api_server: None,
         eventtype_autocreate: autocreate,
         tls: None,
+        oidc: None,
     };
     let mut resources = Resources::default();
     resources.add_yaml("test.yaml", yaml);

@@ -119,6 +119,7 @@ fn standalone() -> ferry_controller::plan::Settings {
         api_server: None,
         eventtype_autocreate: false,
         tls: None,
+        oidc: None,
     }
 }
 

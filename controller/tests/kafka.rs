@@ -36,6 +36,7 @@ fn settings() -> Settings {
         api_server: None,
         eventtype_autocreate: false,
         tls: None,
+        oidc: None,
     }
 }
 

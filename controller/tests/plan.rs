@@ -26,6 +26,7 @@ fn settings() -> Settings {
         api_server: None,
         eventtype_autocreate: false,
         tls: None,
+        oidc: None,
     }
 }
 

@@ -34,7 +34,7 @@ pub type Kind = (&'static str, &'static str, &'static str, &'static str);
 
 /// The kinds Ferry always reconciles: Knative's for a Broker class and a
 /// channel implementation, and the reference Kafka broker's own.
-pub const CORE_KINDS: [Kind; 8] = [
+pub const CORE_KINDS: [Kind; 9] = [
     ("eventing.knative.dev", "v1", "Broker", "brokers"),
     ("eventing.knative.dev", "v1", "Trigger", "triggers"),
     (
@@ -59,6 +59,12 @@ pub const CORE_KINDS: [Kind; 8] = [
         "kafkasinks",
     ),
     ("sources.knative.dev", "v1", "KafkaSource", "kafkasources"),
+    (
+        "eventing.knative.dev",
+        "v1alpha1",
+        "EventPolicy",
+        "eventpolicies",
+    ),
 ];
 
 /// Sources, which Ferry runs unless Knative's own source controllers do.

@@ -57,16 +57,18 @@ pub async fn list(
     }
     // Knative's `eventtype-auto-create` feature, as if each Broker and
     // Channel that does not say otherwise were annotated with it.
-    let features = get_configmap(client, namespace, FEATURES_CONFIGMAP).await?;
-    let feature = features
-        .and_then(|cm| cm.data?.get("eventtype-auto-create").cloned())
-        .map(|v| {
-            if v == "enabled" {
-                "enabled"
-            } else {
-                "disabled"
-            }
-        });
+    let features = get_configmap(client, namespace, FEATURES_CONFIGMAP)
+        .await?
+        .and_then(|cm| cm.data)
+        .unwrap_or_default();
+    resources.features = features.clone().into_iter().collect();
+    let feature = features.get("eventtype-auto-create").cloned().map(|v| {
+        if v == "enabled" {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    });
     if let Some(feature) = feature {
         let metadata = resources
             .brokers

@@ -111,6 +111,12 @@ pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::V
         (Some(url), None) => body["address"] = json!({ "url": url }),
         (None, None) => {}
     }
+    if !status.policies.is_empty() {
+        body["policies"] = json!(status.policies);
+    }
+    if !status.from.is_empty() {
+        body["from"] = json!(status.from);
+    }
     if let Some(uri) = &status.subscriber_uri {
         body["subscriberUri"] = json!(uri);
     }
@@ -154,6 +160,8 @@ mod tests {
             message: "broker 'b' does not exist".into(),
             address: None,
             addresses: Vec::new(),
+            policies: Vec::new(),
+            from: Vec::new(),
             subscriber_uri: Some("http://s".into()),
             dead_letter_sink_uri: None,
             subscribers: vec![],

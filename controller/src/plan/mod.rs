@@ -15,6 +15,7 @@ mod event_types;
 mod flows;
 mod kafka;
 mod output;
+pub mod policies;
 mod settings;
 mod sources;
 mod status;
@@ -26,8 +27,8 @@ pub use event_types::AUTOCREATE_ANNOTATION;
 pub use flows::{expand as expand_flows, GENERATED_BY};
 pub use output::{Declared, Plan, TopicSpec};
 pub use settings::{
-    AddressTls, ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings, TopicHealth,
-    MISSING, NO_CREDENTIALS, PENDING,
+    AddressTls, AuthorizationMode, ChannelAddresses, ChannelSubscribers, KafkaDefaults, Settings,
+    TopicHealth, MISSING, NO_CREDENTIALS, PENDING,
 };
 pub use status::{
     Address, CeAttribute, Condition, EventTypeSummary, Ready, Status, SubscriberStatus,
@@ -37,6 +38,7 @@ pub use triggers::consumer_group;
 use crate::resources::Resources;
 
 pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) -> Plan {
+    let settings = &*settings.with_features(&resources.features);
     let mut plan = Plan::default();
     // Beside Knative's core its flows controller makes their channels and
     // subscriptions, which Ferry then serves like any other.
@@ -65,6 +67,7 @@ pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) ->
     if settings.channel_subscribers == ChannelSubscribers::Subscriptions {
         flows::statuses(resources, &mut plan);
     }
+    policies::apply(resources, settings, &mut plan);
     plan.topics.sort();
     plan
 }

@@ -57,6 +57,57 @@ pub struct Settings {
     pub eventtype_autocreate: bool,
     /// HTTPS at the ingress, when transport encryption is on.
     pub tls: Option<AddressTls>,
+    /// Sender identity (`authentication-oidc`), and who may send to an
+    /// addressable no EventPolicy names.
+    pub oidc: Option<AuthorizationMode>,
+}
+
+impl Settings {
+    /// These settings with what Knative's `config-features` says
+    /// (`authentication-oidc`, `default-authorization-mode`) over them.
+    pub fn with_features(
+        &self,
+        features: &BTreeMap<String, String>,
+    ) -> std::borrow::Cow<'_, Settings> {
+        let oidc = match features.get("authentication-oidc").map(String::as_str) {
+            Some("enabled") => Some(
+                features
+                    .get("default-authorization-mode")
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or_default(),
+            ),
+            Some(_) => None,
+            None => return std::borrow::Cow::Borrowed(self),
+        };
+        std::borrow::Cow::Owned(Settings {
+            oidc,
+            ..self.clone()
+        })
+    }
+}
+
+/// Knative's `default-authorization-mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthorizationMode {
+    #[default]
+    AllowSameNamespace,
+    AllowAll,
+    DenyAll,
+}
+
+impl std::str::FromStr for AuthorizationMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "allow-same-namespace" => Ok(AuthorizationMode::AllowSameNamespace),
+            "allow-all" => Ok(AuthorizationMode::AllowAll),
+            "deny-all" => Ok(AuthorizationMode::DenyAll),
+            other => Err(format!(
+                "authorization mode '{other}': allow-same-namespace, allow-all or deny-all"
+            )),
+        }
+    }
 }
 
 /// What addresses say when the ingress serves HTTPS.

@@ -13,6 +13,14 @@ pub struct Address {
     pub audience: Option<String>,
 }
 
+/// An EventPolicy that applies to an addressable (`status.policies`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedPolicy {
+    pub name: String,
+    pub api_version: String,
+}
+
 /// Knative's Ready condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum Ready {
@@ -39,6 +47,12 @@ pub struct Status {
     /// is more to say than its URL: HTTPS and its CA certificates.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Address>,
+    /// The EventPolicies that apply to an addressable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<AppliedPolicy>,
+    /// An EventPolicy's senders, resolved to subjects.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriber_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +163,8 @@ impl Status {
             message: String::new(),
             address: None,
             addresses: Vec::new(),
+            policies: Vec::new(),
+            from: Vec::new(),
             subscriber_uri: None,
             dead_letter_sink_uri: None,
             subscribers: Vec::new(),

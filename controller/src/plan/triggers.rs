@@ -131,7 +131,7 @@ fn plan_trigger(
 }
 
 /// One `spec.filters` entry: exactly one dialect, with valid attribute names.
-fn dialected_filter(
+pub(super) fn dialected_filter(
     filter: &SubscriptionsApiFilter,
 ) -> Result<DialectedFilter, (&'static str, String)> {
     let invalid = |m: String| ("FilterInvalid", m);

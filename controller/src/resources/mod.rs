@@ -1,6 +1,7 @@
 //! The Knative resources Ferry reconciles, in the form a user writes them
 //! (`kubectl apply`), parsed from YAML or JSON.
 
+mod event_policy;
 mod event_type;
 mod flow;
 mod kafka;
@@ -9,6 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use event_policy::{
+    EventPolicy, EventPolicySpec, PolicyRef, PolicySelector, PolicySender, PolicyTarget,
+};
 pub use event_type::{parse as parse_event_type, EventAttribute, EventType};
 pub use flow::{Branch, Parallel, Sequence, Step};
 pub use kafka::{KafkaSink, KafkaSinkSpec, KafkaSource, KafkaSourceSpec, KEY_TYPE_LABEL};
@@ -426,6 +430,10 @@ pub struct Resources {
     pub parallels: Vec<Parallel>,
     pub kafka_sinks: Vec<KafkaSink>,
     pub kafka_sources: Vec<KafkaSource>,
+    pub event_policies: Vec<EventPolicy>,
+    /// Knative's `config-features` (in a cluster), which override the
+    /// controller's flags for the features they name.
+    pub features: BTreeMap<String, String>,
     /// Documents that could not be used: where, and why.
     pub errors: Vec<(String, String)>,
 }
@@ -448,6 +456,8 @@ impl Resources {
             parallels,
             kafka_sinks,
             kafka_sources,
+            event_policies,
+            features,
             errors,
         } = other;
         self.brokers.extend(brokers);
@@ -464,6 +474,8 @@ impl Resources {
         self.parallels.extend(parallels);
         self.kafka_sinks.extend(kafka_sinks);
         self.kafka_sources.extend(kafka_sources);
+        self.event_policies.extend(event_policies);
+        self.features.extend(features);
         self.errors.extend(errors);
     }
 
@@ -493,6 +505,9 @@ impl Resources {
             // Read when a resource names one (`ferry_common::secrets`), and
             // never kept with the resources.
             ("v1", "Secret") => Ok(()),
+            ("eventing.knative.dev/v1alpha1", "EventPolicy") => {
+                serde_json::from_value(document).map(|p| self.event_policies.push(p))
+            }
             ("messaging.knative.dev/v1beta1", "KafkaChannel") => serde_json::from_value(document)
                 .map(|c: KafkaChannelObject| {
                     self.channels.push(Channel {
