@@ -190,3 +190,50 @@ async fn a_resource_with_an_audience_and_no_issuer_takes_nothing() {
     assert_eq!(answer.status, 401, "{}", answer.body);
     assert!(answer.body.contains("no OIDC issuer"), "{}", answer.body);
 }
+
+/// Standalone: the folder's EventPolicy and the issuer the user names lock
+/// a broker down, and its address says which audience to ask tokens for.
+#[tokio::test]
+async fn a_standalone_broker_is_locked_down_by_the_folders_event_policy() {
+    use ferry_harness::process::{write_resource, Standalone};
+    let issuer = TestIssuer::start().await;
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ns = unique("ns");
+    write_resource(
+        dir.path(),
+        "locked.yaml",
+        &format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: b, namespace: {ns}}}\n---\n\
+             apiVersion: eventing.knative.dev/v1alpha1\nkind: EventPolicy\nmetadata: {{name: app, namespace: {ns}}}\n\
+             spec: {{from: [{{sub: 'system:serviceaccount:{ns}:app'}}]}}\n"
+        ),
+    );
+    let ferry = Standalone::start_with_env(
+        env!("CARGO_BIN_EXE_ferry"),
+        dir.path(),
+        state.path(),
+        &bootstrap(),
+        &[
+            ("FERRY_AUTHENTICATION_OIDC", "true"),
+            ("FERRY_DEFAULT_AUTHORIZATION_MODE", "deny-all"),
+            ("FERRY_OIDC_ISSUER_URL", &issuer.url),
+        ],
+    )
+    .await;
+    let status = ferry.wait_for_status("Broker", "b", "True").await;
+    let audience = format!("eventing.knative.dev/broker/{ns}/b");
+    assert_eq!(
+        status["addresses"][0]["audience"],
+        audience.as_str(),
+        "{status}"
+    );
+    ferry.wait_for_status("EventPolicy", "app", "True").await;
+    ferry.ready().await;
+    let client = http::client();
+    let url = format!("{}/{ns}/b", ferry.ingress);
+    let app = issuer.token(&format!("system:serviceaccount:{ns}:app"), &audience);
+    assert_eq!(post(&client, &url, Some(&app), "t").await.status, 202);
+    let other = issuer.token(&format!("system:serviceaccount:{ns}:other"), &audience);
+    assert_eq!(post(&client, &url, Some(&other), "t").await.status, 403);
+    assert_eq!(post(&client, &url, None, "t").await.status, 401);
+}
