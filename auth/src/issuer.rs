@@ -67,6 +67,13 @@ struct Discovery {
     jwks_uri: String,
 }
 
+/// rustls' `ring` provider, as `ferry_common::tls` chooses it (this crate
+/// stays free of Kafka, for the fuzzer).
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 impl Issuer {
     pub fn new(config: IssuerConfig) -> Result<Issuer, String> {
         let mut roots = RootCertStore::empty();
@@ -81,7 +88,7 @@ impl Issuer {
                     .map_err(|e| format!("{}: {e}", path.display()))?;
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(ferry_common::tls::provider())
+        let tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(Arc::new(roots))
