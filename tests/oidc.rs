@@ -42,7 +42,7 @@ async fn post(client: &HttpClient, url: &str, token: Option<&str>, ty: &str) -> 
 
 #[tokio::test]
 async fn tokens_are_verified_and_event_policies_applied() {
-    let issuer = TestIssuer::start().await;
+    let issuer = TestIssuer::start().await.expect("an issuer");
     let b = bootstrap();
     let topic = unique("oidc");
     create_topic(&b, &topic, 1).await;
@@ -100,9 +100,9 @@ async fn tokens_are_verified_and_event_policies_applied() {
 
     // 401: no token, or one that does not verify, with the reason.
     let mut expired = issuer.claims(sender, AUDIENCE);
-    expired["exp"] = (issuer.now() - 120).into();
+    expired["exp"] = (ferry_harness::oidc::now() - 120).into();
     let mut early = issuer.claims(sender, AUDIENCE);
-    early["nbf"] = (issuer.now() + 600).into();
+    early["nbf"] = (ferry_harness::oidc::now() + 600).into();
     let mut other_issuer = issuer.claims(sender, AUDIENCE);
     other_issuer["iss"] = "https://issuer.example".into();
     let cases = [
@@ -196,7 +196,7 @@ async fn a_resource_with_an_audience_and_no_issuer_takes_nothing() {
 #[tokio::test]
 async fn a_standalone_broker_is_locked_down_by_the_folders_event_policy() {
     use ferry_harness::process::{write_resource, Standalone};
-    let issuer = TestIssuer::start().await;
+    let issuer = TestIssuer::start().await.expect("an issuer");
     let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ns = unique("ns");
     write_resource(

@@ -9,6 +9,8 @@
 
 pub mod issuer;
 pub mod policy;
+#[cfg(feature = "test-issuer")]
+pub mod test_issuer;
 pub mod token;
 pub mod verify;
 
