@@ -113,6 +113,8 @@ impl Plane {
             count: u64::MAX,
             duration: Duration::from_secs(300),
             size: 256,
+            tls: None,
+            bearer: None,
         };
         let stop = Shutdown::new();
         let run = self.sink.run();

@@ -21,6 +21,7 @@ mod process;
 pub mod procstat;
 pub mod report;
 mod scenarios;
+mod security;
 mod sequence;
 pub mod sink;
 pub mod suite;

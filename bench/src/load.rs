@@ -36,6 +36,10 @@ pub struct Load {
     pub duration: Duration,
     /// Bytes of data per event.
     pub size: usize,
+    /// HTTPS: how the connections verify the server (`url` is https).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// `Authorization: Bearer` on every request.
+    pub bearer: Option<String>,
 }
 
 /// What the senders saw.
@@ -89,6 +93,10 @@ pub async fn run_until(load: &Load, run: RunId, stop: Shutdown) -> anyhow::Resul
         data: event::data(load.size),
         authority: authority.to_string(),
         path,
+        bearer: match &load.bearer {
+            Some(token) => Some(format!("Bearer {token}").parse()?),
+            None => None,
+        },
         run,
         stop,
     });
@@ -130,6 +138,7 @@ struct Shared {
     data: Bytes,
     authority: String,
     path: Uri,
+    bearer: Option<http::HeaderValue>,
     run: RunId,
     stop: Shutdown,
 }
@@ -169,7 +178,7 @@ async fn worker(shared: Arc<Shared>) -> Part {
         }
         let sender = match connection {
             Some(ref mut sender) => sender,
-            None => match connect(&shared.authority).await {
+            None => match connect(&shared.authority, shared.load.tls.as_ref()).await {
                 Ok(sender) => connection.insert(sender),
                 Err(_) => {
                     part.errors += 1;
@@ -214,12 +223,31 @@ fn request(shared: &Shared, seq: u64) -> Request<Full<Bytes>> {
         .body(Full::new(shared.data.clone()))
         .expect("valid request");
     request.headers_mut().extend(encode_binary_headers(&event));
+    if let Some(bearer) = &shared.bearer {
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, bearer.clone());
+    }
     request
 }
 
-async fn connect(authority: &str) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+async fn connect(
+    authority: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(authority).await?;
     stream.set_nodelay(true)?;
+    let Some(tls) = tls else {
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        return Ok(sender);
+    };
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, stream)
+        .await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     Ok(sender)

@@ -79,6 +79,7 @@ pub async fn run(options: Options) -> anyhow::Result<String> {
             8 => bench.autocreate().await?,
             9 => bench.sequence().await?,
             10 => bench.kafka_world().await?,
+            11 => bench.security().await?,
             other => bail!("there is no scenario {other}"),
         }
     }
@@ -162,7 +163,16 @@ impl Bench {
 
     /// A receiver with more flags.
     pub(crate) fn receiver_with(&self, extra: &[String]) -> anyhow::Result<Process> {
-        let contract = self.contract().display().to_string();
+        self.receiver_on(&self.contract(), extra)
+    }
+
+    /// A receiver of another contract file, with more flags.
+    pub(crate) fn receiver_on(
+        &self,
+        contract: &std::path::Path,
+        extra: &[String],
+    ) -> anyhow::Result<Process> {
+        let contract = contract.display().to_string();
         let listen = self.ingress.to_string();
         let mut args = vec![
             "receiver".into(),
@@ -318,6 +328,8 @@ impl Bench {
             count: u64::MAX,
             duration: self.options.duration,
             size: SIZE,
+            tls: None,
+            bearer: None,
         }
     }
 

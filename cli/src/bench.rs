@@ -183,6 +183,8 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         count: args.count,
         duration: Duration::from_secs_f64(args.duration_secs),
         size: args.size,
+        tls: None,
+        bearer: None,
     };
     let sent = load::run(&load, run).await?;
     let received = match &sink {
