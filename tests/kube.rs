@@ -221,13 +221,8 @@ async fn event_types_are_created_through_the_api_owned_by_the_broker() {
     let api = KubeEmulator::start();
     let k = KubeApi::new(&api);
     let ns = unique("ns");
-    k.create(
-        "/api/v1/namespaces/knative-eventing/configmaps",
-        json!({"apiVersion": "v1", "kind": "ConfigMap",
-               "metadata": {"name": "config-features", "namespace": "knative-eventing"},
-               "data": {"eventtype-auto-create": "enabled"}}),
-    )
-    .await;
+    k.features(json!({"eventtype-auto-create": "enabled"}))
+        .await;
     let eventing = format!("/apis/eventing.knative.dev/v1/namespaces/{ns}");
     k.create(
         &format!("{eventing}/brokers"),

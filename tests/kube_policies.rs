@@ -19,13 +19,8 @@ async fn event_policies_and_audiences_through_the_api() {
     let api = KubeEmulator::start();
     let k = KubeApi::new(&api);
     let ns = unique("ns");
-    k.create(
-        "/api/v1/namespaces/knative-eventing/configmaps",
-        json!({"apiVersion": "v1", "kind": "ConfigMap",
-               "metadata": {"name": "config-features", "namespace": "knative-eventing"},
-               "data": {"authentication-oidc": "enabled", "default-authorization-mode": "deny-all"}}),
-    )
-    .await;
+    k.features(json!({"authentication-oidc": "enabled", "default-authorization-mode": "deny-all"}))
+        .await;
     let brokers = format!("/apis/eventing.knative.dev/v1/namespaces/{ns}/brokers");
     k.create(
         &brokers,

@@ -17,16 +17,7 @@ impl Bench {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
         let registry = self.options.work_dir.join("eventtypes");
-        let header = [
-            "autocreate",
-            "events/s",
-            "p50 ms",
-            "p99 ms",
-            "non-202",
-            "RSS MiB (peak)",
-            "CPU µs/event",
-            "EventTypes made so far",
-        ];
+        let header = crate::scenarios::ingress_header("autocreate", "EventTypes made so far");
         self.section(
             &format!(
                 "8. Ingress with EventType autocreate off and on, alternating, {} connections",

@@ -32,16 +32,7 @@ impl Bench {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
         self.apply("ingress", 0, false, &sink).await?;
-        let header = [
-            "target",
-            "events/s",
-            "p50 ms",
-            "p99 ms",
-            "non-202",
-            "RSS MiB (peak)",
-            "CPU µs/event",
-            "ratio",
-        ];
+        let header = ingress_header("target", "ratio");
         self.section(
             &format!(
                 "1. Ingress: 1 KiB binary events, {} connections, as fast as possible",
@@ -551,6 +542,21 @@ fn report_lost(report: &Report, run: RunId) {
 }
 
 /// CPU time per event, in microseconds.
+/// The columns of an ingress table ([`Bench::ingress_row_with`]'s), with
+/// its first and last headings.
+pub(crate) fn ingress_header(first: &'static str, last: &'static str) -> [&'static str; 8] {
+    [
+        first,
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "non-202",
+        "RSS MiB (peak)",
+        "CPU µs/event",
+        last,
+    ]
+}
+
 pub(crate) fn per_event_micros(footprint: Footprint, events: u64) -> String {
     format!("{:.1}", footprint.cpu_seconds * 1e6 / events.max(1) as f64)
 }

@@ -1,7 +1,7 @@
-//! 11. What securing the ingress costs: the same load over plain HTTP,
-//! over HTTPS, and over HTTP with an OIDC token on every request (verified
-//! against a test issuer's key, the resource's EventPolicy admitting it),
-//! in one run.
+//! Scenario 11, what securing the ingress costs: the same load over plain
+//! HTTP, over HTTPS, and over HTTP with an OIDC token on every request
+//! (verified against a test issuer's key, the resource's EventPolicy
+//! admitting it), in one run.
 
 use std::sync::Arc;
 
@@ -29,16 +29,7 @@ impl Bench {
                 "11. Ingress security: 1 KiB binary events, {} connections, as fast as possible",
                 self.options.connections
             ),
-            &[
-                "target",
-                "events/s",
-                "p50 ms",
-                "p99 ms",
-                "non-202",
-                "RSS MiB (peak)",
-                "CPU µs/event",
-                "of plain HTTP",
-            ],
+            &crate::scenarios::ingress_header("target", "of plain HTTP"),
         );
 
         let plain = self.receiver()?;

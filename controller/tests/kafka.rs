@@ -2,12 +2,14 @@
 //! reference's control plane writes for them, their topics, groups and
 //! statuses, without Kafka.
 
-use std::collections::BTreeMap;
-
 use ferry_common::{credentials::SecretAuth, kafka::ClusterRef};
 
+mod support;
+
+use support::settings;
+
 use ferry_controller::{
-    plan::{plan, ChannelAddresses, KafkaDefaults, Plan, Ready, Settings, Status, TopicHealth},
+    plan::{plan, Plan, Ready, Status, TopicHealth},
     resources::Resources,
 };
 use ferry_proto::{
@@ -18,26 +20,6 @@ use ferry_proto::{
 /// A topic of the default cluster, as the plan names it.
 fn plain(topic: &str) -> (ClusterRef, String) {
     (ClusterRef::plain("k:9092"), topic.into())
-}
-
-fn settings() -> Settings {
-    Settings {
-        ingress_url: "http://ingress".into(),
-        defaults: KafkaDefaults {
-            bootstrap: "k:9092".into(),
-            partitions: 1,
-            replication: 1,
-            topic_config: BTreeMap::new(),
-            auth: None,
-        },
-        claim_unannotated: true,
-        channel_addresses: ChannelAddresses::Path,
-        channel_subscribers: Default::default(),
-        api_server: None,
-        eventtype_autocreate: false,
-        tls: None,
-        oidc: None,
-    }
 }
 
 fn run(yaml: &str, health: &TopicHealth) -> Plan {

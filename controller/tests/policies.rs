@@ -3,34 +3,18 @@
 //! label selector, for a whole namespace), the default authorization
 //! mode's policy where none applies, and the policies' statuses.
 
-use std::collections::BTreeMap;
+mod support;
 
 use ferry_controller::{
-    plan::{
-        plan, AuthorizationMode, ChannelAddresses, KafkaDefaults, Plan, Ready, Settings, Status,
-        TopicHealth,
-    },
+    plan::{plan, AuthorizationMode, Plan, Ready, Settings, Status, TopicHealth},
     resources::Resources,
 };
 use ferry_proto::{token_matcher::Matcher, EventPolicy};
 
 fn settings(oidc: Option<AuthorizationMode>) -> Settings {
     Settings {
-        ingress_url: "http://ingress".into(),
-        defaults: KafkaDefaults {
-            bootstrap: "k:9092".into(),
-            partitions: 1,
-            replication: 1,
-            topic_config: BTreeMap::new(),
-            auth: None,
-        },
-        claim_unannotated: true,
-        channel_addresses: ChannelAddresses::Path,
-        channel_subscribers: Default::default(),
-        api_server: None,
-        eventtype_autocreate: false,
-        tls: None,
         oidc,
+        ..support::settings()
     }
 }
 

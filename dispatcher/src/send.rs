@@ -16,16 +16,12 @@ use hyper_util::{
 
 use crate::retry::Outcome;
 
-/// A pool of keep-alive connections, HTTP and HTTPS (see [`crate::trust`]).
+/// A pool of keep-alive connections, HTTP and HTTPS (whom it trusts: the
+/// `trust` module).
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The most of a response body that is read (replies are events too).
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
-
-/// A client trusting the system's roots only.
-pub fn client() -> HttpClient {
-    crate::trust::Clients::new().get(None)
-}
 
 /// A client whose HTTPS connections verify with `tls`.
 pub fn client_trusting(tls: rustls::ClientConfig) -> HttpClient {

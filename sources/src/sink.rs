@@ -70,7 +70,7 @@ pub struct Sender {
 impl Sender {
     pub fn new(metrics: SourceMetrics) -> Self {
         Sender {
-            client: send::client(),
+            client: ferry_dispatcher::trust::Clients::new().get(None),
             retry: RetryPolicy::new(
                 RETRIES,
                 BackoffPolicy::Exponential,

@@ -83,6 +83,17 @@ impl KubeApi {
         .await;
     }
 
+    /// Knative's `config-features` ConfigMap with these keys.
+    pub async fn features(&self, data: Value) {
+        self.create(
+            "/api/v1/namespaces/knative-eventing/configmaps",
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "config-features", "namespace": "knative-eventing"},
+                   "data": data}),
+        )
+        .await;
+    }
+
     pub async fn get(&self, path: &str) -> Option<Value> {
         let url = format!("{}{path}", self.url);
         let answer = http::request(&self.client, ::http::Method::GET, &url, &[], "").await;
