@@ -17,6 +17,12 @@ pub struct Args {
     plane: DataPlaneArgs,
     #[command(flatten)]
     tuning: DispatcherTuning,
+
+    /// Where the tokens for destinations that require one (an audience in
+    /// the contract) come from: `none`, or `kube` (TokenRequests for each
+    /// egress's oidcServiceAccountName, in-cluster or KUBECONFIG).
+    #[arg(long, env = "FERRY_OIDC_TOKEN_SOURCE", default_value = "none", value_parser = ["none", "kube"])]
+    oidc_token_source: String,
 }
 
 /// The dispatcher's own settings.
@@ -83,6 +89,7 @@ impl DispatcherTuning {
                 retry_after_max: Duration::from_millis(self.retry_after_max_ms),
             },
             secrets: plane.secrets.clone(),
+            tokens: Default::default(),
             consumers: reader::Settings {
                 consumer: ConsumerSettings {
                     session_timeout: Duration::from_millis(self.session_timeout_ms),
@@ -108,7 +115,15 @@ impl DispatcherTuning {
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
-    let config = args.tuning.config(&args.plane.plane(&shutdown).await?);
+    let mut config = args.tuning.config(&args.plane.plane(&shutdown).await?);
+    config.tokens = match args.oidc_token_source.as_str() {
+        "kube" => ferry_dispatcher::tokens::Source::Kube(
+            kube::Client::try_default()
+                .await
+                .context("--oidc-token-source kube: cannot reach the Kubernetes API")?,
+        ),
+        _ => ferry_dispatcher::tokens::Source::None,
+    };
     ferry_dispatcher::run(config, shutdown)
         .await
         .context("dispatcher failed")

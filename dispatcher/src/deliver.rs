@@ -20,14 +20,17 @@ use crate::{
     report::Report,
     retry::{Action, Outcome},
     send::{self, Answer},
+    tokens::Tokens,
     trust::Clients,
 };
 
-/// Where an attempt goes: the URL, and the CA certificates it names.
+/// Where an attempt goes: the URL, the CA certificates it names, and the
+/// audience of the token it requires.
 #[derive(Clone, Copy)]
 pub struct Target<'a> {
     pub url: &'a http::Uri,
     pub ca_certs: Option<&'a str>,
+    pub audience: Option<&'a str>,
 }
 
 /// How much of a failed answer's body goes into `knativeerrordata`.
@@ -48,6 +51,8 @@ pub struct Failure {
 pub struct Deliverer {
     /// HTTP and HTTPS clients, by whom a destination trusts.
     pub clients: Clients,
+    /// Tokens for destinations that require one.
+    pub tokens: Tokens,
     pub producers: Arc<ProducerPool>,
     pub metrics: Metrics,
     pub observed: Arc<ObservedEgresses>,
@@ -121,6 +126,14 @@ impl Deliverer {
         Outgoing { event, trace, span }
     }
 
+    /// The token `to` requires, if it requires one.
+    async fn token(&self, spec: &EgressSpec, to: Target<'_>) -> Result<Option<String>, String> {
+        match to.audience {
+            Some(audience) => self.tokens.get(spec.account.as_ref(), audience).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Sends with retries. The outer `Option` is `None` when `stop`
     /// interrupted a retry wait.
     pub async fn send(
@@ -136,14 +149,20 @@ impl Deliverer {
         loop {
             let started = std::time::Instant::now();
             let in_flight = self.metrics.attempt_started(spec);
-            let how = send::Attempt {
-                structured: delivery.structured,
-                timeout: delivery.timeout,
-                trace,
-                namespace: spec.namespace.as_ref(),
+            let result = match self.token(spec, to).await {
+                Ok(token) => {
+                    let how = send::Attempt {
+                        structured: delivery.structured,
+                        timeout: delivery.timeout,
+                        trace,
+                        namespace: spec.namespace.as_ref(),
+                        token: token.as_deref(),
+                    };
+                    let client = self.clients.get(to.ca_certs);
+                    send::attempt(&client, to.url, event, how).await
+                }
+                Err(why) => Err(send::NoAnswer::Token(why)),
             };
-            let client = self.clients.get(to.ca_certs);
-            let result = send::attempt(&client, to.url, event, how).await;
             drop(in_flight);
             self.metrics.attempt(
                 spec,
@@ -192,6 +211,7 @@ impl Deliverer {
                         Target {
                             url,
                             ca_certs: spec.reply_ca.as_deref(),
+                            audience: spec.reply_audience.as_deref(),
                         },
                         &reply,
                         &delivery,
@@ -270,6 +290,7 @@ impl Deliverer {
                 Target {
                     url: sink,
                     ca_certs: spec.delivery.dead_letter_ca.as_deref(),
+                    audience: spec.delivery.dead_letter_audience.as_deref(),
                 },
                 &event,
                 &spec.delivery,

@@ -15,7 +15,7 @@ use ferry_common::{
     secrets::Resolved,
 };
 
-use crate::{filter::Filter, plain::PlainRecords, retry::RetryPolicy};
+use crate::{filter::Filter, plain::PlainRecords, retry::RetryPolicy, tokens::Account};
 
 /// The contract's kind for a KafkaSource's resource.
 const KAFKA_SOURCE: &str = "KafkaSource";
@@ -39,6 +39,8 @@ pub struct Delivery {
     pub dead_letter: Option<http::Uri>,
     /// The CA certificates the dead-letter sink names (PEM).
     pub dead_letter_ca: Option<String>,
+    /// The audience of the token the dead-letter sink requires.
+    pub dead_letter_audience: Option<String>,
     /// Structured mode (`format: json`) instead of binary.
     pub structured: bool,
 }
@@ -66,6 +68,11 @@ pub struct EgressSpec {
     pub reply: Reply,
     /// The CA certificates a reply URL names.
     pub reply_ca: Option<String>,
+    /// The audiences of the tokens the destination and a reply URL require.
+    pub destination_audience: Option<String>,
+    pub reply_audience: Option<String>,
+    /// Whose tokens deliveries carry (`oidcServiceAccountName`).
+    pub account: Option<Account>,
     pub filter: Filter,
     pub delivery: Delivery,
     pub ordered: bool,
@@ -231,6 +238,14 @@ fn spec(
         destination_ca: non_empty(&egress.destination_ca_certs),
         reply,
         reply_ca: non_empty(&egress.reply_url_ca_certs),
+        destination_audience: non_empty(&egress.destination_audience),
+        reply_audience: non_empty(&egress.reply_url_audience),
+        account: non_empty(&egress.oidc_service_account_name).map(|name| Account {
+            namespace: (egress.reference.as_ref().or(resource.reference.as_ref()))
+                .map(|r| r.namespace.clone())
+                .unwrap_or_default(),
+            name,
+        }),
         filter,
         delivery,
         ordered: egress.delivery_order() == DeliveryOrder::Ordered,
@@ -273,6 +288,7 @@ fn delivery(config: Option<&EgressConfig>, defaults: &Defaults) -> Result<Delive
         timeout,
         dead_letter,
         dead_letter_ca: non_empty(&config.dead_letter_ca_certs),
+        dead_letter_audience: non_empty(&config.dead_letter_audience),
         structured,
     })
 }

@@ -37,6 +37,7 @@ pub mod report;
 pub mod retry;
 pub mod send;
 mod state;
+pub mod tokens;
 pub mod trust;
 
 use std::{
@@ -79,6 +80,8 @@ pub struct Config {
     /// Where the Secrets that resources name for their Kafka credentials
     /// are read.
     pub secrets: Secrets,
+    /// Where tokens for destinations that require one come from.
+    pub tokens: tokens::Source,
     pub consumers: reader::Settings,
     /// For replies written back to a broker's topic.
     pub producer: ProducerSettings,
@@ -126,6 +129,7 @@ pub fn start_embedded(
     let observed = Arc::new(ObservedEgresses::default());
     let deliverer = Arc::new(Deliverer {
         clients: trust::Clients::new(),
+        tokens: tokens::Tokens::new(config.tokens.clone()),
         producers,
         metrics: Metrics::new(registry, shared),
         observed: observed.clone(),

@@ -450,6 +450,7 @@ impl Reader {
                 Target {
                     url: &spec.destination,
                     ca_certs: spec.destination_ca.as_deref(),
+                    audience: spec.destination_audience.as_deref(),
                 },
                 event,
                 &spec.delivery,

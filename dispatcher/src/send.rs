@@ -87,6 +87,9 @@ pub enum NoAnswer {
     Timeout(Duration),
     #[error("request failed: {0}")]
     Request(String),
+    /// The destination requires a token and none could be had.
+    #[error("no token: {0}")]
+    Token(String),
 }
 
 /// How one attempt is sent.
@@ -96,6 +99,8 @@ pub struct Attempt<'a> {
     pub trace: Option<&'a TraceContext>,
     /// `Kn-Namespace`, as the reference sends it.
     pub namespace: Option<&'a HeaderValue>,
+    /// `Authorization: Bearer`, for a destination with an audience.
+    pub token: Option<&'a str>,
 }
 
 /// Posts `event` to `url` and waits for the whole answer, at most the
@@ -147,6 +152,9 @@ fn request(url: &http::Uri, event: &Event, how: &Attempt<'_>) -> Request<Full<By
     headers.insert("prefer", HeaderValue::from_static("reply"));
     if let Some(namespace) = how.namespace {
         headers.insert("kn-namespace", namespace.clone());
+    }
+    if let Some(value) = how.token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        headers.insert(header::AUTHORIZATION, value);
     }
     for (name, value) in how.trace.iter().flat_map(|t| t.headers()) {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -283,9 +291,11 @@ mod tests {
             timeout: Duration::from_secs(1),
             trace: None,
             namespace: Some(&namespace),
+            token: Some("t0k3n"),
         };
         let binary = request(&url, &e, &how(false));
         assert_eq!(binary.headers()["prefer"], "reply");
+        assert_eq!(binary.headers()["authorization"], "Bearer t0k3n");
         assert_eq!(binary.headers()["kn-namespace"], "ns");
         assert_eq!(binary.headers()["ce-id"], "1");
         assert_eq!(binary.headers()["content-type"], "text/plain");

@@ -121,6 +121,8 @@ impl Sender {
                 timeout: TIMEOUT,
                 trace: None,
                 namespace: None,
+                // Sources send no tokens yet.
+                token: None,
             };
             let result = send::attempt(&self.client, url, event, how).await;
             let outcome = match &result {

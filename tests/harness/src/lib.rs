@@ -220,6 +220,7 @@ pub fn dispatcher_config(contract: &ContractFile, bootstrap: &str) -> ferry_disp
         .expect("FERRY_RDKAFKA_* settings");
     ferry_dispatcher::Config {
         secrets: Default::default(),
+        tokens: Default::default(),
         admin: "127.0.0.1:0".parse().expect("addr"),
         contract: contract.path(),
         contract_poll: Duration::from_secs(1),
