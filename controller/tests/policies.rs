@@ -27,6 +27,15 @@ apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata: {name: b2, namespace: ns}
 ---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: ns}
+spec:
+  broker: b1
+  subscriber: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: b2}}
+  delivery:
+    deadLetterSink: {uri: 'http://dls.example', audience: dls-audience}
+---
 apiVersion: eventing.knative.dev/v1alpha1
 kind: KafkaSink
 metadata: {name: s, namespace: ns}
@@ -143,6 +152,35 @@ fn policies_become_each_addressables_token_matchers_and_filters() {
     assert_eq!(
         (broken.ready, broken.reason.as_str()),
         (Ready::False, "SubjectsNotResolved")
+    );
+}
+
+#[test]
+fn deliveries_carry_the_senders_account_and_the_destinations_audience() {
+    let trigger = |plan: &Plan| {
+        plan.resources
+            .iter()
+            .flat_map(|r| &r.egresses)
+            .find(|e| e.reference.as_ref().is_some_and(|re| re.name == "t"))
+            .cloned()
+            .expect("the trigger")
+    };
+    let on = trigger(&run(Some(AuthorizationMode::AllowAll)));
+    assert_eq!(on.destination_audience, "eventing.knative.dev/broker/ns/b2");
+    assert_eq!(
+        on.oidc_service_account_name,
+        "t-oidc-eventing.knative.dev-trigger"
+    );
+    assert_eq!(
+        on.egress_config.unwrap().dead_letter_audience,
+        "dls-audience"
+    );
+    let off = trigger(&run(None));
+    assert!(off.destination_audience.is_empty() && off.oidc_service_account_name.is_empty());
+    assert_eq!(
+        off.egress_config.unwrap().dead_letter_audience,
+        "dls-audience",
+        "an audience the destination names is its own"
     );
 }
 

@@ -129,7 +129,11 @@ impl Deliverer {
     /// The token `to` requires, if it requires one.
     async fn token(&self, spec: &EgressSpec, to: Target<'_>) -> Result<Option<String>, String> {
         match to.audience {
-            Some(audience) => self.tokens.get(spec.account.as_ref(), audience).await.map(Some),
+            Some(audience) => self
+                .tokens
+                .get(spec.account.as_ref(), audience)
+                .await
+                .map(Some),
             None => Ok(None),
         }
     }

@@ -153,7 +153,10 @@ fn request(url: &http::Uri, event: &Event, how: &Attempt<'_>) -> Request<Full<By
     if let Some(namespace) = how.namespace {
         headers.insert("kn-namespace", namespace.clone());
     }
-    if let Some(value) = how.token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+    if let Some(value) = how
+        .token
+        .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
+    {
         headers.insert(header::AUTHORIZATION, value);
     }
     for (name, value) in how.trace.iter().flat_map(|t| t.headers()) {

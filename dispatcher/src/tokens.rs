@@ -58,6 +58,9 @@ struct Cached {
 pub struct Tokens {
     source: Source,
     cache: Arc<Mutex<HashMap<(Account, String), Cached>>>,
+    /// Held while a missing token is fetched, so concurrent deliveries
+    /// wait for one request instead of making their own.
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Tokens {
@@ -65,6 +68,7 @@ impl Tokens {
         Tokens {
             source,
             cache: Arc::default(),
+            fetching: Arc::default(),
         }
     }
 
@@ -74,21 +78,38 @@ impl Tokens {
             format!("the destination requires a token for audience '{audience}' and the egress names no oidcServiceAccountName")
         })?;
         let key = (account.clone(), audience.to_owned());
-        let cached = self.cache.lock().expect("tokens lock").get(&key).cloned();
+        if let Some(token) = self.cached(&key) {
+            return Ok(token);
+        }
+        let _fetching = self.fetching.lock().await;
+        // Another delivery may have fetched it meanwhile.
+        if let Some(token) = self.cached(&key) {
+            return Ok(token);
+        }
+        self.fetch(key).await
+    }
+
+    /// A token still good to send, starting the next one's fetch past the
+    /// middle of its life.
+    fn cached(&self, key: &(Account, String)) -> Option<String> {
+        let cached = self.cache.lock().expect("tokens lock").get(key).cloned();
         let now = Instant::now();
         if let Some(c) = cached.filter(|c| c.expires > now + MARGIN) {
             // Past the middle of its life: fetch the next one meanwhile.
-            if now > c.fetched + (c.expires - c.fetched) / 2 {
+            // One refresh at a time, not one per delivery.
+            let refreshing = self.fetching.clone().try_lock_owned();
+            if let (true, Ok(guard)) = (now > c.fetched + (c.expires - c.fetched) / 2, refreshing) {
                 let (tokens, key) = (self.clone(), key.clone());
                 tokio::spawn(async move {
+                    let _guard = guard;
                     if let Err(error) = tokens.fetch(key).await {
                         tracing::warn!(%error, "token not refreshed; the current one stays");
                     }
                 });
             }
-            return Ok(c.token);
+            return Some(c.token);
         }
-        self.fetch(key).await
+        None
     }
 
     async fn fetch(&self, key: (Account, String)) -> Result<String, String> {
@@ -110,10 +131,18 @@ impl Tokens {
         let answer = kube::Api::<ServiceAccount>::namespaced(client.clone(), &account.namespace)
             .create_token_request(&account.name, &Default::default(), &request)
             .await
-            .map_err(|e| format!("cannot get a token of {}/{}: {e}", account.namespace, account.name))?;
-        let status = answer
-            .status
-            .ok_or_else(|| format!("the token request of {}/{} has no status", account.namespace, account.name))?;
+            .map_err(|e| {
+                format!(
+                    "cannot get a token of {}/{}: {e}",
+                    account.namespace, account.name
+                )
+            })?;
+        let status = answer.status.ok_or_else(|| {
+            format!(
+                "the token request of {}/{} has no status",
+                account.namespace, account.name
+            )
+        })?;
         let left = status.expiration_timestamp.0.as_second()
             - k8s_openapi::jiff::Timestamp::now().as_second();
         let lifetime = u64::try_from(left).map_or(LIFETIME, Duration::from_secs);
@@ -122,7 +151,10 @@ impl Tokens {
             fetched,
             expires: fetched + lifetime,
         };
-        self.cache.lock().expect("tokens lock").insert(key.clone(), cached);
+        self.cache
+            .lock()
+            .expect("tokens lock")
+            .insert(key.clone(), cached);
         Ok(status.token)
     }
 }

@@ -11,6 +11,7 @@ use super::{
     addresses::{self, channel_host, channel_path, resolve},
     delivery::{delivery_config, egress_delivery, NotReady},
     output::{Plan, TopicSpec},
+    policies,
     settings::{ChannelSubscribers, Settings, TopicHealth},
     status::{Ready, Status, SubscriberStatus},
 };
@@ -365,6 +366,16 @@ fn plan_subscription(
             .ca_certs
             .clone()
             .unwrap_or_default(),
+        destination_audience: policies::of_destination(&subscription.spec.subscriber, ns, settings),
+        reply_url_audience: (subscription.spec.reply.as_ref())
+            .map(|r| policies::of_destination(r, ns, settings))
+            .unwrap_or_default(),
+        oidc_service_account_name: policies::sender_account(
+            settings,
+            "messaging.knative.dev",
+            "Subscription",
+            &subscription.metadata.name,
+        ),
         reply_url_ca_certs: (subscription.spec.reply.as_ref())
             .and_then(|r| r.ca_certs.clone())
             .unwrap_or_default(),

@@ -112,9 +112,15 @@ pub(super) fn egress_config(
         .as_ref()
         .and_then(|s| s.ca_certs.clone())
         .unwrap_or_default();
+    let dead_letter_audience = delivery
+        .dead_letter_sink
+        .as_ref()
+        .map(|s| super::policies::of_destination(s, namespace, settings))
+        .unwrap_or_default();
     Ok(EgressConfig {
         dead_letter,
         dead_letter_ca_certs,
+        dead_letter_audience,
         retry,
         backoff_policy: backoff_policy as i32,
         backoff_delay,

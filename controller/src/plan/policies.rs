@@ -14,7 +14,7 @@ use super::{
     status::{Address, AppliedPolicy, Condition, Ready, Status},
     triggers::dialected_filter,
 };
-use crate::resources::{EventPolicy, Metadata, PolicyRef, Resources};
+use crate::resources::{Destination, EventPolicy, Metadata, PolicyRef, Resources};
 
 /// Knative's audience of an addressable: `<group>/<kind>/<ns>/<name>`,
 /// lower case.
@@ -32,6 +32,51 @@ pub fn identity(reference: &PolicyRef, namespace: &str) -> String {
         "system:serviceaccount:{ns}:{}",
         format!("{}-oidc-{group}-{}", reference.name, reference.kind).to_lowercase()
     )
+}
+
+/// The audience of the token a destination requires: its own `audience`,
+/// or with sender identity on, the audience of the Broker, KafkaSink or
+/// channel it names.
+pub fn of_destination(destination: &Destination, namespace: &str, settings: &Settings) -> String {
+    if let Some(audience) = destination.audience.as_ref().filter(|a| !a.is_empty()) {
+        return audience.clone();
+    }
+    match (&destination.reference, settings.oidc) {
+        (Some(r), Some(_))
+            if matches!(
+                r.kind.as_str(),
+                "Broker" | "KafkaSink" | "KafkaChannel" | "Channel"
+            ) =>
+        {
+            let kind = if r.kind == "Channel" {
+                "KafkaChannel"
+            } else {
+                &r.kind
+            };
+            let group = if r.kind == "Channel" {
+                "messaging.knative.dev"
+            } else {
+                &r.api_version
+            };
+            audience(
+                group,
+                kind,
+                r.namespace.as_deref().unwrap_or(namespace),
+                &r.name,
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// The service account whose tokens an egress's deliveries carry, as
+/// Knative names a Trigger's or Subscription's OIDC identity; empty with
+/// sender identity off.
+pub fn sender_account(settings: &Settings, group: &str, kind: &str, name: &str) -> String {
+    match settings.oidc {
+        Some(_) => format!("{name}-oidc-{group}-{kind}").to_lowercase(),
+        None => String::new(),
+    }
 }
 
 pub(super) fn apply(resources: &Resources, settings: &Settings, plan: &mut Plan) {

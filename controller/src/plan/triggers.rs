@@ -13,6 +13,7 @@ use super::{
     brokers::{is_ours, PlannedBroker},
     delivery::{egress_delivery, NotReady},
     output::Plan,
+    policies,
     settings::Settings,
     status::Status,
 };
@@ -118,6 +119,13 @@ fn plan_trigger(
         consumer_group: consumer_group(ns, &trigger.metadata.name),
         destination,
         destination_ca_certs: trigger.spec.subscriber.ca_certs.clone().unwrap_or_default(),
+        destination_audience: policies::of_destination(&trigger.spec.subscriber, ns, settings),
+        oidc_service_account_name: policies::sender_account(
+            settings,
+            "eventing.knative.dev",
+            "Trigger",
+            &trigger.metadata.name,
+        ),
         reply_strategy: Some(ReplyStrategy::ReplyToOriginalTopic(Empty {})),
         filter: legacy,
         uid: trigger.metadata.uid("Trigger"),

@@ -80,6 +80,9 @@ pub struct Destination {
     /// CA certificates (PEM) the sender trusts for this destination.
     #[serde(rename = "CACerts", default, skip_serializing_if = "Option::is_none")]
     pub ca_certs: Option<String>,
+    /// The audience of the token the destination requires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
