@@ -213,3 +213,27 @@ fn without_oidc_there_are_no_audiences_and_policies_say_so() {
         (Ready::False, "OIDCAuthenticationDisabled")
     );
 }
+
+#[test]
+fn knatives_config_features_override_the_flags() {
+    let mut resources = Resources::default();
+    resources.add_yaml("policies.yaml", YAML);
+    resources.features = [
+        ("authentication-oidc".to_owned(), "enabled".to_owned()),
+        (
+            "default-authorization-mode".to_owned(),
+            "deny-all".to_owned(),
+        ),
+        ("transport-encryption".to_owned(), "strict".to_owned()),
+    ]
+    .into();
+    let plan = plan(&resources, &settings(None), &TopicHealth::default());
+    assert!(policies(&plan, "b2").1.is_empty(), "deny-all");
+    let broker = status(&plan, "Broker", "b2");
+    assert_eq!(broker.address.as_deref(), Some("https://ingress/ns/b2"));
+    assert_eq!(broker.addresses.len(), 1, "strict: HTTPS only");
+    assert_eq!(
+        broker.addresses[0].audience.as_deref(),
+        Some("eventing.knative.dev/broker/ns/b2")
+    );
+}

@@ -64,25 +64,45 @@ pub struct Settings {
 
 impl Settings {
     /// These settings with what Knative's `config-features` says
-    /// (`authentication-oidc`, `default-authorization-mode`) over them.
+    /// (`authentication-oidc`, `default-authorization-mode`,
+    /// `transport-encryption`) over them.
     pub fn with_features(
         &self,
         features: &BTreeMap<String, String>,
     ) -> std::borrow::Cow<'_, Settings> {
-        let oidc = match features.get("authentication-oidc").map(String::as_str) {
-            Some("enabled") => Some(
-                features
-                    .get("default-authorization-mode")
-                    .and_then(|m| m.parse().ok())
-                    .unwrap_or_default(),
-            ),
-            Some(_) => None,
-            None => return std::borrow::Cow::Borrowed(self),
-        };
-        std::borrow::Cow::Owned(Settings {
-            oidc,
-            ..self.clone()
-        })
+        let feature = |name: &str| features.get(name).map(String::as_str);
+        if feature("authentication-oidc").is_none() && feature("transport-encryption").is_none() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut settings = self.clone();
+        match feature("authentication-oidc") {
+            Some("enabled") => {
+                settings.oidc = Some(
+                    feature("default-authorization-mode")
+                        .and_then(|m| m.parse().ok())
+                        .unwrap_or_default(),
+                )
+            }
+            Some(_) => settings.oidc = None,
+            None => {}
+        }
+        match feature("transport-encryption") {
+            Some(mode @ ("permissive" | "strict")) => {
+                // Where HTTPS is: as the flags said, or the ingress on https.
+                let base = self.tls.clone().unwrap_or_else(|| AddressTls {
+                    url: self.ingress_url.replacen("http://", "https://", 1),
+                    ca_certs: None,
+                    strict: false,
+                });
+                settings.tls = Some(AddressTls {
+                    strict: mode == "strict",
+                    ..base
+                });
+            }
+            Some(_) => settings.tls = None,
+            None => {}
+        }
+        std::borrow::Cow::Owned(settings)
     }
 }
 
