@@ -174,7 +174,10 @@ fn spec(
         .egress_config
         .as_ref()
         .or(resource.egress_config.as_ref());
-    let delivery = delivery(config, defaults).map_err(|e| e.to_string())?;
+    let mut delivery = delivery(config, defaults).map_err(|e| e.to_string())?;
+    delivery.retry = delivery
+        .retry
+        .capped(Duration::from_millis(egress.backoff_max));
     let name = contract::display_name(egress.reference.as_ref(), key);
     let kind = egress
         .reference

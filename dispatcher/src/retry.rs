@@ -40,6 +40,10 @@ pub struct RetryPolicy {
     policy: BackoffPolicy,
     delay: Duration,
     retry_after_max: Duration,
+    /// The longest wait between two attempts the trigger allows
+    /// (`delivery.ferry.dev/backoff-max`), a subscriber's `Retry-After`
+    /// included.
+    cap: Option<Duration>,
 }
 
 // === impl RetryPolicy ===
@@ -58,7 +62,15 @@ impl RetryPolicy {
             policy,
             delay,
             retry_after_max,
+            cap: None,
         }
+    }
+
+    /// Caps every wait (`delivery.ferry.dev/backoff-max`); a zero cap is
+    /// none.
+    pub fn capped(mut self, cap: Duration) -> Self {
+        self.cap = Some(cap.min(MAX_BACKOFF)).filter(|c| !c.is_zero());
+        self
     }
 
     pub fn retries(&self) -> u32 {
@@ -71,7 +83,9 @@ impl RetryPolicy {
             BackoffPolicy::Linear => n,
             BackoffPolicy::Exponential => 2u32.saturating_pow(n),
         };
-        self.delay.saturating_mul(factor).min(MAX_BACKOFF)
+        self.delay
+            .saturating_mul(factor)
+            .min(self.cap.unwrap_or(MAX_BACKOFF))
     }
 
     /// What to do after attempt number `attempt` (1-based) came to `outcome`.
@@ -91,7 +105,8 @@ impl RetryPolicy {
             return Action::GiveUp;
         }
         let wait = self.backoff(attempt);
-        Action::RetryAfter(retry_after.map_or(wait, |ra| wait.max(ra.min(self.retry_after_max))))
+        let wait = retry_after.map_or(wait, |ra| wait.max(ra.min(self.retry_after_max)));
+        Action::RetryAfter(self.cap.map_or(wait, |cap| wait.min(cap)))
     }
 }
 
@@ -111,6 +126,37 @@ mod tests {
             code,
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn a_cap_bounds_every_wait_of_both_policies() {
+        for policy in [BackoffPolicy::Linear, BackoffPolicy::Exponential] {
+            let p =
+                RetryPolicy::new(12, policy, 100 * MS, Duration::from_secs(60)).capped(250 * MS);
+            let waits: Vec<_> = (1..=12).map(|n| p.backoff(n)).collect();
+            assert!(
+                waits.iter().all(|w| *w <= 250 * MS),
+                "{policy:?}: {waits:?}"
+            );
+            assert_eq!(waits[11], 250 * MS, "{policy:?} reaches the cap");
+        }
+        let p = RetryPolicy::new(3, BackoffPolicy::Linear, 100 * MS, Duration::from_secs(60))
+            .capped(250 * MS);
+        let busy = Outcome::Status {
+            code: 503,
+            retry_after: Some(Duration::from_secs(30)),
+        };
+        assert_eq!(
+            p.action(&busy, 1),
+            Action::RetryAfter(250 * MS),
+            "a Retry-After too"
+        );
+        let uncapped = p.clone().capped(Duration::ZERO);
+        assert_eq!(uncapped.backoff(1), 100 * MS);
+        assert_eq!(
+            uncapped.action(&busy, 1),
+            Action::RetryAfter(Duration::from_secs(30))
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use ferry_proto::{BackoffPolicy, DeliveryOrder, EgressConfig};
 use super::{addresses::resolve, settings::Settings, status::Status};
 use crate::{
     duration,
-    resources::{DeliverySpec, Metadata, DELIVERY_ORDER_ANNOTATION},
+    resources::{DeliverySpec, Metadata, BACKOFF_MAX_ANNOTATION, DELIVERY_ORDER_ANNOTATION},
 };
 
 /// Why a trigger is not ready: Knative's reason, and a message.
@@ -41,6 +41,25 @@ pub(super) fn egress_delivery(
         }
     };
     Ok((config, order))
+}
+
+/// The longest wait between attempts its annotation
+/// `delivery.ferry.dev/backoff-max` allows, in milliseconds; 0 without one.
+pub(super) fn backoff_max(metadata: &Metadata) -> Result<u64, NotReady> {
+    let Some(text) = metadata.annotations.get(BACKOFF_MAX_ANNOTATION) else {
+        return Ok(0);
+    };
+    match duration::parse(text) {
+        Ok(d) if !d.is_zero() => Ok(d.as_millis() as u64),
+        Ok(_) => Err((
+            "DeliveryInvalid",
+            format!("annotation {BACKOFF_MAX_ANNOTATION}: must be longer than zero"),
+        )),
+        Err(e) => Err((
+            "DeliveryInvalid",
+            format!("annotation {BACKOFF_MAX_ANNOTATION}: {e}"),
+        )),
+    }
 }
 
 /// Delivery settings (a resource's, or an egress's own), if any; the

@@ -398,6 +398,10 @@ fn plan_source(
             kept: true,
         })
         .collect();
+    let backoff_max = match super::delivery::backoff_max(&source.metadata) {
+        Ok(ms) => ms,
+        Err((reason, message)) => return (status.not_ready(reason, message), None),
+    };
     let own = reference(&source.metadata, "KafkaSource", "sources.knative.dev/v1");
     let resource = ferry_proto::Resource {
         uid: source.metadata.uid("KafkaSource"),
@@ -413,6 +417,7 @@ fn plan_source(
             key_type: key_type as i32,
             reference: Some(own.clone()),
             initial_offset: initial_offset as i32,
+            backoff_max,
             ..Default::default()
         }],
         cloud_event_overrides: spec.ce_overrides.as_ref().map(|o| {

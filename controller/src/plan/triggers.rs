@@ -11,7 +11,7 @@ use ferry_proto::{
 use super::{
     addresses::{reference, resolve},
     brokers::{is_ours, PlannedBroker},
-    delivery::{egress_delivery, NotReady},
+    delivery::{backoff_max, egress_delivery, NotReady},
     output::Plan,
     policies,
     settings::Settings,
@@ -126,6 +126,7 @@ fn plan_trigger(
             "Trigger",
             &trigger.metadata.name,
         ),
+        backoff_max: backoff_max(&trigger.metadata)?,
         reply_strategy: Some(ReplyStrategy::ReplyToOriginalTopic(Empty {})),
         filter: legacy,
         uid: trigger.metadata.uid("Trigger"),

@@ -21,6 +21,8 @@ pub const BROKER_CLASS_ANNOTATION: &str = "eventing.knative.dev/broker.class";
 pub const KAFKA_BROKER_CLASS: &str = "Kafka";
 pub const EXTERNAL_TOPIC_ANNOTATION: &str = "kafka.eventing.knative.dev/external.topic";
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
+/// Ferry's: the longest wait between two attempts (ISO-8601 duration).
+pub const BACKOFF_MAX_ANNOTATION: &str = "delivery.ferry.dev/backoff-max";
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,59 @@
+//! Ferry's delivery annotations (`delivery.ferry.dev/`) on the real
+//! broker, measured where they matter: at the subscriber.
+
+use std::time::Duration;
+
+use ferry_harness::{
+    bootstrap, http, post_event,
+    process::{write_resource, Standalone},
+    subscriber::{Answer, Subscriber},
+    unique,
+};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+/// Exponential backoff from 100 ms would wait 0.2, 0.4, 0.8, 1.6 and 3.2 s
+/// between six attempts; `backoff-max: PT0.3S` holds every wait to 0.3 s.
+#[tokio::test]
+async fn backoff_max_bounds_the_waits_between_attempts() {
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ns = unique("ns");
+    let failing = Subscriber::scripted(|_, _| Answer::status(503)).await;
+    write_resource(
+        dir.path(),
+        "capped.yaml",
+        &format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: b, namespace: {ns}}}\n---\n\
+             apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
+             metadata: {{name: capped, namespace: {ns}, annotations: {{delivery.ferry.dev/backoff-max: PT0.3S}}}}\n\
+             spec:\n  broker: b\n  subscriber: {{uri: \"{}\"}}\n  \
+             delivery: {{retry: 5, backoffPolicy: exponential, backoffDelay: PT0.1S}}\n",
+            failing.url()
+        ),
+    );
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    ferry.wait_for_status("Trigger", "capped", "True").await;
+    ferry.ready().await;
+    post_event(
+        &http::client(),
+        &format!("{}/{ns}/b", ferry.ingress),
+        "retried",
+        "dev.example.t",
+        "/tests",
+    )
+    .await;
+    let attempts = failing.wait_for(6, Duration::from_secs(30)).await;
+    let waits: Vec<Duration> = attempts
+        .windows(2)
+        .map(|pair| pair[1].at.duration_since(pair[0].at))
+        .collect();
+    // Each wait is the cap at most, plus the time an attempt takes here.
+    assert!(
+        waits.iter().all(|w| *w < Duration::from_millis(550)),
+        "{waits:?}"
+    );
+    assert!(
+        waits[4] >= Duration::from_millis(300),
+        "the last waits reach the cap, and are still waited: {waits:?}"
+    );
+}
