@@ -57,3 +57,53 @@ async fn backoff_max_bounds_the_waits_between_attempts() {
         "the last waits reach the cap, and are still waited: {waits:?}"
     );
 }
+
+/// A subscriber that takes 500 ms per request sees at most the trigger's
+/// `max-in-flight` at once; a trigger without the annotation, on the same
+/// broker and events, goes wider.
+#[tokio::test]
+async fn max_in_flight_bounds_a_triggers_concurrent_requests() {
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ns = unique("ns");
+    let slow =
+        || Subscriber::scripted(|_, _| Answer::status(202).after(Duration::from_millis(500)));
+    let (limited, free) = (slow().await, slow().await);
+    let trigger = |name: &str, annotations: &str, url: &str| {
+        format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
+             metadata: {{name: {name}, namespace: {ns}, annotations: {{kafka.eventing.knative.dev/delivery.order: unordered{annotations}}}}}\n\
+             spec: {{broker: b, subscriber: {{uri: \"{url}\"}}}}\n"
+        )
+    };
+    write_resource(
+        dir.path(),
+        "limited.yaml",
+        &[
+            format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: b, namespace: {ns}}}\n"),
+            trigger("limited", ", delivery.ferry.dev/max-in-flight: \"2\"", &limited.url()),
+            trigger("free", "", &free.url()),
+        ]
+        .join("---\n"),
+    );
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    ferry.wait_for_status("Trigger", "limited", "True").await;
+    ferry.wait_for_status("Trigger", "free", "True").await;
+    ferry.ready().await;
+    let client = http::client();
+    let url = format!("{}/{ns}/b", ferry.ingress);
+    for i in 0..20 {
+        post_event(&client, &url, &format!("e{i}"), "dev.example.t", "/tests").await;
+    }
+    limited.wait_for(20, Duration::from_secs(30)).await;
+    free.wait_for(20, Duration::from_secs(30)).await;
+    assert!(
+        limited.max_concurrency() <= 2,
+        "limited: {}",
+        limited.max_concurrency()
+    );
+    assert!(
+        free.max_concurrency() > 2,
+        "free: {}",
+        free.max_concurrency()
+    );
+}

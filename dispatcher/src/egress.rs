@@ -73,6 +73,9 @@ pub struct EgressSpec {
     pub reply_audience: Option<String>,
     /// Whose tokens deliveries carry (`oidcServiceAccountName`).
     pub account: Option<Account>,
+    /// Its own limit on deliveries at once (`delivery.ferry.dev/max-in-flight`);
+    /// 0: the dispatcher's window.
+    pub max_in_flight: usize,
     pub filter: Filter,
     pub delivery: Delivery,
     pub ordered: bool,
@@ -242,6 +245,7 @@ fn spec(
         reply,
         reply_ca: non_empty(&egress.reply_url_ca_certs),
         destination_audience: non_empty(&egress.destination_audience),
+        max_in_flight: egress.max_in_flight as usize,
         reply_audience: non_empty(&egress.reply_url_audience),
         account: non_empty(&egress.oidc_service_account_name).map(|name| Account {
             namespace: (egress.reference.as_ref().or(resource.reference.as_ref()))

@@ -101,14 +101,19 @@ impl EgressLanes {
     /// one.
     pub fn ready(&mut self, window: usize, budget: &Arc<Semaphore>) -> (Vec<Start>, bool) {
         let ordered = self.spec.ordered;
+        // The trigger's own limit, under the dispatcher's window.
+        let limit = match self.spec.max_in_flight {
+            0 => window,
+            own => own.min(window),
+        };
         let mut running: usize = self.lanes.values().map(|l| l.running).sum();
         let mut starts = Vec::new();
         for (&partition, lane) in &mut self.lanes {
             while !lane.queue.is_empty() {
                 let allowed = if ordered {
-                    lane.running == 0
+                    lane.running == 0 && running < limit
                 } else {
-                    running < window
+                    running < limit
                 };
                 if !allowed {
                     break;
@@ -346,6 +351,40 @@ mod tests {
             let first = &starts[0];
             e.finish(first.partition, first.epoch, first.queued.offset, true);
             assert_eq!(e.ready(3, &budget).0.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_triggers_own_limit_holds_under_the_window() {
+        for ordered in [false, true] {
+            let mut e = egress(ordered);
+            let mut spec = (*e.spec).clone();
+            spec.max_in_flight = 2;
+            e.spec = Arc::new(spec);
+            for partition in 0..4 {
+                let mut lane = Lane::new(1, 0, false);
+                for offset in 0..3 {
+                    lane.offer(&e.spec, offset, &record("t"), false);
+                }
+                e.lanes.insert(partition, lane);
+            }
+            let (starts, _) = e.ready(10, &budget(100));
+            assert_eq!(starts.len(), 2, "ordered: {ordered}");
+            let mut e = egress(ordered);
+            let mut spec = (*e.spec).clone();
+            spec.max_in_flight = 50;
+            e.spec = Arc::new(spec);
+            let mut lane = Lane::new(1, 0, false);
+            for offset in 0..20 {
+                lane.offer(&e.spec, offset, &record("t"), false);
+            }
+            e.lanes.insert(0, lane);
+            let expected = if ordered { 1 } else { 10 };
+            assert_eq!(
+                e.ready(10, &budget(100)).0.len(),
+                expected,
+                "never above the dispatcher's window"
+            );
         }
     }
 

@@ -7,7 +7,10 @@ use ferry_proto::{BackoffPolicy, DeliveryOrder, EgressConfig};
 use super::{addresses::resolve, settings::Settings, status::Status};
 use crate::{
     duration,
-    resources::{DeliverySpec, Metadata, BACKOFF_MAX_ANNOTATION, DELIVERY_ORDER_ANNOTATION},
+    resources::{
+        DeliverySpec, Metadata, BACKOFF_MAX_ANNOTATION, DELIVERY_ORDER_ANNOTATION,
+        MAX_IN_FLIGHT_ANNOTATION,
+    },
 };
 
 /// Why a trigger is not ready: Knative's reason, and a message.
@@ -58,6 +61,20 @@ pub(super) fn backoff_max(metadata: &Metadata) -> Result<u64, NotReady> {
         Err(e) => Err((
             "DeliveryInvalid",
             format!("annotation {BACKOFF_MAX_ANNOTATION}: {e}"),
+        )),
+    }
+}
+
+/// Its annotation `delivery.ferry.dev/max-in-flight`; 0 without one.
+pub(super) fn max_in_flight(metadata: &Metadata) -> Result<u32, NotReady> {
+    let Some(text) = metadata.annotations.get(MAX_IN_FLIGHT_ANNOTATION) else {
+        return Ok(0);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err((
+            "DeliveryInvalid",
+            format!("annotation {MAX_IN_FLIGHT_ANNOTATION}: '{text}' is not a positive integer"),
         )),
     }
 }

@@ -398,8 +398,10 @@ fn plan_source(
             kept: true,
         })
         .collect();
-    let backoff_max = match super::delivery::backoff_max(&source.metadata) {
-        Ok(ms) => ms,
+    let limits = super::delivery::backoff_max(&source.metadata)
+        .and_then(|b| Ok((b, super::delivery::max_in_flight(&source.metadata)?)));
+    let (backoff_max, max_in_flight) = match limits {
+        Ok(limits) => limits,
         Err((reason, message)) => return (status.not_ready(reason, message), None),
     };
     let own = reference(&source.metadata, "KafkaSource", "sources.knative.dev/v1");
@@ -418,6 +420,7 @@ fn plan_source(
             reference: Some(own.clone()),
             initial_offset: initial_offset as i32,
             backoff_max,
+            max_in_flight,
             ..Default::default()
         }],
         cloud_event_overrides: spec.ce_overrides.as_ref().map(|o| {

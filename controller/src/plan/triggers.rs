@@ -11,7 +11,7 @@ use ferry_proto::{
 use super::{
     addresses::{reference, resolve},
     brokers::{is_ours, PlannedBroker},
-    delivery::{backoff_max, egress_delivery, NotReady},
+    delivery::{backoff_max, egress_delivery, max_in_flight, NotReady},
     output::Plan,
     policies,
     settings::Settings,
@@ -127,6 +127,7 @@ fn plan_trigger(
             &trigger.metadata.name,
         ),
         backoff_max: backoff_max(&trigger.metadata)?,
+        max_in_flight: max_in_flight(&trigger.metadata)?,
         reply_strategy: Some(ReplyStrategy::ReplyToOriginalTopic(Empty {})),
         filter: legacy,
         uid: trigger.metadata.uid("Trigger"),

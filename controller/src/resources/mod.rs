@@ -23,6 +23,8 @@ pub const EXTERNAL_TOPIC_ANNOTATION: &str = "kafka.eventing.knative.dev/external
 pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery.order";
 /// Ferry's: the longest wait between two attempts (ISO-8601 duration).
 pub const BACKOFF_MAX_ANNOTATION: &str = "delivery.ferry.dev/backoff-max";
+/// Ferry's: a trigger's most deliveries at once (a positive integer).
+pub const MAX_IN_FLIGHT_ANNOTATION: &str = "delivery.ferry.dev/max-in-flight";
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
