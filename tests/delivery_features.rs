@@ -107,3 +107,76 @@ async fn max_in_flight_bounds_a_triggers_concurrent_requests() {
         free.max_concurrency()
     );
 }
+
+/// A trigger made after events were accepted: with `start: earliest` its
+/// new group begins at the beginning and gets them; without, at the end.
+#[tokio::test]
+async fn start_earliest_delivers_the_backlog_to_a_new_trigger() {
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ns = unique("ns");
+    let (replaying, plain) = (Subscriber::accepting().await, Subscriber::accepting().await);
+    write_resource(
+        dir.path(),
+        "broker.yaml",
+        &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {{name: b, namespace: {ns}}}\n"),
+    );
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    ferry.wait_for_status("Broker", "b", "True").await;
+    ferry.ready().await;
+    let client = http::client();
+    let url = format!("{}/{ns}/b", ferry.ingress);
+    for i in 0..3 {
+        post_event(
+            &client,
+            &url,
+            &format!("before-{i}"),
+            "dev.example.t",
+            "/tests",
+        )
+        .await;
+    }
+    let trigger = |name: &str, annotations: &str, url: &str| {
+        format!(
+            "apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
+             metadata: {{name: {name}, namespace: {ns}{annotations}}}\n\
+             spec: {{broker: b, subscriber: {{uri: \"{url}\"}}}}\n"
+        )
+    };
+    write_resource(
+        dir.path(),
+        "triggers.yaml",
+        &[
+            trigger(
+                "replaying",
+                ", annotations: {delivery.ferry.dev/start: earliest}",
+                &replaying.url(),
+            ),
+            trigger("plain", "", &plain.url()),
+        ]
+        .join("---\n"),
+    );
+    ferry.wait_for_status("Trigger", "replaying", "True").await;
+    ferry.wait_for_status("Trigger", "plain", "True").await;
+    let backlog = replaying.wait_for(3, Duration::from_secs(30)).await;
+    let mut ids: Vec<_> = backlog.iter().filter_map(|r| r.header("ce-id")).collect();
+    ids.sort();
+    assert_eq!(ids, ["before-0", "before-1", "before-2"]);
+    // The plain trigger started at the end: only what comes after.
+    ferry_harness::eventually(
+        "the plain trigger delivering",
+        Duration::from_secs(30),
+        || {
+            let (client, url) = (client.clone(), url.clone());
+            let got = plain.received();
+            async move {
+                post_event(&client, &url, "after", "dev.example.t", "/tests").await;
+                (!got.is_empty()).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(plain
+        .received()
+        .iter()
+        .all(|r| r.header("ce-id") == Some("after")));
+}

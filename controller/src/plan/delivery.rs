@@ -2,14 +2,14 @@
 //! (Knative's DeliverySpec) into the contract's EgressConfig, and its
 //! delivery order.
 
-use ferry_proto::{BackoffPolicy, DeliveryOrder, EgressConfig};
+use ferry_proto::{BackoffPolicy, DeliveryOrder, EgressConfig, InitialOffset};
 
 use super::{addresses::resolve, settings::Settings, status::Status};
 use crate::{
     duration,
     resources::{
         DeliverySpec, Metadata, BACKOFF_MAX_ANNOTATION, DELIVERY_ORDER_ANNOTATION,
-        MAX_IN_FLIGHT_ANNOTATION,
+        MAX_IN_FLIGHT_ANNOTATION, START_ANNOTATION,
     },
 };
 
@@ -61,6 +61,23 @@ pub(super) fn backoff_max(metadata: &Metadata) -> Result<u64, NotReady> {
         Err(e) => Err((
             "DeliveryInvalid",
             format!("annotation {BACKOFF_MAX_ANNOTATION}: {e}"),
+        )),
+    }
+}
+
+/// Where its new consumer group starts (`delivery.ferry.dev/start`), as the
+/// contract's `initialOffset`; unset without the annotation (a trigger's
+/// group then starts at the end, as in the reference).
+pub(super) fn start(metadata: &Metadata) -> Result<InitialOffset, NotReady> {
+    match metadata.annotations.get(START_ANNOTATION).map(String::as_str) {
+        None => Ok(InitialOffset::Unset),
+        Some("earliest") => Ok(InitialOffset::Earliest),
+        Some("latest") => Ok(InitialOffset::Latest),
+        Some(other) => Err((
+            "DeliveryInvalid",
+            format!(
+                "annotation {START_ANNOTATION}: '{other}' is not earliest or latest (a start time is not supported yet)"
+            ),
         )),
     }
 }

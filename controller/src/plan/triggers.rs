@@ -11,7 +11,7 @@ use ferry_proto::{
 use super::{
     addresses::{reference, resolve},
     brokers::{is_ours, PlannedBroker},
-    delivery::{backoff_max, egress_delivery, max_in_flight, NotReady},
+    delivery::{backoff_max, egress_delivery, max_in_flight, start, NotReady},
     output::Plan,
     policies,
     settings::Settings,
@@ -128,6 +128,7 @@ fn plan_trigger(
         ),
         backoff_max: backoff_max(&trigger.metadata)?,
         max_in_flight: max_in_flight(&trigger.metadata)?,
+        initial_offset: start(&trigger.metadata)? as i32,
         reply_strategy: Some(ReplyStrategy::ReplyToOriginalTopic(Empty {})),
         filter: legacy,
         uid: trigger.metadata.uid("Trigger"),

@@ -25,6 +25,8 @@ pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery
 pub const BACKOFF_MAX_ANNOTATION: &str = "delivery.ferry.dev/backoff-max";
 /// Ferry's: a trigger's most deliveries at once (a positive integer).
 pub const MAX_IN_FLIGHT_ANNOTATION: &str = "delivery.ferry.dev/max-in-flight";
+/// Ferry's: where a new consumer group starts (`earliest` or `latest`).
+pub const START_ANNOTATION: &str = "delivery.ferry.dev/start";
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
