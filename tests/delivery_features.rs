@@ -56,6 +56,17 @@ async fn backoff_max_bounds_the_waits_between_attempts() {
         waits[4] >= Duration::from_millis(300),
         "the last waits reach the cap, and are still waited: {waits:?}"
     );
+    // The schedule is in /resources.
+    let resources = ferry_harness::process::resources_at(&ferry.admin).await;
+    let trigger = resources
+        .iter()
+        .find(|r| r["kind"] == "Trigger" && r["name"] == "capped")
+        .expect("the trigger in /resources");
+    assert_eq!(
+        trigger["retrySchedule"],
+        serde_json::json!([200, 300, 300, 300, 300]),
+        "{trigger}"
+    );
 }
 
 /// A subscriber that takes 500 ms per request sees at most the trigger's

@@ -24,6 +24,9 @@ pub struct EgressState {
     pub deliveries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_delivery: Option<LastDelivery>,
+    /// The wait before each retry, in milliseconds, as its delivery
+    /// settings and `delivery.ferry.dev/backoff-max` make them.
+    pub retry_schedule: Vec<u64>,
 }
 
 impl EgressState {
@@ -35,6 +38,9 @@ impl EgressState {
             *self.lag_by_partition.entry(*partition).or_default() += lag;
         }
         self.deliveries += other.deliveries;
+        if self.retry_schedule.is_empty() {
+            self.retry_schedule = other.retry_schedule.clone();
+        }
         if other.last_delivery.as_ref().map(|l| l.time)
             > self.last_delivery.as_ref().map(|l| l.time)
         {
@@ -126,7 +132,13 @@ impl ObservedEgresses {
             change(&mut entry.state);
             return;
         }
-        let mut state = EgressState::default();
+        let retry = &spec.delivery.retry;
+        let mut state = EgressState {
+            retry_schedule: (1..=retry.retries())
+                .map(|n| retry.backoff(n).as_millis() as u64)
+                .collect(),
+            ..Default::default()
+        };
         change(&mut state);
         egresses.insert(
             spec.key.clone(),
@@ -159,6 +171,7 @@ mod tests {
                 lag_by_partition: BTreeMap::from([(0, lag)]),
                 deliveries,
                 last_delivery: Some(LastDelivery { outcome, time }),
+                retry_schedule: vec![100, 200],
             };
         let mut state = EgressState::default();
         state.add(&topic(3, 10, "delivered", later));
@@ -167,5 +180,6 @@ mod tests {
         assert_eq!(state.lag_by_partition, BTreeMap::from([(0, 7)]));
         assert_eq!(state.deliveries, 15);
         assert_eq!(state.last_delivery.unwrap().outcome, "delivered");
+        assert_eq!(state.retry_schedule, [100, 200], "one egress, one schedule");
     }
 }
