@@ -3,7 +3,10 @@
 //! credentials' Secrets are read again for each piece of work, so a
 //! changed Secret gets a new client.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use ferry_common::{
     kafka::{partition_count, Cluster, ClusterRef, Overrides},
@@ -19,26 +22,46 @@ use crate::plan::{TopicSpec, MISSING, NO_CREDENTIALS};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long one reading of a cluster's Secret serves.
+const CREDENTIALS_FRESH: Duration = Duration::from_secs(5);
+
+/// One worker's admin: a worker serves one cluster (and credentials).
 #[derive(Default)]
 pub struct KafkaAdmin {
-    clients: HashMap<Cluster, Arc<AdminClient<DefaultClientContext>>>,
+    current: Option<Current>,
     overrides: Overrides,
     secrets: Secrets,
+}
+
+/// The client of the cluster as its Secret last read, and when.
+struct Current {
+    cluster: Cluster,
+    client: Arc<AdminClient<DefaultClientContext>>,
+    read: Instant,
 }
 
 impl KafkaAdmin {
     pub fn new(overrides: Overrides, secrets: Secrets) -> Self {
         KafkaAdmin {
-            clients: HashMap::new(),
+            current: None,
             overrides,
             secrets,
         }
     }
 
+    /// The admin client for `cluster`. Its Secret is read at most once
+    /// per [`CREDENTIALS_FRESH`] (one pass over the cluster's topics reads
+    /// it once, the next recheck again), and a changed Secret replaces the
+    /// client.
     async fn client(
         &mut self,
         cluster: &ClusterRef,
     ) -> Result<Arc<AdminClient<DefaultClientContext>>, String> {
+        if let Some(current) = &self.current {
+            if cluster.auth.is_none() || current.read.elapsed() < CREDENTIALS_FRESH {
+                return Ok(current.client.clone());
+            }
+        }
         let credentials = match &cluster.auth {
             None => None,
             Some(auth) => Some(
@@ -52,18 +75,20 @@ impl KafkaAdmin {
             bootstrap: cluster.bootstrap.clone(),
             credentials,
         };
-        if let Some(client) = self.clients.get(&cluster) {
-            return Ok(client.clone());
-        }
-        let client: AdminClient<DefaultClientContext> = cluster
-            .config("ferry-controller", &self.overrides, |_| {})
-            .create()
-            .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
-        let client = Arc::new(client);
-        // A worker's admin serves one cluster: this replaces a client made
-        // from a Secret's earlier values.
-        self.clients.clear();
-        self.clients.insert(cluster, client.clone());
+        let client = match self.current.take() {
+            Some(current) if current.cluster == cluster => current.client,
+            _ => Arc::new(
+                cluster
+                    .config("ferry-controller", &self.overrides, |_| {})
+                    .create()
+                    .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?,
+            ),
+        };
+        self.current = Some(Current {
+            cluster,
+            client: client.clone(),
+            read: Instant::now(),
+        });
         Ok(client)
     }
 

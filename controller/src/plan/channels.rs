@@ -9,7 +9,7 @@ use ferry_proto::{egress::ReplyStrategy, DeliveryOrder, Egress, Empty, Ingress, 
 
 use super::{
     addresses::{self, channel_host, channel_path, resolve},
-    delivery::{backoff_max, delivery_config, egress_delivery, max_in_flight, start, NotReady},
+    delivery::{delivery_config, egress_delivery, ferry_annotations, NotReady},
     output::{Plan, TopicSpec},
     policies,
     settings::{ChannelSubscribers, Settings, TopicHealth},
@@ -376,9 +376,6 @@ fn plan_subscription(
             "Subscription",
             &subscription.metadata.name,
         ),
-        backoff_max: backoff_max(&subscription.metadata)?,
-        max_in_flight: max_in_flight(&subscription.metadata)?,
-        initial_offset: start(&subscription.metadata)? as i32,
         reply_url_ca_certs: (subscription.spec.reply.as_ref())
             .and_then(|r| r.ca_certs.clone())
             .unwrap_or_default(),
@@ -394,6 +391,6 @@ fn plan_subscription(
             group_version: "messaging.knative.dev/v1".to_owned(),
             ..Default::default()
         }),
-        ..Default::default()
+        ..ferry_annotations(&subscription.metadata)?
     })
 }

@@ -2,7 +2,7 @@
 //! (Knative's DeliverySpec) into the contract's EgressConfig, and its
 //! delivery order.
 
-use ferry_proto::{BackoffPolicy, DeliveryOrder, EgressConfig, InitialOffset};
+use ferry_proto::{BackoffPolicy, DeliveryOrder, Egress, EgressConfig, InitialOffset};
 
 use super::{addresses::resolve, settings::Settings, status::Status};
 use crate::{
@@ -48,7 +48,7 @@ pub(super) fn egress_delivery(
 
 /// The longest wait between attempts its annotation
 /// `delivery.ferry.dev/backoff-max` allows, in milliseconds; 0 without one.
-pub(super) fn backoff_max(metadata: &Metadata) -> Result<u64, NotReady> {
+fn backoff_max(metadata: &Metadata) -> Result<u64, NotReady> {
     let Some(text) = metadata.annotations.get(BACKOFF_MAX_ANNOTATION) else {
         return Ok(0);
     };
@@ -65,10 +65,22 @@ pub(super) fn backoff_max(metadata: &Metadata) -> Result<u64, NotReady> {
     }
 }
 
+/// The contract fields of Ferry's delivery annotations
+/// (`delivery.ferry.dev/`) on an egress's object, for the rest of an
+/// Egress to be written over.
+pub(super) fn ferry_annotations(metadata: &Metadata) -> Result<Egress, NotReady> {
+    Ok(Egress {
+        backoff_max: backoff_max(metadata)?,
+        max_in_flight: max_in_flight(metadata)?,
+        initial_offset: start(metadata)? as i32,
+        ..Default::default()
+    })
+}
+
 /// Where its new consumer group starts (`delivery.ferry.dev/start`), as the
 /// contract's `initialOffset`; unset without the annotation (a trigger's
 /// group then starts at the end, as in the reference).
-pub(super) fn start(metadata: &Metadata) -> Result<InitialOffset, NotReady> {
+fn start(metadata: &Metadata) -> Result<InitialOffset, NotReady> {
     match metadata.annotations.get(START_ANNOTATION).map(String::as_str) {
         None => Ok(InitialOffset::Unset),
         Some("earliest") => Ok(InitialOffset::Earliest),
@@ -83,7 +95,7 @@ pub(super) fn start(metadata: &Metadata) -> Result<InitialOffset, NotReady> {
 }
 
 /// Its annotation `delivery.ferry.dev/max-in-flight`; 0 without one.
-pub(super) fn max_in_flight(metadata: &Metadata) -> Result<u32, NotReady> {
+fn max_in_flight(metadata: &Metadata) -> Result<u32, NotReady> {
     let Some(text) = metadata.annotations.get(MAX_IN_FLIGHT_ANNOTATION) else {
         return Ok(0);
     };

@@ -398,10 +398,9 @@ fn plan_source(
             kept: true,
         })
         .collect();
-    let limits = super::delivery::backoff_max(&source.metadata)
-        .and_then(|b| Ok((b, super::delivery::max_in_flight(&source.metadata)?)));
-    let (backoff_max, max_in_flight) = match limits {
-        Ok(limits) => limits,
+    // Its `initialOffset` is its spec's; the other annotations are Ferry's.
+    let annotations = match super::delivery::ferry_annotations(&source.metadata) {
+        Ok(egress) => egress,
         Err((reason, message)) => return (status.not_ready(reason, message), None),
     };
     let own = reference(&source.metadata, "KafkaSource", "sources.knative.dev/v1");
@@ -419,9 +418,7 @@ fn plan_source(
             key_type: key_type as i32,
             reference: Some(own.clone()),
             initial_offset: initial_offset as i32,
-            backoff_max,
-            max_in_flight,
-            ..Default::default()
+            ..annotations
         }],
         cloud_event_overrides: spec.ce_overrides.as_ref().map(|o| {
             ferry_proto::CloudEventOverrides {

@@ -11,7 +11,7 @@ use ferry_proto::{
 use super::{
     addresses::{reference, resolve},
     brokers::{is_ours, PlannedBroker},
-    delivery::{backoff_max, egress_delivery, max_in_flight, start, NotReady},
+    delivery::{egress_delivery, ferry_annotations, NotReady},
     output::Plan,
     policies,
     settings::Settings,
@@ -126,9 +126,6 @@ fn plan_trigger(
             "Trigger",
             &trigger.metadata.name,
         ),
-        backoff_max: backoff_max(&trigger.metadata)?,
-        max_in_flight: max_in_flight(&trigger.metadata)?,
-        initial_offset: start(&trigger.metadata)? as i32,
         reply_strategy: Some(ReplyStrategy::ReplyToOriginalTopic(Empty {})),
         filter: legacy,
         uid: trigger.metadata.uid("Trigger"),
@@ -136,7 +133,7 @@ fn plan_trigger(
         delivery_order: order as i32,
         reference: Some(reference(&trigger.metadata, "Trigger")),
         dialected_filter: dialected,
-        ..Default::default()
+        ..ferry_annotations(&trigger.metadata)?
     };
     Ok(egress)
 }
