@@ -73,3 +73,20 @@ async fn many_groups_through_one_client_at_once() {
         assert_eq!(listed[&0], Some(i as i64), "group {g}");
     }
 }
+
+#[tokio::test]
+async fn offsets_for_a_time_are_the_first_written_at_or_after_it() {
+    let topic = unique("offsets-time");
+    kafka::create_topic(&bootstrap(), &topic, 1).await;
+    kafka::produce_ids(&bootstrap(), &topic, &["before".into()]).await;
+    let at = kafka::a_moment_later().await;
+    kafka::produce_ids(&bootstrap(), &topic, &["after-1".into(), "after-2".into()]).await;
+    let offsets = client();
+    let at_time = |ms| {
+        offsets
+            .at_time(&topic, &[0], ms)
+            .expect("offsets for times")[&0]
+    };
+    assert_eq!(at_time(0), 0, "before the first");
+    assert_eq!(at_time(at), 1, "the first written after the moment");
+}

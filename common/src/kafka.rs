@@ -12,6 +12,13 @@ use crate::credentials::{Credentials, SecretAuth};
 /// `FERRY_RDKAFKA_LINGER_MS=1` sets `linger.ms=1`.
 pub const ENV_PREFIX: &str = "FERRY_RDKAFKA_";
 
+/// The consumer group where the dispatcher notes the last replay it did
+/// of `group`'s positions (see the dispatcher's `positions`); deleted with
+/// `group`.
+pub fn replay_group(group: &str) -> String {
+    format!("{group}.ferry-replay")
+}
+
 /// Properties Ferry sets from its own typed settings; overriding them would
 /// break a guarantee (acks=all, idempotence) or disagree with a flag.
 const OWNED: [&str; 9] = [

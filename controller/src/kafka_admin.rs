@@ -9,7 +9,7 @@ use std::{
 };
 
 use ferry_common::{
-    kafka::{partition_count, Cluster, ClusterRef, Overrides},
+    kafka::{partition_count, replay_group, Cluster, ClusterRef, Overrides},
     secrets::Secrets,
 };
 use rdkafka::{
@@ -203,9 +203,20 @@ impl KafkaAdmin {
         match results.into_iter().next() {
             Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::GroupIdNotFound))) | None => {
                 tracing::info!(group = %group, "consumer group deleted");
-                Ok(())
             }
-            Some(Err((_, code))) => Err(format!("cannot delete consumer group {group}: {code}")),
+            Some(Err((_, code))) => {
+                return Err(format!("cannot delete consumer group {group}: {code}"))
+            }
+        }
+        // Where the dispatcher noted its replays of the group, if it did.
+        let marker = replay_group(group);
+        let results = client
+            .delete_groups(&[&marker], &options)
+            .await
+            .map_err(|e| e.to_string())?;
+        match results.into_iter().next() {
+            Some(Ok(_)) | Some(Err((_, RDKafkaErrorCode::GroupIdNotFound))) | None => Ok(()),
+            Some(Err((_, code))) => Err(format!("cannot delete consumer group {marker}: {code}")),
         }
     }
 }

@@ -78,7 +78,9 @@ pub struct EgressSpec {
     pub max_in_flight: usize,
     pub filter: Filter,
     pub delivery: Delivery,
-    pub ordered: bool,
+    pub order: Order,
+    /// Takes no records: its position stays where it is.
+    pub paused: bool,
     /// The resource's `cloudEventOverrides`: extensions set on every event
     /// delivered, whoever wrote the record, as the reference's dispatcher
     /// does.
@@ -91,9 +93,39 @@ pub struct EgressSpec {
     /// A KafkaSource's: records that are not CloudEvents are made into
     /// events instead of skipped.
     pub plain_records: Option<PlainRecords>,
-    /// Where a consumer group without positions starts: the beginning of
-    /// the topic, or (false) its end as of now.
-    pub from_earliest: bool,
+    /// Where a consumer group without positions starts (`Latest`: the end
+    /// of the topic as of now).
+    pub start: Point,
+    /// A move of its positions, done once per id.
+    pub replay: Option<Replay>,
+}
+
+/// The order deliveries keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Up to the window at once.
+    Unordered,
+    /// One at a time per partition, in offset order.
+    Ordered,
+    /// One at a time per record key in offset order; keys concurrently.
+    ByKey,
+}
+
+/// A move of an egress's positions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Replay {
+    pub id: String,
+    pub to: Point,
+}
+
+/// A place in every partition of a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Point {
+    Earliest,
+    Latest,
+    /// The first record written at or after this time (ms since the
+    /// epoch), else the end.
+    Time(i64),
 }
 
 /// Settings for what the contract leaves unset.
@@ -224,14 +256,16 @@ fn spec(
             name: r.name.clone(),
             key_type: egress.key_type(),
         });
-    let from_earliest = match egress.initial_offset() {
-        InitialOffset::Earliest => true,
-        InitialOffset::Latest => false,
-        InitialOffset::Unset => plain_records.is_some(),
+    let start = match egress.initial_offset() {
+        _ if egress.start_time > 0 => Point::Time(egress.start_time),
+        InitialOffset::Earliest => Point::Earliest,
+        InitialOffset::Latest => Point::Latest,
+        InitialOffset::Unset if plain_records.is_some() => Point::Earliest,
+        InitialOffset::Unset => Point::Latest,
     };
     Ok(EgressSpec {
         plain_records,
-        from_earliest,
+        start,
         event_types,
         key: key.to_owned(),
         name,
@@ -255,10 +289,41 @@ fn spec(
         }),
         filter,
         delivery,
-        ordered: egress.delivery_order() == DeliveryOrder::Ordered,
+        order: match egress.delivery_order() {
+            _ if egress.ordered_by_key => Order::ByKey,
+            DeliveryOrder::Ordered => Order::Ordered,
+            DeliveryOrder::Unordered => Order::Unordered,
+        },
+        paused: egress.paused,
+        replay: replay(egress.replay.as_ref())?,
         overrides,
         namespace,
     })
+}
+
+fn replay(replay: Option<&ferry_proto::Replay>) -> Result<Option<Replay>, String> {
+    use ferry_proto::replay::To;
+    let Some(replay) = replay else {
+        return Ok(None);
+    };
+    let to = match replay.to {
+        Some(To::Time(ms)) => Point::Time(ms),
+        Some(To::Offset(o)) if o == InitialOffset::Earliest as i32 => Point::Earliest,
+        Some(To::Offset(o)) if o == InitialOffset::Latest as i32 => Point::Latest,
+        _ => {
+            return Err(format!(
+                "replay '{}': no time or offset to go to",
+                replay.id
+            ))
+        }
+    };
+    if replay.id.is_empty() {
+        return Err("replay without an id".into());
+    }
+    Ok(Some(Replay {
+        id: replay.id.clone(),
+        to,
+    }))
 }
 
 fn delivery(config: Option<&EgressConfig>, defaults: &Defaults) -> Result<Delivery, String> {
@@ -427,7 +492,7 @@ mod tests {
         assert_eq!(s.delivery.retry.retries(), 3);
         assert_eq!(s.delivery.timeout, Duration::from_secs(30));
         assert_eq!(s.delivery.dead_letter.as_ref().unwrap(), "http://dls.ns/");
-        assert!(!s.ordered && !s.delivery.structured);
+        assert!(s.order == Order::Unordered && !s.delivery.structured);
     }
 
     #[test]
@@ -454,7 +519,7 @@ mod tests {
             "not merged with the resource's dead letter"
         );
         assert_eq!(s.delivery.timeout, Duration::from_millis(500));
-        assert!(s.delivery.structured && s.ordered);
+        assert!(s.delivery.structured && s.order == Order::Ordered);
     }
 
     #[test]

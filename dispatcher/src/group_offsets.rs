@@ -196,6 +196,40 @@ impl GroupOffsets {
         Ok(self.watermarks(topic, partition)?.1)
     }
 
+    /// Each partition's first offset written at or after `ms` (since the
+    /// epoch), or its end when none was. Blocking.
+    pub fn at_time(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        ms: i64,
+    ) -> KafkaResult<HashMap<i32, i64>> {
+        let tpl = partition_list(topic, partitions.iter().map(|&p| (p, Offset::Offset(ms))))?;
+        // SAFETY: the list is valid and owned by `tpl`; librdkafka writes
+        // each element's offset and error in place.
+        let code = unsafe {
+            rd::rd_kafka_offsets_for_times(
+                self.handle.0.admin.inner().native_ptr(),
+                tpl.ptr(),
+                REQUEST_TIMEOUT.as_millis() as i32,
+            )
+        };
+        if code != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(KafkaError::OffsetFetch(code.into()));
+        }
+        tpl.elements()
+            .iter()
+            .map(|e| {
+                e.error()?;
+                let offset = match e.offset() {
+                    Offset::Offset(o) if o >= 0 => o,
+                    _ => self.end(topic, e.partition())?,
+                };
+                Ok((e.partition(), offset))
+            })
+            .collect()
+    }
+
     /// Options carrying `reply` as the request's opaque; the polling thread
     /// takes the box back.
     unsafe fn options(

@@ -2,16 +2,26 @@
 //! waiting and running, the next offset it takes, and the position it may
 //! commit; which records it takes (its filter) and which deliveries may
 //! start. Pure bookkeeping: the reader reads, counts and delivers.
+//!
+//! Ordered by key, a lane's queue holds only records whose key has no
+//! delivery running or queued ahead of them; the others wait in `held`,
+//! per key, and move to the queue one at a time as their key's delivery
+//! ends. So a key's records go in offset order, and a record being
+//! retried holds back its own key only.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{hash_map::Entry, HashMap, VecDeque},
     sync::{atomic::AtomicBool, Arc},
 };
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::{egress::EgressSpec, offsets::OffsetTracker, record::Record};
+use crate::{
+    egress::{EgressSpec, Order},
+    offsets::OffsetTracker,
+    record::Record,
+};
 
 pub struct EgressLanes {
     pub key: Arc<str>,
@@ -36,7 +46,13 @@ pub struct Lane {
     pub from: i64,
     /// Fed by the egress's catch-up consumer instead of the reader.
     pub behind: bool,
+    /// Records that may start, in the order they became free to.
     pub queue: VecDeque<Queued>,
+    /// Ordered by key: each key with a record queued or running, and its
+    /// records waiting behind that one.
+    held: HashMap<u64, VecDeque<Queued>>,
+    /// Records in `held`.
+    held_count: usize,
     pub running: usize,
     pub tracker: OffsetTracker,
 }
@@ -46,6 +62,8 @@ pub struct Queued {
     pub record: Arc<Record>,
     /// Read by the catch-up consumer, whose window it holds until done.
     pub caught_up: bool,
+    /// Ordered by key: the key whose turn this delivery holds.
+    pub key: Option<u64>,
 }
 
 /// What became of a record offered to a lane.
@@ -86,7 +104,10 @@ impl EgressLanes {
 
     /// Records queued or running, on every lane.
     pub fn buffered(&self) -> usize {
-        self.lanes.values().map(|l| l.queue.len() + l.running).sum()
+        self.lanes
+            .values()
+            .map(|l| l.queue.len() + l.held_count + l.running)
+            .sum()
     }
 
     /// Whether it holds the reader back: its window is full and some lane
@@ -96,11 +117,15 @@ impl EgressLanes {
     }
 
     /// Takes the deliveries that may start now: one per partition at a
-    /// time when ordered, else up to `window` running in all, and each
-    /// with a permit of `budget`. The flag says it stopped for want of
-    /// one.
+    /// time when ordered, else up to `window` running in all (ordered by
+    /// key, the queue holds only records whose key is free), and each with
+    /// a permit of `budget`; none while paused. The flag says it stopped
+    /// for want of a permit.
     pub fn ready(&mut self, window: usize, budget: &Arc<Semaphore>) -> (Vec<Start>, bool) {
-        let ordered = self.spec.ordered;
+        if self.spec.paused {
+            return (Vec::new(), false);
+        }
+        let ordered = self.spec.order == Order::Ordered;
         // The trigger's own limit, under the dispatcher's window.
         let limit = match self.spec.max_in_flight {
             0 => window,
@@ -137,11 +162,21 @@ impl EgressLanes {
 
     /// A delivery finished, or was interrupted (`finished` false: it stays
     /// uncommitted). Completions of a lane since revoked are ignored.
-    pub fn finish(&mut self, partition: i32, epoch: u64, offset: i64, finished: bool) {
+    pub fn finish(
+        &mut self,
+        partition: i32,
+        epoch: u64,
+        offset: i64,
+        key: Option<u64>,
+        finished: bool,
+    ) {
         let Some(lane) = self.lanes.get_mut(&partition).filter(|l| l.epoch == epoch) else {
             return;
         };
         lane.running -= 1;
+        if let Some(key) = key {
+            lane.release(key);
+        }
         if finished {
             lane.tracker.finish(offset);
             self.uncommitted += 1;
@@ -208,6 +243,8 @@ impl Lane {
             from,
             behind,
             queue: VecDeque::new(),
+            held: HashMap::new(),
+            held_count: 0,
             running: 0,
             tracker: OffsetTracker::default(),
         }
@@ -228,11 +265,24 @@ impl Lane {
         match &record.event {
             Ok(event) if spec.filter.matches(event) => {
                 self.tracker.start(offset);
-                self.queue.push_back(Queued {
+                let key = record.key.filter(|_| spec.order == Order::ByKey);
+                let queued = Queued {
                     offset,
                     record: record.clone(),
                     caught_up,
-                });
+                    key,
+                };
+                match key.map(|k| self.held.entry(k)) {
+                    Some(Entry::Occupied(mut waiting)) => {
+                        waiting.get_mut().push_back(queued);
+                        self.held_count += 1;
+                    }
+                    Some(Entry::Vacant(free)) => {
+                        free.insert(VecDeque::new());
+                        self.queue.push_back(queued);
+                    }
+                    None => self.queue.push_back(queued),
+                }
                 Offer::Queued
             }
             Ok(_) => {
@@ -242,6 +292,24 @@ impl Lane {
             Err(_) => {
                 self.tracker.pass(offset);
                 Offer::NotAnEvent
+            }
+        }
+    }
+}
+
+impl Lane {
+    /// A delivery of `key` ended: its next record may start.
+    fn release(&mut self, key: u64) {
+        let Some(waiting) = self.held.get_mut(&key) else {
+            return;
+        };
+        match waiting.pop_front() {
+            Some(next) => {
+                self.held_count -= 1;
+                self.queue.push_back(next);
+            }
+            None => {
+                self.held.remove(&key);
             }
         }
     }
@@ -288,18 +356,106 @@ mod tests {
             crate::egress::resolve(&contract, &defaults, &Default::default());
         assert!(rejected.is_empty(), "{rejected:?}");
         let spec = specs.pop().expect("one egress");
-        assert_eq!(spec.ordered, ordered);
+        assert_eq!(spec.order == Order::Ordered, ordered);
         EgressLanes::new(Arc::new(spec), Arc::default())
     }
 
     fn record(ty: &str) -> Arc<Record> {
+        keyed(ty, None)
+    }
+
+    fn keyed(ty: &str, key: Option<u64>) -> Arc<Record> {
         Arc::new(Record {
             event: Ok(Event::new("1", "/s", ty)),
             content_type_conflict: None,
             trace: None,
             written_ms: None,
             raw: None,
+            key,
         })
+    }
+
+    fn with_spec(mut e: EgressLanes, change: impl FnOnce(&mut EgressSpec)) -> EgressLanes {
+        let mut spec = (*e.spec).clone();
+        change(&mut spec);
+        e.spec = Arc::new(spec);
+        e
+    }
+
+    #[test]
+    fn ordered_by_key_runs_keys_at_once_and_each_key_in_offset_order() {
+        let mut e = with_spec(egress(true), |s| s.order = Order::ByKey);
+        let mut lane = Lane::new(1, 0, false);
+        // Offsets 0..6: keys a b a a c (no key).
+        for (offset, key) in [
+            (0, Some(1)),
+            (1, Some(2)),
+            (2, Some(1)),
+            (3, Some(1)),
+            (4, Some(3)),
+            (5, None),
+        ] {
+            lane.offer(&e.spec, offset, &keyed("t", key), false);
+        }
+        e.lanes.insert(0, lane);
+        let budget = budget(100);
+        let offsets = |starts: &[Start]| starts.iter().map(|s| s.queued.offset).collect::<Vec<_>>();
+        let first = e.ready(10, &budget).0;
+        assert_eq!(
+            offsets(&first),
+            [0, 1, 4, 5],
+            "the first of each key, and the keyless one"
+        );
+        assert_eq!(e.buffered(), 6);
+        assert!(
+            e.ready(10, &budget).0.is_empty(),
+            "key 1 waits for offset 0"
+        );
+        // Key 2 ends: key 1 still waits.
+        e.finish(0, 1, 1, Some(2), true);
+        assert!(e.ready(10, &budget).0.is_empty());
+        // Offset 0 ends (however many attempts it took): key 1 goes on.
+        e.finish(0, 1, 0, Some(1), true);
+        assert_eq!(offsets(&e.ready(10, &budget).0), [2]);
+        e.finish(0, 1, 2, Some(1), true);
+        assert_eq!(offsets(&e.ready(10, &budget).0), [3]);
+        e.finish(0, 1, 3, Some(1), true);
+        assert!(e.ready(10, &budget).0.is_empty());
+        assert_eq!(e.positions(true), vec![(0, 4)], "4 and 5 still run");
+        e.finish(0, 1, 4, Some(3), true);
+        e.finish(0, 1, 5, None, true);
+        assert_eq!(e.positions(true), vec![(0, 6)]);
+        assert_eq!(e.buffered(), 0);
+        assert!(e.lanes[&0].held.is_empty(), "no key is held once all ended");
+    }
+
+    #[test]
+    fn ordered_by_key_keeps_the_limit_and_the_window() {
+        let mut e = with_spec(egress(false), |s| {
+            s.order = Order::ByKey;
+            s.max_in_flight = 3;
+        });
+        let mut lane = Lane::new(1, 0, false);
+        for offset in 0..20 {
+            lane.offer(
+                &e.spec,
+                offset,
+                &keyed("t", Some(offset as u64 % 10)),
+                false,
+            );
+        }
+        e.lanes.insert(0, lane);
+        assert_eq!(e.ready(100, &budget(100)).0.len(), 3);
+        assert!(e.holds_reader(20), "held records count in the window");
+    }
+
+    #[test]
+    fn a_paused_egress_starts_nothing() {
+        let mut e = with_spec(egress(false), |s| s.paused = true);
+        let mut lane = Lane::new(1, 0, false);
+        lane.offer(&e.spec, 0, &record("t"), false);
+        e.lanes.insert(0, lane);
+        assert_eq!(e.ready(10, &budget(10)).0.len(), 0);
     }
 
     fn budget(n: usize) -> Arc<Semaphore> {
@@ -349,7 +505,13 @@ mod tests {
                 "nothing more until one finishes"
             );
             let first = &starts[0];
-            e.finish(first.partition, first.epoch, first.queued.offset, true);
+            e.finish(
+                first.partition,
+                first.epoch,
+                first.queued.offset,
+                None,
+                true,
+            );
             assert_eq!(e.ready(3, &budget).0.len(), 1);
         }
     }
@@ -452,13 +614,13 @@ mod tests {
         lane.offer(&e.spec, 0, &record("t"), false);
         e.lanes.insert(0, lane);
         let start = e.ready(10, &budget(1)).0.pop().unwrap();
-        e.finish(0, 6, 0, true);
+        e.finish(0, 6, 0, None, true);
         assert_eq!(
             e.positions(true),
             vec![(0, 0)],
             "a revoked lane's completion"
         );
-        e.finish(0, start.epoch, 0, false);
+        e.finish(0, start.epoch, 0, None, false);
         assert_eq!(
             e.positions(true),
             vec![(0, 0)],

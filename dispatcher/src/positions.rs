@@ -2,7 +2,7 @@
 //! consumer group, read (pinning a new group at the end of the topic) and
 //! committed, in batches bounded for the group coordinators.
 
-use ferry_common::kafka::Cluster;
+use ferry_common::kafka::{replay_group, Cluster};
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use ferry_common::kafka::partition_count;
@@ -12,7 +12,10 @@ use rdkafka::{
     error::{KafkaError, KafkaResult},
 };
 
-use crate::{egress::EgressSpec, group_offsets::GroupOffsets};
+use crate::{
+    egress::{EgressSpec, Point, Replay},
+    group_offsets::GroupOffsets,
+};
 
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Offset requests in flight at once, so that a topic with a thousand
@@ -45,35 +48,100 @@ pub fn partitions<C: Consumer<X>, X: ConsumerContext>(
 }
 
 /// Each partition's committed position of the egress's group; partitions
-/// without one are pinned at their end, as of now, so that a new egress
-/// gets every event accepted from now on and none from before (or at their
-/// beginning, for an egress that starts at the earliest).
+/// without one are pinned at the egress's start point (by default their
+/// end, as of now, so that a new egress gets every event accepted from now
+/// on and none from before). An egress with a replay not yet done is moved
+/// to the replay's point on every partition first.
 pub async fn start(
     topic: &Topic,
     spec: &EgressSpec,
     partitions: &[i32],
 ) -> KafkaResult<HashMap<i32, i64>> {
+    if let Some(replay) = &spec.replay {
+        if let Some(to) = replay_once(topic, spec, replay, partitions).await? {
+            return Ok(to);
+        }
+    }
     let group = &spec.consumer_group;
     let committed = topic.offsets.list(group, &topic.name, partitions).await?;
     let mut positions = HashMap::new();
-    let mut pins = Vec::new();
+    let mut new = Vec::new();
     for &partition in partitions {
-        let from = match committed.get(&partition).copied().flatten() {
-            Some(offset) => offset,
-            None => {
-                let (low, high) = topic.offsets.watermarks(&topic.name, partition)?;
-                let start = if spec.from_earliest { low } else { high };
-                pins.push((partition, start));
-                start
+        match committed.get(&partition).copied().flatten() {
+            Some(offset) => {
+                positions.insert(partition, offset);
             }
-        };
-        positions.insert(partition, from);
+            None => new.push(partition),
+        }
     }
-    if !pins.is_empty() {
+    if !new.is_empty() {
+        let pins = point(topic, &new, spec.start)?;
         topic.offsets.alter(group, &topic.name, &pins).await?;
-        tracing::info!(egress = %spec.name, partitions = pins.len(), from_earliest = spec.from_earliest, "new consumer group: start positions pinned");
+        tracing::info!(egress = %spec.name, partitions = pins.len(), start = ?spec.start, "new consumer group: start positions pinned");
+        positions.extend(pins);
     }
     Ok(positions)
+}
+
+/// Where `point` is on each of `partitions`. Blocking. A time still to
+/// come is the end: no record was written at or after it yet.
+fn point(topic: &Topic, partitions: &[i32], point: Point) -> KafkaResult<Vec<(i32, i64)>> {
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Point::Time(ms) = point {
+        if ms <= now {
+            let mut at = topic.offsets.at_time(&topic.name, partitions, ms)?;
+            return Ok(partitions
+                .iter()
+                .map(|&p| (p, at.remove(&p).unwrap_or(0)))
+                .collect());
+        }
+    }
+    partitions
+        .iter()
+        .map(|&partition| {
+            let (low, high) = topic.offsets.watermarks(&topic.name, partition)?;
+            Ok((partition, if point == Point::Earliest { low } else { high }))
+        })
+        .collect()
+}
+
+/// Moves the egress's group to the replay's point, unless that replay was
+/// done already; the positions it moved to. A replay is done once: its
+/// mark (a hash of its id) is committed as partition 0's offset of a group
+/// of its own beside the egress's ([`replay_group`]). Commit metadata
+/// would be the natural place, but Tansu does not return it.
+async fn replay_once(
+    topic: &Topic,
+    spec: &EgressSpec,
+    replay: &Replay,
+    partitions: &[i32],
+) -> KafkaResult<Option<HashMap<i32, i64>>> {
+    let marker = replay_group(&spec.consumer_group);
+    let mark = replay_mark(&replay.id);
+    let marked = topic.offsets.list(&marker, &topic.name, &[0]).await?;
+    if marked.get(&0).copied().flatten() == Some(mark) {
+        return Ok(None);
+    }
+    let to = point(topic, partitions, replay.to)?;
+    topic
+        .offsets
+        .alter(&spec.consumer_group, &topic.name, &to)
+        .await?;
+    topic
+        .offsets
+        .alter(&marker, &topic.name, &[(0, mark)])
+        .await?;
+    tracing::info!(egress = %spec.name, replay = %replay.id, to = ?replay.to, "positions replayed");
+    Ok(Some(to.into_iter().collect()))
+}
+
+/// A replay's id as an offset: FNV-1a, stable across builds, kept
+/// non-negative.
+fn replay_mark(id: &str) -> i64 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash >> 1) as i64
 }
 
 /// [`start`] for each egress, a bounded number at a time.

@@ -146,6 +146,8 @@ struct Done {
     partition: i32,
     epoch: u64,
     offset: i64,
+    /// Ordered by key: the key whose turn it held.
+    key_held: Option<u64>,
     report: Option<Report>,
     caught_up: bool,
 }
@@ -343,6 +345,9 @@ impl Reader {
                 let Some(lane) = egress.lanes.get_mut(&partition) else {
                     continue;
                 };
+                if egress.spec.paused {
+                    continue; // its position stays; lag shows what waits
+                }
                 if lane.behind {
                     // The reader moved on: it may have come back to it.
                     laggards.rejoin(egress, next);
@@ -424,6 +429,7 @@ impl Reader {
                     partition: start.partition,
                     epoch: start.epoch,
                     offset: start.queued.offset,
+                    key_held: start.queued.key,
                     report,
                     caught_up: start.queued.caught_up,
                 });
@@ -486,6 +492,7 @@ impl Reader {
                 done.partition,
                 done.epoch,
                 done.offset,
+                done.key_held,
                 done.report.is_some(),
             );
             due = egress.uncommitted >= window;
@@ -674,14 +681,16 @@ impl Reader {
                     continue;
                 };
                 *epoch += 1;
+                // A paused egress takes nothing: no catch-up consumer.
+                let behind = from < next && !egress.spec.paused;
                 egress
                     .lanes
-                    .insert(partition, Lane::new(*epoch, from, from < next));
+                    .insert(partition, Lane::new(*epoch, from, behind));
             }
             laggards.follow(&mut egress);
             egress.started.store(true, Ordering::Release);
         }
-        tracing::info!(egress = %egress.spec.name, group = %egress.spec.consumer_group, topic = %self.topic.name, ordered = egress.spec.ordered, "egress started");
+        tracing::info!(egress = %egress.spec.name, group = %egress.spec.consumer_group, topic = %self.topic.name, order = ?egress.spec.order, paused = egress.spec.paused, "egress started");
         state.egresses.insert(egress.key.clone(), egress);
         Ok(())
     }

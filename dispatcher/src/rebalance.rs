@@ -83,9 +83,10 @@ impl Rebalancer {
         next.clear();
         gaps.clear();
         for &partition in &partitions {
-            let start = listed
-                .iter()
-                .filter_map(|p| p.get(&partition).copied())
+            // A paused egress does not hold the reader back at its position.
+            let start = (specs.iter().zip(&listed))
+                .filter(|(spec, _)| !spec.paused)
+                .filter_map(|(_, p)| p.get(&partition).copied())
                 .min();
             let start = match start {
                 Some(start) => start,

@@ -28,6 +28,15 @@ pub struct Record {
     /// The record itself, when it is not a CloudEvent: a KafkaSource makes
     /// one of it (see `plain`).
     pub raw: Option<Raw>,
+    /// A hash of the record's key (the event's `partitionkey`): what
+    /// `ordered-by-key` delivery keeps in order.
+    pub key: Option<u64>,
+}
+
+/// Hashes a record key; a collision only orders two keys together.
+pub fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(key)
 }
 
 impl Record {
@@ -74,6 +83,7 @@ impl Record {
             trace,
             written_ms,
             raw,
+            key: message.key().map(key_hash),
         }
     }
 
@@ -91,6 +101,7 @@ impl Record {
             trace: self.trace.clone(),
             written_ms: self.written_ms,
             raw: None,
+            key: self.key,
         };
         Some((record, made.skipped_headers))
     }

@@ -123,6 +123,9 @@ pub fn knative_status(status: &Status, generation: Option<i64>) -> serde_json::V
     if let Some(uri) = &status.dead_letter_sink_uri {
         body["deadLetterSinkUri"] = json!(uri);
     }
+    if !status.annotations.is_empty() {
+        body["annotations"] = json!(status.annotations);
+    }
     if !status.subscribers.is_empty() {
         let subscribers: Vec<_> = status
             .subscribers
@@ -151,32 +154,18 @@ mod tests {
 
     #[test]
     fn statuses_have_knatives_shape() {
-        let status = Status {
-            kind: "Trigger".into(),
-            namespace: "ns".into(),
-            name: "t".into(),
-            ready: Ready::False,
-            reason: "BrokerDoesNotExist".into(),
-            message: "broker 'b' does not exist".into(),
-            address: None,
-            addresses: Vec::new(),
-            policies: Vec::new(),
-            from: Vec::new(),
-            subscriber_uri: Some("http://s".into()),
-            dead_letter_sink_uri: None,
-            subscribers: vec![],
-            sink_uri: None,
-            sink_ca_certs: None,
-            consumers: None,
-            ce_attributes: vec![],
-            ce_overrides: None,
-            event_type: None,
-            generated_by: None,
-            flow: None,
-            conditions: vec![],
-        };
+        let mut status = Status::new("Trigger", "ns", "t")
+            .not_ready("BrokerDoesNotExist", "broker 'b' does not exist");
+        status.subscriber_uri = Some("http://s".into());
+        status
+            .annotations
+            .insert("delivery.ferry.dev/replay".into(), "earliest".into());
         let v = knative_status(&status, Some(3));
         assert_eq!(v["status"]["observedGeneration"], 3);
+        assert_eq!(
+            v["status"]["annotations"]["delivery.ferry.dev/replay"],
+            "earliest"
+        );
         assert_eq!(v["status"]["conditions"][0]["type"], "Ready");
         assert_eq!(v["status"]["conditions"][0]["status"], "False");
         assert_eq!(v["status"]["conditions"][0]["reason"], "BrokerDoesNotExist");

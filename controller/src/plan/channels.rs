@@ -391,6 +391,6 @@ fn plan_subscription(
             group_version: "messaging.knative.dev/v1".to_owned(),
             ..Default::default()
         }),
-        ..ferry_annotations(&subscription.metadata)?
+        ..ferry_annotations(&subscription.metadata, status)?
     })
 }

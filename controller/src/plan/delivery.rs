@@ -2,14 +2,16 @@
 //! (Knative's DeliverySpec) into the contract's EgressConfig, and its
 //! delivery order.
 
-use ferry_proto::{BackoffPolicy, DeliveryOrder, Egress, EgressConfig, InitialOffset};
+use ferry_proto::{
+    replay::To, BackoffPolicy, DeliveryOrder, Egress, EgressConfig, InitialOffset, Replay,
+};
 
 use super::{addresses::resolve, settings::Settings, status::Status};
 use crate::{
     duration,
     resources::{
         DeliverySpec, Metadata, BACKOFF_MAX_ANNOTATION, DELIVERY_ORDER_ANNOTATION,
-        MAX_IN_FLIGHT_ANNOTATION, START_ANNOTATION,
+        MAX_IN_FLIGHT_ANNOTATION, PAUSED_ANNOTATION, REPLAY_ANNOTATION, START_ANNOTATION,
     },
 };
 
@@ -18,7 +20,9 @@ pub(super) type NotReady = (&'static str, String);
 
 /// An egress's own delivery settings (which replace its resource's) and
 /// its delivery order (annotation `kafka.eventing.knative.dev/delivery.order`,
-/// else `default`); the status shows the dead-letter sink.
+/// else `default`; Ferry's `ordered-by-key` is `Ordered` here and
+/// `orderedByKey` in [`ferry_annotations`]); the status shows the
+/// dead-letter sink.
 pub(super) fn egress_delivery(
     delivery: Option<&DeliverySpec>,
     metadata: &Metadata,
@@ -35,11 +39,13 @@ pub(super) fn egress_delivery(
     {
         None => default,
         Some("unordered") => DeliveryOrder::Unordered,
-        Some("ordered") => DeliveryOrder::Ordered,
+        Some("ordered" | ORDERED_BY_KEY) => DeliveryOrder::Ordered,
         Some(other) => {
             return Err((
                 "DeliveryOrderInvalid",
-                format!("delivery order '{other}' is neither ordered nor unordered"),
+                format!(
+                    "delivery order '{other}' is not one of ordered, unordered, {ORDERED_BY_KEY}"
+                ),
             ))
         }
     };
@@ -54,42 +60,95 @@ fn backoff_max(metadata: &Metadata) -> Result<u64, NotReady> {
     };
     match duration::parse(text) {
         Ok(d) if !d.is_zero() => Ok(d.as_millis() as u64),
-        Ok(_) => Err((
-            "DeliveryInvalid",
-            format!("annotation {BACKOFF_MAX_ANNOTATION}: must be longer than zero"),
-        )),
-        Err(e) => Err((
-            "DeliveryInvalid",
-            format!("annotation {BACKOFF_MAX_ANNOTATION}: {e}"),
-        )),
+        Ok(_) => Err(invalid(BACKOFF_MAX_ANNOTATION, "must be longer than zero")),
+        Err(e) => Err(invalid(BACKOFF_MAX_ANNOTATION, e)),
     }
 }
 
+/// Ferry's delivery order: per record key.
+const ORDERED_BY_KEY: &str = "ordered-by-key";
+
 /// The contract fields of Ferry's delivery annotations
-/// (`delivery.ferry.dev/`) on an egress's object, for the rest of an
-/// Egress to be written over.
-pub(super) fn ferry_annotations(metadata: &Metadata) -> Result<Egress, NotReady> {
+/// (`delivery.ferry.dev/`, and `ordered-by-key`) on an egress's object,
+/// for the rest of an Egress to be written over; the status records a
+/// replay passed on.
+pub(super) fn ferry_annotations(
+    metadata: &Metadata,
+    status: &mut Status,
+) -> Result<Egress, NotReady> {
+    let (initial_offset, start_time) = match metadata.annotations.get(START_ANNOTATION) {
+        None => (InitialOffset::Unset, 0),
+        Some(text) => match point(text).map_err(|e| invalid(START_ANNOTATION, e))? {
+            To::Offset(offset) => (InitialOffset::try_from(offset).unwrap_or_default(), 0),
+            To::Time(ms) => (InitialOffset::Unset, ms),
+        },
+    };
+    let replay = replay(metadata)?;
+    if let Some(replay) = &replay {
+        status
+            .annotations
+            .insert(REPLAY_ANNOTATION.to_owned(), replay.id.clone());
+    }
     Ok(Egress {
         backoff_max: backoff_max(metadata)?,
         max_in_flight: max_in_flight(metadata)?,
-        initial_offset: start(metadata)? as i32,
+        initial_offset: initial_offset as i32,
+        start_time,
+        ordered_by_key: metadata
+            .annotations
+            .get(DELIVERY_ORDER_ANNOTATION)
+            .is_some_and(|o| o == ORDERED_BY_KEY),
+        paused: paused(metadata)?,
+        replay,
         ..Default::default()
     })
 }
 
-/// Where its new consumer group starts (`delivery.ferry.dev/start`), as the
-/// contract's `initialOffset`; unset without the annotation (a trigger's
-/// group then starts at the end, as in the reference).
-fn start(metadata: &Metadata) -> Result<InitialOffset, NotReady> {
-    match metadata.annotations.get(START_ANNOTATION).map(String::as_str) {
-        None => Ok(InitialOffset::Unset),
-        Some("earliest") => Ok(InitialOffset::Earliest),
-        Some("latest") => Ok(InitialOffset::Latest),
-        Some(other) => Err((
-            "DeliveryInvalid",
-            format!(
-                "annotation {START_ANNOTATION}: '{other}' is not earliest or latest (a start time is not supported yet)"
-            ),
+fn invalid(annotation: &str, message: impl std::fmt::Display) -> NotReady {
+    (
+        "DeliveryInvalid",
+        format!("annotation {annotation}: {message}"),
+    )
+}
+
+/// `earliest`, `latest` or an RFC 3339 time (to the millisecond).
+fn point(text: &str) -> Result<To, String> {
+    match text.trim() {
+        "earliest" => Ok(To::Offset(InitialOffset::Earliest as i32)),
+        "latest" => Ok(To::Offset(InitialOffset::Latest as i32)),
+        other => chrono::DateTime::parse_from_rfc3339(other)
+            .map(|t| To::Time(t.timestamp_millis().max(1)))
+            .map_err(|e| format!("'{other}' is not earliest, latest or an RFC 3339 time ({e})")),
+    }
+}
+
+/// Its annotation `delivery.ferry.dev/replay`: `<point>` or `<point>#<tag>`,
+/// the whole value being the replay's id, so that a new tag asks for the
+/// same point again.
+fn replay(metadata: &Metadata) -> Result<Option<Replay>, NotReady> {
+    let Some(value) = metadata.annotations.get(REPLAY_ANNOTATION) else {
+        return Ok(None);
+    };
+    let target = value.split_once('#').map_or(value.as_str(), |(t, _)| t);
+    let to = point(target).map_err(|e| invalid(REPLAY_ANNOTATION, e))?;
+    Ok(Some(Replay {
+        id: value.trim().to_owned(),
+        to: Some(to),
+    }))
+}
+
+/// Its annotation `delivery.ferry.dev/paused`.
+fn paused(metadata: &Metadata) -> Result<bool, NotReady> {
+    match metadata
+        .annotations
+        .get(PAUSED_ANNOTATION)
+        .map(|p| p.trim())
+    {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(invalid(
+            PAUSED_ANNOTATION,
+            format!("'{other}' is neither true nor false"),
         )),
     }
 }
@@ -101,9 +160,9 @@ fn max_in_flight(metadata: &Metadata) -> Result<u32, NotReady> {
     };
     match text.trim().parse::<u32>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err((
-            "DeliveryInvalid",
-            format!("annotation {MAX_IN_FLIGHT_ANNOTATION}: '{text}' is not a positive integer"),
+        _ => Err(invalid(
+            MAX_IN_FLIGHT_ANNOTATION,
+            format!("'{text}' is not a positive integer"),
         )),
     }
 }

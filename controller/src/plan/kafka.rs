@@ -21,7 +21,7 @@ use super::{
     sources::sorted,
     status::{CeAttribute, Condition, Ready, Status},
 };
-use crate::resources::{KafkaSink, KafkaSource, Resources, KEY_TYPE_LABEL};
+use crate::resources::{KafkaSink, KafkaSource, Resources, KEY_TYPE_LABEL, START_ANNOTATION};
 
 pub(super) fn plan_kafka_sinks(
     resources: &Resources,
@@ -398,10 +398,20 @@ fn plan_source(
             kept: true,
         })
         .collect();
-    // Its `initialOffset` is its spec's; the other annotations are Ferry's.
-    let annotations = match super::delivery::ferry_annotations(&source.metadata) {
+    // Ferry's annotations; `delivery.ferry.dev/start` wins over the spec's
+    // `initialOffset`, and `ordered-by-key` over its `ordering`.
+    let annotations = match super::delivery::ferry_annotations(&source.metadata, &mut status) {
         Ok(egress) => egress,
         Err((reason, message)) => return (status.not_ready(reason, message), None),
+    };
+    let initial_offset = match source.metadata.annotations.get(START_ANNOTATION) {
+        Some(_) => annotations.initial_offset(),
+        None => initial_offset,
+    };
+    let order = if annotations.ordered_by_key {
+        DeliveryOrder::Ordered
+    } else {
+        order
     };
     let own = reference(&source.metadata, "KafkaSource", "sources.knative.dev/v1");
     let resource = ferry_proto::Resource {

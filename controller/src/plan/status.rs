@@ -1,5 +1,7 @@
 //! A resource's status in Knative's shape, as the plan decides it.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// One of an addressable's addresses, in Knative's shape.
@@ -86,6 +88,10 @@ pub struct Status {
     /// An EventType's type, source and addressable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_type: Option<EventTypeSummary>,
+    /// Knative's `status.annotations`: what the controller did about an
+    /// object's annotations (a replay it passed on).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     /// The kind's own conditions (a source's `SinkProvided`), which `Ready`
     /// sums up.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -176,6 +182,7 @@ impl Status {
             event_type: None,
             generated_by: None,
             flow: None,
+            annotations: BTreeMap::new(),
             conditions: Vec::new(),
         }
     }

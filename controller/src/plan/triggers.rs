@@ -133,7 +133,7 @@ fn plan_trigger(
         delivery_order: order as i32,
         reference: Some(reference(&trigger.metadata, "Trigger")),
         dialected_filter: dialected,
-        ..ferry_annotations(&trigger.metadata)?
+        ..ferry_annotations(&trigger.metadata, status)?
     };
     Ok(egress)
 }

@@ -25,8 +25,14 @@ pub const DELIVERY_ORDER_ANNOTATION: &str = "kafka.eventing.knative.dev/delivery
 pub const BACKOFF_MAX_ANNOTATION: &str = "delivery.ferry.dev/backoff-max";
 /// Ferry's: a trigger's most deliveries at once (a positive integer).
 pub const MAX_IN_FLIGHT_ANNOTATION: &str = "delivery.ferry.dev/max-in-flight";
-/// Ferry's: where a new consumer group starts (`earliest` or `latest`).
+/// Ferry's: where a new consumer group starts (`earliest`, `latest` or an
+/// RFC 3339 time).
 pub const START_ANNOTATION: &str = "delivery.ferry.dev/start";
+/// Ferry's: `"true"` stops an egress's deliveries, keeping its position.
+pub const PAUSED_ANNOTATION: &str = "delivery.ferry.dev/paused";
+/// Ferry's: move an egress's positions once, to `earliest`, `latest` or an
+/// RFC 3339 time, with an optional `#tag` to ask again.
+pub const REPLAY_ANNOTATION: &str = "delivery.ferry.dev/replay";
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

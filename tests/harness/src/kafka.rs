@@ -111,20 +111,7 @@ pub async fn produce_batch(bootstrap: &str, topic: &str, ids: &[String]) {
         .create()
         .expect("producer");
     let sends = ids.iter().map(|id| {
-        let headers = [
-            ("ce_specversion", "1.0"),
-            ("ce_id", id.as_str()),
-            ("ce_source", "/ferry/tests"),
-            ("ce_type", "t"),
-            ("content-type", "application/json"),
-        ];
-        let mut owned = rdkafka::message::OwnedHeaders::new();
-        for (key, value) in headers {
-            owned = owned.insert(rdkafka::message::Header {
-                key,
-                value: Some(value),
-            });
-        }
+        let owned = event_headers(id);
         let payload = format!("{{\"id\":\"{id}\"}}");
         let producer = producer.clone();
         async move {
@@ -139,6 +126,67 @@ pub async fn produce_batch(bootstrap: &str, topic: &str, ids: &[String]) {
         }
     });
     futures::future::join_all(sends).await;
+}
+
+/// A binary-mode CloudEvent's headers: id `id`, type `t`, JSON data.
+fn event_headers(id: &str) -> rdkafka::message::OwnedHeaders {
+    let headers = [
+        ("ce_specversion", "1.0"),
+        ("ce_id", id),
+        ("ce_source", "/ferry/tests"),
+        ("ce_type", "t"),
+        ("content-type", "application/json"),
+    ];
+    let mut owned = rdkafka::message::OwnedHeaders::new();
+    for (key, value) in headers {
+        owned = owned.insert(rdkafka::message::Header {
+            key,
+            value: Some(value),
+        });
+    }
+    owned
+}
+
+/// Writes one binary-mode CloudEvent per id to partition 0, in order,
+/// each acknowledged before the next.
+pub async fn produce_ids(bootstrap: &str, topic: &str, ids: &[String]) {
+    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    for id in ids {
+        let payload = format!("{{\"id\":\"{id}\"}}");
+        let record = rdkafka::producer::FutureRecord::<(), _>::to(topic)
+            .partition(0)
+            .payload(&payload)
+            .headers(event_headers(id));
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("record written");
+    }
+}
+
+/// A time (ms since the epoch) after every record written so far and
+/// before any written from now on: the clock is waited past it. A broker
+/// may date records by when it stored them (Tansu does) or by when they
+/// were made (Kafka's CreateTime); a millisecond on either side holds for
+/// both.
+pub async fn a_moment_later() -> i64 {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as i64
+    };
+    let moment = now() + 1;
+    crate::eventually(
+        "the clock to pass a moment",
+        Duration::from_secs(1),
+        || async { (now() > moment).then_some(()) },
+    )
+    .await;
+    moment
 }
 
 /// Reads a topic from the beginning of every partition without a consumer
