@@ -300,6 +300,11 @@ impl Drop for KubeEmulator {
 }
 
 impl Standalone {
+    /// Stops it with SIGTERM, as an orchestrator would, and waits for it.
+    pub async fn terminate(self, deadline: Duration) -> ExitStatus {
+        self._process.terminate(deadline).await
+    }
+
     /// `GET /resources`: every resource's status.
     pub async fn resources(&self) -> Vec<serde_json::Value> {
         resources_at(&self.admin).await
