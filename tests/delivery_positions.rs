@@ -313,3 +313,95 @@ async fn replay_to_a_time_redelivers_from_then_to_that_trigger_only() {
         .await;
     assert_eq!(counts(&replayed.received())["e3"], 2, "replayed once only");
 }
+
+/// `ferry replay --to-offset earliest` on a standalone's trigger: it gets
+/// every event again, its neighbour nothing; asked again, it replays again.
+#[tokio::test]
+async fn ferry_replay_moves_a_standalone_trigger_to_the_beginning() {
+    let (dir, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ns = unique("ns");
+    let (replayed, bystander) = (Subscriber::accepting().await, Subscriber::accepting().await);
+    write_resource(
+        dir.path(),
+        "triggers.yaml",
+        &[
+            broker(&ns),
+            trigger(&ns, "replayed", "", &replayed.url(), ""),
+            trigger(&ns, "bystander", "", &bystander.url(), ""),
+        ]
+        .join("---\n"),
+    );
+    let ferry = standalone(dir.path(), state.path()).await;
+    ferry.wait_for_status("Trigger", "replayed", "True").await;
+    ferry.wait_for_status("Trigger", "bystander", "True").await;
+    let client = http::client();
+    let url = format!("{}/{ns}/b", ferry.ingress);
+    let sent: Vec<String> = (0..3).map(|i| format!("e{i}")).collect();
+    for id in &sent {
+        post_event(&client, &url, id, "dev.example.t", "/tests").await;
+    }
+    replayed.wait_for_ids(&sent, DEADLINE).await;
+    bystander.wait_for_ids(&sent, DEADLINE).await;
+
+    let object = format!("{ns}/replayed");
+    let state_dir = state.path().to_str().unwrap();
+    let replay = || {
+        ferry_harness::process::ferry_output(
+            FERRY,
+            &[
+                "replay",
+                "trigger",
+                &object,
+                "--to-offset",
+                "earliest",
+                "--state-dir",
+                state_dir,
+            ],
+            &[],
+        )
+    };
+    replay();
+    replayed.wait_for(6, DEADLINE).await;
+    replay();
+    replayed.wait_for(9, DEADLINE).await;
+    post_event(&client, &url, "next", "dev.example.t", "/tests").await;
+    replayed.wait_for_ids(&["next".into()], DEADLINE).await;
+    bystander.wait_for_ids(&["next".into()], DEADLINE).await;
+    assert!(counts(&replayed.received())
+        .iter()
+        .all(|(id, n)| *n == if id == "next" { 1 } else { 3 }));
+    assert_eq!(
+        bystander.received().len(),
+        4,
+        "{:?}",
+        ids(&bystander.received())
+    );
+
+    let refused = std::process::Command::new(FERRY)
+        .args([
+            "replay",
+            "broker",
+            &format!("{ns}/b"),
+            "--to-offset",
+            "earliest",
+            "--state-dir",
+            state_dir,
+        ])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("cannot be replayed"));
+    let refused = std::process::Command::new(FERRY)
+        .args([
+            "replay",
+            "trigger",
+            &object,
+            "--to-time",
+            "yesterday",
+            "--state-dir",
+            state_dir,
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not an RFC 3339 time"));
+}

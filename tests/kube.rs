@@ -421,3 +421,82 @@ async fn flows_get_their_channels_subscriptions_and_status() {
     assert_eq!(filter["spec"]["channel"]["name"], "par-kn-parallel");
     assert_eq!(filter["spec"]["reply"]["ref"]["name"], "par-kn-parallel-0");
 }
+
+/// `ferry replay --kube` annotates the trigger through the API, as
+/// `kubectl annotate` would; the controller passes the replay on in the
+/// contract once and records it in the trigger's status.
+#[tokio::test]
+async fn ferry_replay_annotates_a_trigger_and_the_controller_passes_it_on() {
+    let api = KubeEmulator::start();
+    let k = KubeApi::new(&api);
+    let ns = unique("ns");
+    let eventing = format!("/apis/eventing.knative.dev/v1/namespaces/{ns}");
+    k.create(&format!("{eventing}/brokers"),
+        json!({"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+               "metadata": {"name": "b", "namespace": ns,
+                            "annotations": {"eventing.knative.dev/broker.class": "Kafka"}}, "spec": {}}),
+    )
+    .await;
+    k.create(
+        &format!("{eventing}/triggers"),
+        json!({"apiVersion": "eventing.knative.dev/v1", "kind": "Trigger",
+               "metadata": {"name": "t", "namespace": ns, "uid": "t-uid"},
+               "spec": {"broker": "b", "subscriber": {"uri": "http://s.test"}}}),
+    )
+    .await;
+    let state = tempfile::tempdir().unwrap();
+    let _controller = controller(FERRY, &api, state.path(), "ferry-test-replay", &[]);
+    let trigger_path = format!("{eventing}/triggers/t");
+    k.wait_for(&trigger_path, "the trigger Ready", |t| {
+        t["status"]["conditions"][0]["status"] == "True"
+    })
+    .await;
+
+    let kubeconfig = api.kubeconfig();
+    let env = [("KUBECONFIG", kubeconfig.as_os_str())];
+    let object = format!("{ns}/t");
+    let printed = ferry_harness::process::ferry_output(
+        FERRY,
+        &[
+            "replay",
+            "trigger",
+            &object,
+            "--to-time",
+            "2026-12-07T09:00:00Z",
+            "--kube",
+        ],
+        &env,
+    );
+    assert!(printed.contains("2026-12-07T09:00:00Z"), "{printed}");
+    let trigger = k.get(&trigger_path).await.expect("the trigger");
+    let asked = trigger["metadata"]["annotations"]["delivery.ferry.dev/replay"]
+        .as_str()
+        .expect("the annotation")
+        .to_owned();
+    assert!(asked.starts_with("2026-12-07T09:00:00Z#"), "{asked}");
+
+    let trigger = k
+        .wait_for(&trigger_path, "the replay in the status", |t| {
+            t["status"]["annotations"]["delivery.ferry.dev/replay"] == asked.as_str()
+        })
+        .await;
+    assert_eq!(
+        trigger["metadata"]["annotations"]["delivery.ferry.dev/replay"],
+        asked.as_str()
+    );
+    let replay = eventually("the replay in the contract", WAIT, || async {
+        let contract = published_contract(&k).await;
+        contract
+            .resources
+            .iter()
+            .flat_map(|r| &r.egresses)
+            .find(|e| e.uid == "t-uid")
+            .and_then(|e| e.replay.clone())
+    })
+    .await;
+    assert_eq!(replay.id, asked);
+    assert_eq!(
+        replay.to,
+        Some(ferry_proto::replay::To::Time(1_796_634_000_000))
+    );
+}

@@ -221,6 +221,7 @@ impl ControllerTuning {
             cluster: None,
             event_types: None,
             registry: None,
+            annotation_requests: None,
         })
     }
 }

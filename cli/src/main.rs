@@ -9,6 +9,7 @@ mod event_display;
 mod eventtypes;
 mod mesh;
 mod receiver;
+mod replay;
 mod run;
 mod send;
 mod shared;
@@ -58,6 +59,8 @@ enum Command {
     Eventtypes(eventtypes::Args),
     /// Create a topic, or print its events.
     Topic(topic::Args),
+    /// Move a trigger's (subscription's, KafkaSource's) positions to a time, the beginning or the end.
+    Replay(replay::Args),
     /// Measure: load, sink, baselines and the benchmark suite.
     Bench(bench::Args),
 }
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
             Command::Run(args) => run::run(args).await,
             Command::Eventtypes(args) => eventtypes::run(args).await,
             Command::Topic(args) => topic::run(args, shutdown).await,
+            Command::Replay(args) => replay::run(args).await,
             Command::Bench(args) => bench::run(args, shutdown).await,
         }
     })

@@ -101,6 +101,9 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     controller_config.event_types = plane.event_types.clone();
     controller_config.registry = Some(event_types);
+    controller_config.annotation_requests = Some(ferry_controller::annotation_requests::folder(
+        &args.state_dir,
+    ));
     args.controller.cluster(&mut controller_config).await;
     controller_config.metrics = ControllerMetrics::new(&mut registry);
     let controller_metrics = controller_config.metrics.clone();

@@ -9,7 +9,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{reconciler::Reconciler, resources::Resources};
+use crate::{annotation_requests, reconciler::Reconciler, resources::Resources};
 
 /// Reads every `.yaml`, `.yml` and `.json` file of the folder.
 pub fn load(dir: &Path) -> Resources {
@@ -38,16 +38,19 @@ pub fn load(dir: &Path) -> Resources {
 }
 
 /// Reconciles the folders (the first the user's, then any others, such
-/// as standalone's registry, made when missing) until shutdown.
+/// as standalone's registry, made when missing) until shutdown, with the
+/// annotations asked for in `requests` (see `annotation_requests`).
 pub async fn run(
     dirs: &[PathBuf],
+    requests: Option<PathBuf>,
     mut reconciler: Reconciler,
     resync: Duration,
     shutdown: CancellationToken,
 ) -> notify::Result<()> {
     let (tx, mut changed) = tokio::sync::mpsc::channel(1);
     let mut watchers = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
+    let watched: Vec<&PathBuf> = dirs.iter().chain(&requests).collect();
+    for (i, dir) in watched.into_iter().enumerate() {
         if i > 0 {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -76,6 +79,9 @@ pub async fn run(
         let mut resources = load(&dirs[0]);
         for dir in &dirs[1..] {
             resources.extend(load(dir));
+        }
+        if let Some(requests) = &requests {
+            annotation_requests::apply(&mut resources, &annotation_requests::load(requests));
         }
         for (source, error) in &resources.errors {
             tracing::warn!(%source, %error, "resource not used");

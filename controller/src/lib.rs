@@ -12,6 +12,7 @@
 //! - [`folder`]: resources from a watched folder of YAML.
 //! - [`kube`]: resources from the Kubernetes API, with leader election.
 
+pub mod annotation_requests;
 pub mod contract_file;
 pub mod deletions;
 pub mod duration;
@@ -48,6 +49,8 @@ pub struct Config {
     /// A folder of EventTypes read beside `resources` (standalone's
     /// registry, which its recorder writes).
     pub registry: Option<PathBuf>,
+    /// Where `ferry replay` writes annotation requests (standalone's).
+    pub annotation_requests: Option<PathBuf>,
 }
 
 /// Reconciles a folder of resources until shutdown; the statuses are
@@ -82,7 +85,15 @@ pub fn start_folder(
         let folders: Vec<PathBuf> = std::iter::once(config.resources.clone())
             .chain(config.registry.clone())
             .collect();
-        if let Err(error) = folder::run(&folders, reconciler, config.resync, shutdown).await {
+        if let Err(error) = folder::run(
+            &folders,
+            config.annotation_requests.clone(),
+            reconciler,
+            config.resync,
+            shutdown,
+        )
+        .await
+        {
             tracing::error!(%error, folder = %config.resources.display(), "cannot watch the resources folder");
         }
     });

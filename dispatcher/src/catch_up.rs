@@ -149,7 +149,16 @@ impl Feed {
         }
     }
 
+    /// Assigns the partitions at their positions; fewer partitions than
+    /// assigned leave the assignment as it is (their records are skipped
+    /// by the reader), because librdkafka aborts when a partition still
+    /// starting is taken away.
     fn assign(&self, positions: &[(i32, i64)]) {
+        let assigned = self.consumer.assignment().unwrap_or_default();
+        let held = |p: i32| assigned.find_partition(&self.topic, p).is_some();
+        if assigned.count() > 0 && positions.iter().all(|&(p, _)| held(p)) {
+            return;
+        }
         let mut tpl = TopicPartitionList::new();
         for &(partition, offset) in positions {
             let from = Offset::Offset((offset - REWIND).max(0));

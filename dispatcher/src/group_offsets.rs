@@ -60,6 +60,8 @@ pub struct GroupOffsets {
 }
 
 struct Inner {
+    /// For the consumer `at_time` may check an answer with.
+    config: ClientConfig,
     queue: Queue,
     pending: AtomicUsize,
     stop: AtomicBool,
@@ -100,6 +102,7 @@ impl GroupOffsets {
         // queue is destroyed before it (see `Inner`).
         let queue = Queue(unsafe { rd::rd_kafka_queue_new(admin.inner().native_ptr()) });
         let inner = Arc::new(Inner {
+            config: config.clone(),
             queue,
             pending: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -221,13 +224,59 @@ impl GroupOffsets {
             .iter()
             .map(|e| {
                 e.error()?;
+                let partition = e.partition();
+                let (low, high) = self.watermarks(topic, partition)?;
                 let offset = match e.offset() {
+                    // Tansu answers 0 for a time after a partition's last
+                    // record, where Kafka answers "none": the record there
+                    // says which.
+                    Offset::Offset(o) if o == low && o < high => {
+                        if self.written_before(topic, partition, o, ms)? {
+                            high
+                        } else {
+                            o
+                        }
+                    }
                     Offset::Offset(o) if o >= 0 => o,
-                    _ => self.end(topic, e.partition())?,
+                    _ => high,
                 };
-                Ok((e.partition(), offset))
+                Ok((partition, offset))
             })
             .collect()
+    }
+
+    /// Whether the record at `offset` was written before `ms`. Blocking.
+    fn written_before(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        ms: i64,
+    ) -> KafkaResult<bool> {
+        use rdkafka::{
+            consumer::{BaseConsumer, Consumer},
+            Message,
+        };
+        let consumer: BaseConsumer = (self.handle.0.config.clone())
+            .set("group.id", "ferry-offsets-check")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        consumer.assign(&partition_list(
+            topic,
+            [(partition, Offset::Offset(offset))].into_iter(),
+        )?)?;
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        while Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => {
+                    let at = message.timestamp().to_millis();
+                    return Ok(at.is_some_and(|at| at < ms));
+                }
+                Some(Err(error)) => return Err(error),
+                None => {}
+            }
+        }
+        Err(KafkaError::OffsetFetch(RDKafkaErrorCode::RequestTimedOut))
     }
 
     /// Options carrying `reply` as the request's opaque; the polling thread

@@ -640,6 +640,9 @@ impl Reader {
         }
         for mut egress in changed {
             let positions = egress.positions(true);
+            if positions.is_empty() {
+                continue; // it took nothing: its group is where it was
+            }
             if let Err(error) = self
                 .topic
                 .offsets
