@@ -115,6 +115,7 @@ impl Plane {
             size: 256,
             tls: None,
             bearer: None,
+            keys: None,
         };
         let stop = Shutdown::new();
         let run = self.sink.run();

@@ -7,7 +7,7 @@ use crate::{
     load,
     process::{loopback, Sampler},
     sink::{Behaviour, SinkHandle},
-    suite::{Bench, READY_TIMEOUT},
+    suite::{Bench, Order, READY_TIMEOUT},
 };
 
 const ANNOTATION: (&str, &str) = ("ferry.dev/eventtype-auto-create", "enabled");
@@ -30,7 +30,7 @@ impl Bench {
             for on in [false, true] {
                 let broker = format!("autocreate-{}-{round}", if on { "on" } else { "off" });
                 let annotations: &[(&str, &str)] = if on { &[ANNOTATION] } else { &[] };
-                self.apply_annotated(&broker, annotations, 0, false, &|t| {
+                self.apply_annotated(&broker, annotations, 0, Order::Unordered, &|t| {
                     sink.url(&format!("t{t}"))
                 })
                 .await?;

@@ -13,7 +13,7 @@ use std::{
 
 use bytes::Bytes;
 use ferry_common::shutdown::Shutdown;
-use ferry_event::http::encode_binary_headers;
+use ferry_event::{http::encode_binary_headers, Value, PARTITIONKEY};
 use fixedbitset::FixedBitSet;
 use hdrhistogram::Histogram;
 use http::{header, Request, Uri};
@@ -40,6 +40,8 @@ pub struct Load {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// `Authorization: Bearer` on every request.
     pub bearer: Option<String>,
+    /// Events carry `partitionkey` `k<seq % keys>` (the record key).
+    pub keys: Option<u64>,
 }
 
 /// What the senders saw.
@@ -217,7 +219,10 @@ async fn worker(shared: Arc<Shared>) -> Part {
 }
 
 fn request(shared: &Shared, seq: u64) -> Request<Full<Bytes>> {
-    let event = event::event(shared.run, seq, &shared.data);
+    let mut event = event::event(shared.run, seq, &shared.data);
+    if let Some(keys) = shared.load.keys {
+        event.set(PARTITIONKEY, Value::String(format!("k{}", seq % keys)));
+    }
     let mut request = Request::post(shared.path.clone())
         .header(header::HOST, &shared.authority)
         .body(Full::new(shared.data.clone()))

@@ -15,14 +15,14 @@ use fixedbitset::FixedBitSet;
 use crate::{
     baseline,
     event::RunId,
-    load::{self, Sent},
+    load::{self, Load, Sent},
     procstat::{self, Footprint},
     report::{Percentiles, Report},
     sink::{new_histogram, Behaviour, SinkHandle},
 };
 
 use crate::process::{free_addr, loopback, wait_listening, Sampler};
-use crate::suite::{Bench, NAMESPACE, READY_TIMEOUT, SIZE};
+use crate::suite::{Bench, Order, NAMESPACE, READY_TIMEOUT, SIZE};
 use crate::ticks::TickSinkHandle;
 
 impl Bench {
@@ -31,7 +31,7 @@ impl Bench {
     pub(crate) async fn ingress(&mut self) -> anyhow::Result<()> {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
-        self.apply("ingress", 0, false, &sink).await?;
+        self.apply("ingress", 0, Order::Unordered, &sink).await?;
         let header = ingress_header("target", "ratio");
         self.section(
             &format!(
@@ -156,7 +156,7 @@ impl Bench {
     pub(crate) async fn end_to_end(&mut self) -> anyhow::Result<()> {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
-        self.apply("e2e", 1, false, &sink).await?;
+        self.apply("e2e", 1, Order::Unordered, &sink).await?;
         // Before the dispatcher starts: its new group begins after these.
         let floor = Percentiles::of(
             &baseline::kafka_latency(
@@ -241,7 +241,7 @@ impl Bench {
         sink: &SinkHandle,
         run: RunId,
     ) -> anyhow::Result<(Report, Footprint, Footprint, Duration)> {
-        self.apply(broker, triggers, false, sink).await?;
+        self.apply(broker, triggers, Order::Unordered, sink).await?;
         let started = Instant::now();
         let dispatcher = self.dispatcher()?;
         dispatcher.ready(READY_TIMEOUT).await?;
@@ -386,11 +386,11 @@ impl Bench {
         Ok(())
     }
 
-    /// 5. Ordered against unordered delivery to a subscriber that takes
-    ///    10 ms per event.
+    /// 5. Ordered, ordered by key (100 keys) and unordered delivery to a
+    ///    subscriber that takes 10 ms per event.
     pub(crate) async fn ordering(&mut self) -> anyhow::Result<()> {
         self.section(
-            "5. Ordered vs unordered: a subscriber taking 10 ms, 500 events/s offered",
+            "5. Ordered vs ordered-by-key vs unordered: a subscriber taking 10 ms, 500 events/s offered",
             &[
                 "delivery",
                 "sent",
@@ -401,7 +401,12 @@ impl Bench {
                 "e2e max ms",
             ],
         );
-        for ordered in [true, false] {
+        let orders = [
+            ("ordered", Order::Ordered, None),
+            ("by-key", Order::ByKey, Some(100)),
+            ("unordered", Order::Unordered, None),
+        ];
+        for (broker, order, keys) in orders {
             let run = RunId::fresh();
             let sink = SinkHandle::start(
                 loopback(),
@@ -411,13 +416,16 @@ impl Bench {
                 },
             )
             .await?;
-            let broker = if ordered { "ordered" } else { "unordered" };
-            self.apply(broker, 1, ordered, &sink).await?;
+            self.apply(broker, 1, order, &sink).await?;
             let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
             receiver.ready(READY_TIMEOUT).await?;
             dispatcher.ready(READY_TIMEOUT).await?;
             self.warm_up(broker, &sink).await?;
-            let sent = load::run(&self.load(self.broker_url(broker), Some(500.0)), run).await?;
+            let load = Load {
+                keys,
+                ..self.load(self.broker_url(broker), Some(500.0))
+            };
+            let sent = load::run(&load, run).await?;
             sink.wait_for(
                 &sent.accepted,
                 1,
@@ -426,8 +434,12 @@ impl Bench {
             )
             .await;
             let report = Report::new(&sent, &sink.received(), 1);
+            let label = match keys {
+                Some(keys) => format!("ordered-by-key ({keys} keys)"),
+                None => broker.to_owned(),
+            };
             self.row(&[
-                broker.into(),
+                label,
                 report.sent.to_string(),
                 report.lost.to_string(),
                 format!("{:.0}", report.delivered_rate),
@@ -458,7 +470,8 @@ impl Bench {
         );
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
-        self.apply("soak", TRIGGERS, false, &sink).await?;
+        self.apply("soak", TRIGGERS, Order::Unordered, &sink)
+            .await?;
         let (receiver, mut dispatcher) = (self.receiver()?, self.dispatcher()?);
         receiver.ready(READY_TIMEOUT).await?;
         dispatcher.ready(READY_TIMEOUT).await?;
@@ -586,7 +599,8 @@ impl Bench {
         for through_broker in [true, false] {
             let sink = TickSinkHandle::start(loopback()).await?;
             let url = sink.url();
-            self.apply_to("pings", 1, false, &|_| url.clone()).await?;
+            self.apply_to("pings", 1, Order::Unordered, &|_| url.clone())
+                .await?;
             let target = if through_broker {
                 "ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: pings".to_owned()
             } else {

@@ -14,7 +14,7 @@ use crate::{
     load::{self, Load},
     process::{free_addr, loopback, wait_listening, Sampler},
     sink::{Behaviour, SinkHandle},
-    suite::{Bench, NAMESPACE, READY_TIMEOUT},
+    suite::{Bench, Order, NAMESPACE, READY_TIMEOUT},
 };
 
 const BROKER: &str = "secure";
@@ -23,7 +23,7 @@ impl Bench {
     pub(crate) async fn security(&mut self) -> anyhow::Result<()> {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
-        self.apply(BROKER, 0, false, &sink).await?;
+        self.apply(BROKER, 0, Order::Unordered, &sink).await?;
         self.section(
             &format!(
                 "11. Ingress security: 1 KiB binary events, {} connections, as fast as possible",

@@ -200,10 +200,10 @@ impl Bench {
         &self,
         broker: &str,
         triggers: usize,
-        ordered: bool,
+        order: Order,
         sink: &SinkHandle,
     ) -> anyhow::Result<()> {
-        self.apply_to(broker, triggers, ordered, &|t| sink.url(&format!("t{t}")))
+        self.apply_to(broker, triggers, order, &|t| sink.url(&format!("t{t}")))
             .await
     }
 
@@ -212,10 +212,10 @@ impl Bench {
         &self,
         broker: &str,
         triggers: usize,
-        ordered: bool,
+        order: Order,
         subscriber: &dyn Fn(usize) -> String,
     ) -> anyhow::Result<()> {
-        self.apply_annotated(broker, &[], triggers, ordered, subscriber)
+        self.apply_annotated(broker, &[], triggers, order, subscriber)
             .await
     }
 
@@ -225,7 +225,7 @@ impl Bench {
         broker: &str,
         annotations: &[(&str, &str)],
         triggers: usize,
-        ordered: bool,
+        order: Order,
         subscriber: &dyn Fn(usize) -> String,
     ) -> anyhow::Result<()> {
         let mut yaml = format!(
@@ -234,7 +234,7 @@ impl Bench {
         for (name, value) in annotations {
             let _ = writeln!(yaml, "    {name}: {value}");
         }
-        let order = if ordered { "ordered" } else { "unordered" };
+        let order = order.annotation();
         for t in 0..triggers {
             let _ = write!(
                 yaml,
@@ -330,6 +330,7 @@ impl Bench {
             size: SIZE,
             tls: None,
             bearer: None,
+            keys: None,
         }
     }
 
@@ -344,5 +345,23 @@ impl Bench {
         let line = format!("| {} |", cells.join(" | "));
         eprintln!("bench: {line}");
         let _ = writeln!(self.out, "{line}");
+    }
+}
+
+/// A trigger's delivery order (`kafka.eventing.knative.dev/delivery.order`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Order {
+    Unordered,
+    Ordered,
+    ByKey,
+}
+
+impl Order {
+    fn annotation(self) -> &'static str {
+        match self {
+            Order::Unordered => "unordered",
+            Order::Ordered => "ordered",
+            Order::ByKey => "ordered-by-key",
+        }
     }
 }

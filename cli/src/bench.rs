@@ -185,6 +185,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         size: args.size,
         tls: None,
         bearer: None,
+        keys: None,
     };
     let sent = load::run(&load, run).await?;
     let received = match &sink {
