@@ -3,12 +3,21 @@
 
 mod support;
 
-use ferry_proto::{replay::To, DeliveryOrder, InitialOffset, Replay};
+use ferry_proto::{replay::To, DeliveryOrder, Egress, InitialOffset, Replay};
 
 use ferry_controller::{
-    plan::{plan, Ready, TopicHealth},
+    plan::{plan, Plan, Ready, TopicHealth},
     resources::Resources,
 };
+
+/// The egress of the trigger `name`, on the plan's first resource.
+fn egress_of(plan: &Plan, name: &str) -> Option<Egress> {
+    plan.resources[0]
+        .egresses
+        .iter()
+        .find(|e| e.reference.as_ref().is_some_and(|r| r.name == name))
+        .cloned()
+}
 
 #[test]
 fn backoff_max_reaches_the_contract_and_a_bad_one_says_why() {
@@ -27,13 +36,7 @@ fn backoff_max_reaches_the_contract_and_a_bad_one_says_why() {
     );
     assert!(resources.errors.is_empty(), "{:?}", resources.errors);
     let plan = plan(&resources, &support::settings(), &TopicHealth::default());
-    let egress = |name: &str| {
-        plan.resources[0]
-            .egresses
-            .iter()
-            .find(|e| e.reference.as_ref().is_some_and(|r| r.name == name))
-            .cloned()
-    };
+    let egress = |name: &str| egress_of(&plan, name);
     assert_eq!(egress("capped").unwrap().backoff_max, 300);
     assert_eq!(
         egress("plain").unwrap().backoff_max,
@@ -68,13 +71,7 @@ fn start_sets_where_a_new_group_begins() {
          spec: {broker: b, subscriber: {uri: 'http://s'}}\n",
     );
     let plan = plan(&resources, &support::settings(), &TopicHealth::default());
-    let offset = |name: &str| {
-        plan.resources[0]
-            .egresses
-            .iter()
-            .find(|e| e.reference.as_ref().is_some_and(|r| r.name == name))
-            .map(|e| e.initial_offset())
-    };
+    let offset = |name: &str| egress_of(&plan, name).map(|e| e.initial_offset());
     assert_eq!(offset("replay"), Some(InitialOffset::Earliest));
     assert_eq!(
         offset("plain"),
@@ -130,13 +127,7 @@ fn order_pause_start_time_and_replay_reach_the_contract() {
         ("bad-replay", "delivery.ferry.dev/replay: 'last tuesday'"),
     ]);
     let plan = plan(&resources, &support::settings(), &TopicHealth::default());
-    let egress = |name: &str| {
-        plan.resources[0]
-            .egresses
-            .iter()
-            .find(|e| e.reference.as_ref().is_some_and(|r| r.name == name))
-            .cloned()
-    };
+    let egress = |name: &str| egress_of(&plan, name);
     let by_key = egress("by-key").unwrap();
     assert!(by_key.ordered_by_key);
     assert_eq!(
