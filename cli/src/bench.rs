@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 use ferry_bench::{
-    baseline,
+    baseline, compare,
     event::RunId,
     load::{self, Load},
     report::Report,
@@ -113,6 +113,16 @@ struct SuiteArgs {
     /// Logs, resources and the contract [default: a fresh temporary folder].
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Another build's `ferry`: run the scenarios alternately with it and
+    /// this one, and show each figure's ratio (`scripts/bench --compare REV`).
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// What to call the other build in the tables.
+    #[arg(long, default_value = "other")]
+    compare_label: String,
+    /// Rounds per build when comparing.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
 }
 
 pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -160,7 +170,20 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
                 soak_minutes: args.soak_minutes,
                 pings: args.pings,
             };
-            let tables = suite::run(options).await?;
+            let tables = match args.compare {
+                None => suite::run(options).await?,
+                Some(other) => {
+                    let this = compare::Side {
+                        label: "this".into(),
+                        ferry: options.ferry.clone(),
+                    };
+                    let other = compare::Side {
+                        label: args.compare_label,
+                        ferry: other,
+                    };
+                    compare::run(options, this, other, args.rounds.max(1)).await?
+                }
+            };
             println!("{tables}");
             Ok(())
         }
