@@ -1,6 +1,11 @@
 //! `ferry`: one binary, a subcommand per component. It parses flags, sets up
 //! logging and hands over to the component's library.
 
+/// Every `ferry` process allocates through mimalloc: glibc's malloc took
+/// a seventh of the receiver's CPU under load (see BENCHMARKS.md, issue 25).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin_client;
 mod bench;
 mod controller;
