@@ -9,7 +9,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, RwLock},
 };
 
 use rustls::{
@@ -24,12 +24,15 @@ struct State {
     /// The contract's trust bundles, as last set.
     bundles: Vec<String>,
     /// Clients by a destination's own CA certificates.
-    clients: HashMap<Option<String>, HttpClient>,
+    /// By the extra CA certificates' PEM; "" for none.
+    clients: HashMap<String, HttpClient>,
 }
 
 pub struct Clients {
     system: Arc<Vec<CertificateDer<'static>>>,
-    state: Mutex<State>,
+    /// Read on every attempt, written when a new CA set appears: a lock
+    /// readers share, and no allocation to look a client up.
+    state: RwLock<State>,
 }
 
 impl Default for Clients {
@@ -47,13 +50,13 @@ impl Clients {
         }
         Clients {
             system: Arc::new(found.certs),
-            state: Mutex::default(),
+            state: RwLock::default(),
         }
     }
 
     /// The contract's trust bundles (PEM); a change makes new clients.
     pub fn set_trust_bundles(&self, bundles: &[String]) {
-        let mut state = self.state.lock().expect("clients lock");
+        let mut state = self.state.write().expect("clients lock");
         if state.bundles != bundles {
             state.bundles = bundles.to_vec();
             state.clients.clear();
@@ -63,10 +66,13 @@ impl Clients {
     /// The client for a destination that names these CA certificates.
     pub fn get(&self, ca_certs: Option<&str>) -> HttpClient {
         let ca_certs = ca_certs.filter(|c| !c.trim().is_empty());
-        let mut state = self.state.lock().expect("clients lock");
-        let key = ca_certs.map(str::to_owned);
-        if let Some(client) = state.clients.get(&key) {
+        let key = ca_certs.unwrap_or_default();
+        if let Some(client) = self.state.read().expect("clients lock").clients.get(key) {
             return client.clone();
+        }
+        let mut state = self.state.write().expect("clients lock");
+        if let Some(client) = state.clients.get(key) {
+            return client.clone(); // made while this one waited
         }
         let mut roots = RootCertStore::empty();
         roots.add_parsable_certificates(self.system.iter().cloned());
@@ -74,7 +80,7 @@ impl Clients {
             add_pem(&mut roots, pem);
         }
         let client = send::client_trusting(tls_config(roots));
-        state.clients.insert(key, client.clone());
+        state.clients.insert(key.to_owned(), client.clone());
         client
     }
 }
@@ -113,10 +119,10 @@ mod tests {
         clients.get(None);
         clients.get(Some(""));
         clients.get(Some(&ca));
-        assert_eq!(clients.state.lock().unwrap().clients.len(), 2);
+        assert_eq!(clients.state.read().unwrap().clients.len(), 2);
         clients.set_trust_bundles(std::slice::from_ref(&ca));
         assert!(
-            clients.state.lock().unwrap().clients.is_empty(),
+            clients.state.read().unwrap().clients.is_empty(),
             "new bundles, new clients"
         );
     }
