@@ -1,6 +1,8 @@
 //! The CloudEvents HTTP protocol binding: binary, structured and batched
 //! content modes.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{header::CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
@@ -98,6 +100,12 @@ pub fn decode_binary(headers: &HeaderMap, body: Bytes) -> Result<Event, InvalidE
 /// JavaScript emitter do not encode); bytes that are not UTF-8 are read as
 /// ISO-8859-1, HTTP's historical charset. The decoded value must be UTF-8.
 fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, InvalidEvent> {
+    // Most values have nothing to undo: copied once.
+    if !raw.contains(&b'%') && raw.first() != Some(&b'"') {
+        if let Ok(plain) = std::str::from_utf8(raw) {
+            return Ok(plain.to_owned());
+        }
+    }
     let text: std::borrow::Cow<str> = match std::str::from_utf8(raw) {
         Ok(text) => text.into(),
         Err(_) => raw
@@ -155,23 +163,58 @@ fn unquote(value: &str) -> std::borrow::Cow<'_, str> {
 /// Headers for a binary-mode request carrying `event`; the body is
 /// `event.data()`.
 pub fn encode_binary_headers(event: &Event) -> HeaderMap {
-    let mut headers = HeaderMap::with_capacity(8);
+    let mut headers = HeaderMap::with_capacity(12);
     for (name, value) in event.attributes() {
         if name == DATACONTENTTYPE {
-            if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+            let content_type = match value {
+                Value::String(s) => HeaderValue::from_str(s),
+                other => HeaderValue::from_str(&other.to_string()),
+            };
+            if let Ok(v) = content_type {
                 headers.insert(CONTENT_TYPE, v);
             }
             continue;
         }
-        let header = HeaderName::try_from(format!("{PREFIX}{name}"))
-            .expect("attribute names are valid header names");
-        let encoded = utf8_percent_encode(&value.to_string(), HEADER_VALUE).to_string();
-        headers.insert(
-            header,
-            HeaderValue::try_from(encoded).expect("percent-encoded values are visible ASCII"),
-        );
+        headers.insert(header_name(name), header_value(value));
     }
     headers
+}
+
+/// `ce-<name>`; the names most events carry are made without allocating
+/// (every delivery encodes them: BENCHMARKS.md, issue 25).
+fn header_name(name: &str) -> HeaderName {
+    const KNOWN: [&str; 12] = [
+        "ce-specversion",
+        "ce-id",
+        "ce-source",
+        "ce-type",
+        "ce-time",
+        "ce-subject",
+        "ce-dataschema",
+        "ce-partitionkey",
+        "ce-knativekafkapartition",
+        "ce-knativekafkaoffset",
+        "ce-traceparent",
+        "ce-tracestate",
+    ];
+    match KNOWN.iter().find(|known| &known[PREFIX.len()..] == name) {
+        Some(known) => HeaderName::from_static(known),
+        None => HeaderName::try_from(format!("{PREFIX}{name}"))
+            .expect("attribute names are valid header names"),
+    }
+}
+
+/// An attribute's value, percent-encoded, copied once.
+fn header_value(value: &Value) -> HeaderValue {
+    match value {
+        Value::Integer(i) => HeaderValue::from(*i),
+        Value::Boolean(b) => HeaderValue::from_static(if *b { "true" } else { "false" }),
+        Value::String(s) => match Cow::from(utf8_percent_encode(s, HEADER_VALUE)) {
+            Cow::Borrowed(plain) => HeaderValue::from_str(plain),
+            Cow::Owned(encoded) => HeaderValue::try_from(encoded),
+        }
+        .expect("percent-encoded values are visible ASCII"),
+    }
 }
 
 #[cfg(test)]
