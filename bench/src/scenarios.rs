@@ -21,7 +21,7 @@ use crate::{
     sink::{new_histogram, Behaviour, SinkHandle},
 };
 
-use crate::process::{free_addr, loopback, wait_listening, Sampler};
+use crate::process::{free_addr, loopback, wait_listening, Process, Sampler};
 use crate::suite::{Bench, Order, NAMESPACE, READY_TIMEOUT, SIZE};
 use crate::ticks::TickSinkHandle;
 
@@ -274,7 +274,19 @@ impl Bench {
         copies: usize,
     ) -> anyhow::Result<(Report, Footprint)> {
         let dispatcher = self.dispatcher()?;
-        let sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
+        self.measure_drain(dispatcher, sink, events, copies).await
+    }
+
+    /// Lets `process` deliver a backlog of `events` to `sink` on `copies`
+    /// paths, then stops it: what arrived, and what it cost.
+    async fn measure_drain(
+        &self,
+        process: Process,
+        sink: &SinkHandle,
+        events: u64,
+        copies: usize,
+    ) -> anyhow::Result<(Report, Footprint)> {
+        let sampler = Sampler::start(process.pid(), self.kafka_port);
         let mut accepted = FixedBitSet::with_capacity(events as usize);
         accepted.insert_range(..);
         sink.wait_for(
@@ -285,7 +297,7 @@ impl Bench {
         )
         .await;
         let busy = sampler.finish();
-        dispatcher.stop().await;
+        process.stop().await;
         let backlog = Sent {
             sent: events,
             accepted,
@@ -307,14 +319,22 @@ impl Bench {
             .drain_backlog("dispatch", 1, events, &sink, run)
             .await?;
         sink.reset();
-        let raw = baseline::relay(
-            &self.options.bootstrap,
-            &Self::topic("dispatch"),
-            &sink.url("relay"),
-            events,
-            100,
-        )
-        .await?;
+        // The relay in a process of its own, measured as the dispatcher is.
+        let relay = self.spawn_baseline(
+            "relay",
+            &[
+                "bench".into(),
+                "relay".into(),
+                "--topic".into(),
+                Self::topic("dispatch"),
+                "--url".into(),
+                sink.url("relay"),
+                "--count".into(),
+                events.to_string(),
+            ],
+        )?;
+        let (raw_report, raw_busy) = self.measure_drain(relay, &sink, events, 1).await?;
+        let raw = raw_report.delivered_rate;
         self.section(
             &format!("3. Dispatch: a backlog of {events} events to a fast sink"),
             &[
@@ -330,10 +350,10 @@ impl Bench {
         self.row(&[
             "raw consumer posting 100 at once (ceiling)".into(),
             format!("{raw:.0}"),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
+            raw_report.lost.to_string(),
+            raw_report.duplicates.to_string(),
+            format!("{:.1}", raw_busy.rss_mib),
+            per_event_micros(raw_busy, events),
             "1.00".into(),
         ]);
         self.row(&[

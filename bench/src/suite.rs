@@ -134,11 +134,29 @@ impl Bench {
         args: &[String],
         admin: Option<SocketAddr>,
     ) -> anyhow::Result<Process> {
+        self.spawn_from(&self.options.ferry, name, args, admin)
+    }
+
+    /// Starts a baseline as a process of its own, from the suite's own
+    /// binary whichever build's data plane is measured, so that both
+    /// sides of a comparison measure the same baseline.
+    pub(crate) fn spawn_baseline(&self, name: &str, args: &[String]) -> anyhow::Result<Process> {
+        let own = std::env::current_exe().context("where is ferry?")?;
+        self.spawn_from(&own, name, args, None)
+    }
+
+    fn spawn_from(
+        &self,
+        binary: &std::path::Path,
+        name: &str,
+        args: &[String],
+        admin: Option<SocketAddr>,
+    ) -> anyhow::Result<Process> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.options.work_dir.join(format!("{name}.log")))?;
-        let mut command = Command::new(&self.options.ferry);
+        let mut command = Command::new(binary);
         command.args(args);
         if let Some(admin) = admin {
             command.arg("--admin").arg(admin.to_string());
@@ -153,7 +171,7 @@ impl Bench {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {}", self.options.ferry.display()))?;
+            .with_context(|| format!("cannot start {}", binary.display()))?;
         Ok(Process { child, admin })
     }
 

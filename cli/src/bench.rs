@@ -41,6 +41,21 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         in_flight: usize,
     },
+    /// A raw consumer posting each record to a URL: the dispatch ceiling.
+    /// It relays `count` records, prints the rate, and waits to be stopped
+    /// (so that its CPU time can still be read).
+    Relay {
+        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+        bootstrap_servers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value_t = 100)]
+        in_flight: usize,
+    },
     /// Run the scenarios of BENCHMARKS.md and print their tables.
     Suite(SuiteArgs),
 }
@@ -150,6 +165,18 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             )
             .await?;
             println!("raw producer: {count} records of {size} bytes, {rate:.0} records/s");
+            Ok(())
+        }
+        Command::Relay {
+            bootstrap_servers,
+            topic,
+            url,
+            count,
+            in_flight,
+        } => {
+            let rate = baseline::relay(&bootstrap_servers, &topic, &url, count, in_flight).await?;
+            println!("raw relay: {count} records, {rate:.0} records/s");
+            shutdown.cancelled().await;
             Ok(())
         }
         Command::Suite(args) => {
