@@ -116,13 +116,15 @@ async fn send(producer: &FutureProducer, topic: &str, record: &Record) -> anyhow
 /// Reads `topic` from the beginning in a fresh group and posts each record
 /// (binary mode, headers as they are) to `url` with up to `in_flight`
 /// requests at once, until `count` records were posted; returns posts per
-/// second from the first record read.
+/// second from the first record read. With `only`, records of other bench
+/// runs (an earlier scenario's, in a topic read again) are passed over.
 pub async fn relay(
     bootstrap: &str,
     topic: &str,
     url: &str,
     count: u64,
     in_flight: usize,
+    only: Option<RunId>,
 ) -> anyhow::Result<f64> {
     let consumer = consumer(bootstrap, "earliest")?;
     consumer.subscribe(&[topic])?;
@@ -138,6 +140,15 @@ pub async fn relay(
             }
         }
         let message = consumer.recv().await?;
+        if let Some(run) = only {
+            let id = (message.headers().into_iter())
+                .flat_map(|h| h.iter())
+                .find(|h| h.key == "ce_id")
+                .and_then(|h| std::str::from_utf8(h.value?).ok());
+            if id.and_then(|id| run.seq(id)).is_none() {
+                continue;
+            }
+        }
         started.get_or_insert_with(Instant::now);
         read += 1;
         let mut request = Request::post(url);

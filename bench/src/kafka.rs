@@ -104,6 +104,7 @@ impl Bench {
             &sink.url("relay"),
             events,
             100,
+            None,
         )
         .await?;
         let label = format!("raw consumer posting 100 at once ({events} backlog)");

@@ -331,6 +331,8 @@ impl Bench {
                 sink.url("relay"),
                 "--count".into(),
                 events.to_string(),
+                "--run".into(),
+                format!("{:08x}", run.0),
             ],
         )?;
         let (raw_report, raw_busy) = self.measure_drain(relay, &sink, events, 1).await?;

@@ -55,6 +55,9 @@ enum Command {
         count: u64,
         #[arg(long, default_value_t = 100)]
         in_flight: usize,
+        /// Relay only this bench run's records (its id, in hex).
+        #[arg(long, value_parser = parse_run)]
+        run: Option<RunId>,
     },
     /// Run the scenarios of BENCHMARKS.md and print their tables.
     Suite(SuiteArgs),
@@ -173,8 +176,10 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             url,
             count,
             in_flight,
+            run,
         } => {
-            let rate = baseline::relay(&bootstrap_servers, &topic, &url, count, in_flight).await?;
+            let rate =
+                baseline::relay(&bootstrap_servers, &topic, &url, count, in_flight, run).await?;
             println!("raw relay: {count} records, {rate:.0} records/s");
             shutdown.cancelled().await;
             Ok(())
@@ -215,6 +220,12 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_run(hex: &str) -> Result<RunId, String> {
+    u32::from_str_radix(hex, 16)
+        .map(RunId)
+        .map_err(|e| format!("'{hex}' is not a run id: {e}"))
 }
 
 async fn load(args: LoadArgs) -> anyhow::Result<()> {

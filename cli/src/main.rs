@@ -2,7 +2,9 @@
 //! logging and hands over to the component's library.
 
 /// Every `ferry` process allocates through mimalloc: glibc's malloc took
-/// a seventh of the receiver's CPU under load (see BENCHMARKS.md, issue 25).
+/// a seventh of the receiver's CPU under load. Built without transparent
+/// huge pages, which cost up to 48 MiB of RSS under fan-out (see
+/// BENCHMARKS.md, issue 25).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
