@@ -21,20 +21,11 @@ fn egress_of(plan: &Plan, name: &str) -> Option<Egress> {
 
 #[test]
 fn backoff_max_reaches_the_contract_and_a_bad_one_says_why() {
-    let mut resources = Resources::default();
-    resources.add_yaml(
-        "delivery.yaml",
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: ns}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
-         metadata: {name: capped, namespace: ns, annotations: {delivery.ferry.dev/backoff-max: PT0.3S}}\n\
-         spec: {broker: b, subscriber: {uri: 'http://s'}}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
-         metadata: {name: plain, namespace: ns}\nspec: {broker: b, subscriber: {uri: 'http://s'}}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
-         metadata: {name: bad, namespace: ns, annotations: {delivery.ferry.dev/backoff-max: soon}}\n\
-         spec: {broker: b, subscriber: {uri: 'http://s'}}\n",
-    );
-    assert!(resources.errors.is_empty(), "{:?}", resources.errors);
+    let resources = triggers(&[
+        ("capped", "delivery.ferry.dev/backoff-max: PT0.3S"),
+        ("plain", ""),
+        ("bad", "delivery.ferry.dev/backoff-max: soon"),
+    ]);
     let plan = plan(&resources, &support::settings(), &TopicHealth::default());
     let egress = |name: &str| egress_of(&plan, name);
     assert_eq!(egress("capped").unwrap().backoff_max, 300);
@@ -57,19 +48,11 @@ fn backoff_max_reaches_the_contract_and_a_bad_one_says_why() {
 
 #[test]
 fn start_sets_where_a_new_group_begins() {
-    let mut resources = Resources::default();
-    resources.add_yaml(
-        "start.yaml",
-        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: b, namespace: ns}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
-         metadata: {name: replay, namespace: ns, annotations: {delivery.ferry.dev/start: earliest}}\n\
-         spec: {broker: b, subscriber: {uri: 'http://s'}}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
-         metadata: {name: plain, namespace: ns}\nspec: {broker: b, subscriber: {uri: 'http://s'}}\n---\n\
-         apiVersion: eventing.knative.dev/v1\nkind: Trigger\n\
-         metadata: {name: bad, namespace: ns, annotations: {delivery.ferry.dev/start: yesterday}}\n\
-         spec: {broker: b, subscriber: {uri: 'http://s'}}\n",
-    );
+    let resources = triggers(&[
+        ("replay", "delivery.ferry.dev/start: earliest"),
+        ("plain", ""),
+        ("bad", "delivery.ferry.dev/start: yesterday"),
+    ]);
     let plan = plan(&resources, &support::settings(), &TopicHealth::default());
     let offset = |name: &str| egress_of(&plan, name).map(|e| e.initial_offset());
     assert_eq!(offset("replay"), Some(InitialOffset::Earliest));

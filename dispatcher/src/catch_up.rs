@@ -149,10 +149,11 @@ impl Feed {
         }
     }
 
-    /// Assigns the partitions at their positions; fewer partitions than
-    /// assigned leave the assignment as it is (their records are skipped
-    /// by the reader), because librdkafka aborts when a partition still
-    /// starting is taken away.
+    /// Assigns the partitions at their positions. Positions on partitions
+    /// it already holds (a lane rejoined the reader, or was revoked) leave
+    /// the assignment as it is, and the reader skips the records it no
+    /// longer wants: librdkafka aborts when a partition still starting is
+    /// taken away. Lanes behind only move forward, so nothing is missed.
     fn assign(&self, positions: &[(i32, i64)]) {
         let assigned = self.consumer.assignment().unwrap_or_default();
         let held = |p: i32| assigned.find_partition(&self.topic, p).is_some();

@@ -200,13 +200,13 @@ impl GroupOffsets {
     }
 
     /// Each partition's first offset written at or after `ms` (since the
-    /// epoch), or its end when none was. Blocking.
+    /// epoch), or its end when none was: (partition, offset). Blocking.
     pub fn at_time(
         &self,
         topic: &str,
         partitions: &[i32],
         ms: i64,
-    ) -> KafkaResult<HashMap<i32, i64>> {
+    ) -> KafkaResult<Vec<(i32, i64)>> {
         let tpl = partition_list(topic, partitions.iter().map(|&p| (p, Offset::Offset(ms))))?;
         // SAFETY: the list is valid and owned by `tpl`; librdkafka writes
         // each element's offset and error in place.

@@ -86,23 +86,18 @@ pub async fn start(
 /// Where `point` is on each of `partitions`. Blocking. A time still to
 /// come is the end: no record was written at or after it yet.
 fn point(topic: &Topic, partitions: &[i32], point: Point) -> KafkaResult<Vec<(i32, i64)>> {
-    let now = chrono::Utc::now().timestamp_millis();
-    if let Point::Time(ms) = point {
-        if ms <= now {
-            let mut at = topic.offsets.at_time(&topic.name, partitions, ms)?;
-            return Ok(partitions
-                .iter()
-                .map(|&p| (p, at.remove(&p).unwrap_or(0)))
-                .collect());
+    match point {
+        Point::Time(ms) if ms <= chrono::Utc::now().timestamp_millis() => {
+            topic.offsets.at_time(&topic.name, partitions, ms)
         }
+        _ => partitions
+            .iter()
+            .map(|&partition| {
+                let (low, high) = topic.offsets.watermarks(&topic.name, partition)?;
+                Ok((partition, if point == Point::Earliest { low } else { high }))
+            })
+            .collect(),
     }
-    partitions
-        .iter()
-        .map(|&partition| {
-            let (low, high) = topic.offsets.watermarks(&topic.name, partition)?;
-            Ok((partition, if point == Point::Earliest { low } else { high }))
-        })
-        .collect()
 }
 
 /// Moves the egress's group to the replay's point, unless that replay was
