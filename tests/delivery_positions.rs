@@ -100,7 +100,11 @@ async fn ordered_by_key_keeps_each_keys_order_and_a_retry_blocks_only_its_key() 
             trigger(
                 &ns,
                 "by-key",
-                "kafka.eventing.knative.dev/delivery.order: ordered-by-key",
+                // From the beginning: a trigger is Ready before the
+                // dispatcher pins its group at the end, and the first
+                // events must not fall into that gap on a loaded machine.
+                "kafka.eventing.knative.dev/delivery.order: ordered-by-key, \
+                 delivery.ferry.dev/start: earliest",
                 &subscriber.url(),
                 ", delivery: {retry: 5, backoffPolicy: linear, backoffDelay: PT0.3S}",
             ),
