@@ -25,7 +25,7 @@ use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     message::Headers,
     producer::FutureProducer,
-    ClientConfig, Message,
+    ClientConfig, Message, Offset, TopicPartitionList,
 };
 
 use crate::{
@@ -113,21 +113,47 @@ async fn send(producer: &FutureProducer, topic: &str, record: &Record) -> anyhow
         .map_err(|(error, _)| error.into())
 }
 
-/// Reads `topic` from the beginning in a fresh group and posts each record
+/// Which records of a topic the relay posts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Records {
+    /// Everything from the beginning.
+    All,
+    /// From the beginning, only this bench run's: other runs' (an earlier
+    /// scenario's, in a topic read again) are passed over.
+    Run(RunId),
+    /// Everything written once its group is assigned.
+    New,
+}
+
+/// Reads `topic` in a fresh group and posts each record of `records`
 /// (binary mode, headers as they are) to `url` with up to `in_flight`
 /// requests at once, until `count` records were posted; returns posts per
-/// second from the first record read. With `only`, records of other bench
-/// runs (an earlier scenario's, in a topic read again) are passed over.
+/// second from the first record read.
 pub async fn relay(
     bootstrap: &str,
     topic: &str,
     url: &str,
     count: u64,
     in_flight: usize,
-    only: Option<RunId>,
+    records: Records,
 ) -> anyhow::Result<f64> {
     let consumer = consumer(bootstrap, "earliest")?;
-    consumer.subscribe(&[topic])?;
+    match records {
+        Records::All | Records::Run(_) => consumer.subscribe(&[topic])?,
+        // Each partition's end, pinned now: a group's `latest` would be
+        // looked up per partition when first fetched, and could pass over
+        // what was written in between.
+        Records::New => {
+            let timeout = Duration::from_secs(10);
+            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+            let mut ends = TopicPartitionList::new();
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                let (_, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+                ends.add_partition_offset(topic, partition.id(), Offset::Offset(high))?;
+            }
+            consumer.assign(&ends)?;
+        }
+    }
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut pending = FuturesUnordered::new();
     let mut started = None;
@@ -139,8 +165,18 @@ pub async fn relay(
                 posted += u64::from(result?);
             }
         }
-        let message = consumer.recv().await?;
-        if let Some(run) = only {
+        // Posts go on while the next record is awaited: at a low rate they
+        // would otherwise wait for the window to fill.
+        let message = loop {
+            tokio::select! {
+                biased;
+                Some(result) = pending.next(), if !pending.is_empty() => {
+                    posted += u64::from(result?);
+                }
+                message = consumer.recv() => break message?,
+            }
+        };
+        if let Records::Run(run) = records {
             let id = (message.headers().into_iter())
                 .flat_map(|h| h.iter())
                 .find(|h| h.key == "ce_id")

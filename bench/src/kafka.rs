@@ -104,7 +104,7 @@ impl Bench {
             &sink.url("relay"),
             events,
             100,
-            None,
+            baseline::Records::All,
         )
         .await?;
         let label = format!("raw consumer posting 100 at once ({events} backlog)");

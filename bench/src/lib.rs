@@ -6,6 +6,7 @@
 //! - [`report`]: sent, accepted, received, lost, duplicates, latencies.
 //! - [`baseline`]: the ceilings: a no-op HTTP server, a raw producer and a
 //!   raw consume-and-post relay.
+//! - [`gateway`]: the least an HTTP → Kafka ingress can do, as a ceiling.
 //! - [`compare`]: the suite run alternately against another build, with ratios.
 //! - [`suite`]: the scenarios of BENCHMARKS.md against separate processes
 //!   (each scenario in `scenarios`, the processes in `process`).
@@ -17,6 +18,7 @@ mod autocreate;
 pub mod baseline;
 pub mod compare;
 pub mod event;
+pub mod gateway;
 mod kafka;
 pub mod load;
 mod process;

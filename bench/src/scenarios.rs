@@ -27,7 +27,8 @@ use crate::ticks::TickSinkHandle;
 
 impl Bench {
     /// 1. Ingress: the most 1 KiB binary events per second, against a no-op
-    ///    HTTP server and a raw producer.
+    ///    HTTP server, the least an HTTP → Kafka gateway does, and a raw
+    ///    producer.
     pub(crate) async fn ingress(&mut self) -> anyhow::Result<()> {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
@@ -77,6 +78,26 @@ impl Bench {
         let ratio = sent.rate() / ceiling.rate();
         self.ingress_row("ferry receiver (acks=all)", &sent, footprint, Some(ratio));
 
+        // The least any HTTP → Kafka ingress does, under the same load: on
+        // two cores shared with Tansu and the load generator, this and not
+        // the raw producer (which has no HTTP side) bounds the receiver.
+        let (gateway, gateway_url) = self.gateway("ingress").await?;
+        let sampler = Sampler::start(gateway.pid(), self.kafka_port);
+        let through = load::run(&self.load(gateway_url, None), run).await?;
+        let gateway_footprint = sampler.finish();
+        gateway.stop().await;
+        let cpu = |f: Footprint, sent: &Sent| f.cpu_seconds / sent.accepted_count().max(1) as f64;
+        self.ingress_row_with(
+            "raw HTTP → Kafka gateway (hyper + rdkafka, acks=all)",
+            &through,
+            gateway_footprint,
+            format!(
+                "receiver/gateway {:.2}, CPU {:.2}×",
+                sent.rate() / through.rate(),
+                cpu(footprint, &sent) / cpu(gateway_footprint, &through)
+            ),
+        );
+
         let raw = self
             .raw_producer(&Self::topic("ingress"), &sent, run)
             .await?;
@@ -87,6 +108,25 @@ impl Bench {
             format!("receiver/raw {:.2}", sent.rate() / raw),
         );
         Ok(())
+    }
+
+    /// The raw HTTP → Kafka gateway, writing into `broker`'s topic, once it
+    /// listens; and its URL.
+    async fn gateway(&self, broker: &str) -> anyhow::Result<(Process, http::Uri)> {
+        let addr = free_addr()?;
+        let gateway = self.spawn_baseline(
+            "gateway",
+            &[
+                "bench".into(),
+                "gateway".into(),
+                "--listen".into(),
+                addr.to_string(),
+                "--topic".into(),
+                Self::topic(broker),
+            ],
+        )?;
+        wait_listening(addr).await?;
+        Ok((gateway, format!("http://{addr}/").parse()?))
     }
 
     /// The raw producer writing as many records as `sent` got through in
@@ -167,6 +207,7 @@ impl Bench {
             )
             .await?,
         );
+        let http_floor = self.http_floor("e2e", E2E_RATE).await?;
         let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
         receiver.ready(READY_TIMEOUT).await?;
         dispatcher.ready(READY_TIMEOUT).await?;
@@ -201,21 +242,60 @@ impl Bench {
             "".into(),
             "".into(),
         ]);
+        self.e2e_row(
+            "HTTP → raw gateway → Kafka → raw relay → HTTP (floor with the HTTP hops)",
+            &http_floor,
+            None,
+        );
         self.warm_up("e2e", &sink).await?;
         let receiver_sampler = Sampler::start(receiver.pid(), self.kafka_port);
         let dispatcher_sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
-        let sent = load::run(&self.load(self.broker_url("e2e"), Some(1000.0)), run).await?;
-        sink.wait_for(
-            &sent.accepted,
-            1,
-            Instant::now() + Duration::from_secs(30),
-            Duration::from_secs(10),
-        )
-        .await;
+        let sent = load::run(&self.load(self.broker_url("e2e"), Some(E2E_RATE)), run).await?;
+        let report = received_report(&sink, &sent).await;
         let (rf, df) = (receiver_sampler.finish(), dispatcher_sampler.finish());
-        let report = Report::new(&sent, &sink.received(), 1);
+        self.e2e_row(
+            "HTTP → receiver → Kafka → dispatcher → HTTP",
+            &report,
+            Some((rf, df)),
+        );
+        receiver.stop().await;
+        dispatcher.stop().await;
+        Ok(())
+    }
+
+    /// Scenario 2's path with the least each hop can do, every process on
+    /// these cores as Ferry's are: the load → the raw HTTP → Kafka gateway
+    /// → `broker`'s topic → the raw relay → a sink.
+    async fn http_floor(&self, broker: &str, rate: f64) -> anyhow::Result<Report> {
+        let run = RunId::fresh();
+        let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
+        let (gateway, url) = self.gateway(broker).await?;
+        let relay = self.spawn_baseline(
+            "relay",
+            &[
+                "bench".into(),
+                "relay".into(),
+                "--topic".into(),
+                Self::topic(broker),
+                "--url".into(),
+                sink.url("floor"),
+                "--count".into(),
+                u64::MAX.to_string(),
+                "--new".into(),
+            ],
+        )?;
+        self.warm_up_at(url.clone(), &sink).await?;
+        let sent = load::run(&self.load(url, Some(rate)), run).await?;
+        let report = received_report(&sink, &sent).await;
+        gateway.stop().await;
+        relay.stop().await;
+        Ok(report)
+    }
+
+    fn e2e_row(&mut self, path: &str, report: &Report, footprints: Option<(Footprint, Footprint)>) {
+        let mib = |f: Option<Footprint>| f.map_or(String::new(), |f| format!("{:.1}", f.rss_mib));
         self.row(&[
-            "HTTP → receiver → Kafka → dispatcher → HTTP".into(),
+            path.into(),
             report.sent.to_string(),
             report.lost.to_string(),
             report.duplicates.to_string(),
@@ -225,12 +305,9 @@ impl Bench {
             format!("{:.2}", report.end_to_end.p99),
             format!("{:.2}", report.end_to_end.p999),
             format!("{:.2}", report.end_to_end.max),
-            format!("{:.1}", rf.rss_mib),
-            format!("{:.1}", df.rss_mib),
+            mib(footprints.map(|f| f.0)),
+            mib(footprints.map(|f| f.1)),
         ]);
-        receiver.stop().await;
-        dispatcher.stop().await;
-        Ok(())
     }
 
     /// Drains a backlog of `events` through `triggers` triggers: the
@@ -593,6 +670,22 @@ pub(crate) fn ingress_header(first: &'static str, last: &'static str) -> [&'stat
         "CPU µs/event",
         last,
     ]
+}
+
+/// Scenario 2's rate.
+const E2E_RATE: f64 = 1000.0;
+
+/// What reached `sink` of what was `sent`, once everything accepted did
+/// (or 30 s passed, or 10 s passed without an arrival).
+async fn received_report(sink: &SinkHandle, sent: &Sent) -> Report {
+    sink.wait_for(
+        &sent.accepted,
+        1,
+        Instant::now() + Duration::from_secs(30),
+        Duration::from_secs(10),
+    )
+    .await;
+    Report::new(sent, &sink.received(), 1)
 }
 
 pub(crate) fn per_event_micros(footprint: Footprint, events: u64) -> String {

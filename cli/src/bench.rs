@@ -4,8 +4,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{bail, Context};
 use ferry_bench::{
-    baseline, compare,
+    baseline::{self, Records},
+    compare,
     event::RunId,
+    gateway,
     load::{self, Load},
     report::Report,
     sink::{Behaviour, SinkHandle},
@@ -27,6 +29,16 @@ enum Command {
     Noop {
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
+    },
+    /// An HTTP server writing each request to a topic with a raw producer,
+    /// 202 once acknowledged: the ceiling of any HTTP → Kafka ingress.
+    Gateway {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS")]
+        bootstrap_servers: String,
+        #[arg(long)]
+        topic: String,
     },
     /// A raw rdkafka producer writing bench records: the Kafka ceiling.
     Produce {
@@ -56,8 +68,11 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         in_flight: usize,
         /// Relay only this bench run's records (its id, in hex).
-        #[arg(long, value_parser = parse_run)]
+        #[arg(long, value_parser = parse_run, conflicts_with = "new")]
         run: Option<RunId>,
+        /// Relay only what is written once the relay's group is assigned.
+        #[arg(long)]
+        new: bool,
     },
     /// Run the scenarios of BENCHMARKS.md and print their tables.
     Suite(SuiteArgs),
@@ -151,6 +166,14 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             baseline::noop_server(listener, shutdown).await;
             Ok(())
         }
+        Command::Gateway {
+            listen,
+            bootstrap_servers,
+            topic,
+        } => {
+            let listener = server::bind(listen).await?;
+            gateway::serve(listener, &bootstrap_servers, &topic, shutdown).await
+        }
         Command::Produce {
             bootstrap_servers,
             topic,
@@ -177,10 +200,20 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
             count,
             in_flight,
             run,
+            new,
         } => {
-            let rate =
-                baseline::relay(&bootstrap_servers, &topic, &url, count, in_flight, run).await?;
-            println!("raw relay: {count} records, {rate:.0} records/s");
+            let records = match (run, new) {
+                (Some(run), _) => Records::Run(run),
+                (None, true) => Records::New,
+                (None, false) => Records::All,
+            };
+            let relay =
+                baseline::relay(&bootstrap_servers, &topic, &url, count, in_flight, records);
+            // Stopped before the count too: a relay of new records has no end.
+            tokio::select! {
+                rate = relay => println!("raw relay: {count} records, {:.0} records/s", rate?),
+                _ = shutdown.cancelled() => return Ok(()),
+            }
             shutdown.cancelled().await;
             Ok(())
         }
