@@ -468,7 +468,11 @@ impl Bench {
             let run = RunId::fresh();
             let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
             let events = (self.options.backlog / triggers as u64).max(100);
-            let broker = format!("fanout{triggers}");
+            // A broker of its own per run: under --compare, the second
+            // round on the same Tansu found the first round's trigger
+            // groups, and its reader's offset requests failed over and over
+            // with a dropped connection (seen at 100 triggers).
+            let broker = format!("fanout{triggers}-{:08x}", run.0);
             let (report, idle, busy, startup) = self
                 .drain_backlog(&broker, triggers, events, &sink, run)
                 .await?;
