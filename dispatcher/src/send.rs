@@ -37,8 +37,12 @@ pub fn client_trusting(tls: rustls::ClientConfig) -> HttpClient {
         .wrap_connector(http);
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
+        // No cap on idle connections per host: deliveries in flight are
+        // bounded already (per trigger, and per broker by
+        // --max-deliveries-per-topic, 1,000), and a cap below that closed
+        // most connections after one request when a broker's triggers
+        // share a subscriber host, so each delivery paid a TCP handshake.
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
         .build(connector)
 }
 
