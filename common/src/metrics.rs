@@ -14,8 +14,9 @@
 //! `/metrics`, so a process registers these once and hands them to each.
 
 use std::{
+    collections::HashMap,
     fmt,
-    sync::{Arc, Mutex, Weak},
+    sync::{Arc, Mutex, RwLock, Weak},
 };
 
 use ferry_proto::Reference;
@@ -43,6 +44,56 @@ pub const LATENCY_BUCKETS_MS: [f64; 14] = [
 
 pub fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS_MS)
+}
+
+/// One resource's series by answer (a status code, or none) and event type
+/// (see [`Shared::type_key`]), each made once: making a series' labels
+/// clones them and finding it hashes them all, which per event costs more
+/// than the rest of the bookkeeping.
+pub struct ByAnswer<T> {
+    made: RwLock<HashMap<Option<u16>, ByType<T>>>,
+}
+
+type ByType<T> = HashMap<Box<str>, T>;
+
+impl<T> Default for ByAnswer<T> {
+    fn default() -> Self {
+        ByAnswer {
+            made: RwLock::default(),
+        }
+    }
+}
+
+impl<T: Clone> ByAnswer<T> {
+    /// The series for `code` and `ty`, made by `make` the first time.
+    pub fn get(&self, code: Option<u16>, ty: &str, make: impl FnOnce() -> T) -> T {
+        let made = self.made.read().expect("series by answer");
+        if let Some(series) = made.get(&code).and_then(|by_type| by_type.get(ty)) {
+            return series.clone();
+        }
+        drop(made);
+        let series = make();
+        self.made
+            .write()
+            .expect("series by answer")
+            .entry(code)
+            .or_default()
+            .insert(ty.into(), series.clone());
+        series
+    }
+}
+
+/// A cache: two are alike whatever they have made so far.
+impl<T> PartialEq for ByAnswer<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> fmt::Debug for ByAnswer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ByAnswer")
+    }
 }
 
 /// Which component a series is from, where both report the same thing.
@@ -98,6 +149,16 @@ impl Shared {
     /// Metrics that go nowhere, for code run outside a component.
     pub fn unregistered() -> Self {
         Shared::register(&mut Registry::default(), true)
+    }
+
+    /// The event type as series tell it apart: none when the operator
+    /// turned `cloudevents_type` off.
+    pub fn type_key<'a>(&self, ty: &'a str) -> &'a str {
+        if self.event_type {
+            ty
+        } else {
+            ""
+        }
     }
 
     /// Adds `cloudevents_type`, unless the operator turned it off.
@@ -344,5 +405,29 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[test]
+    fn series_by_answer_are_made_once_each() {
+        let by_answer = ByAnswer::<u32>::default();
+        let made = std::cell::Cell::new(0);
+        let make = || {
+            made.set(made.get() + 1);
+            made.get()
+        };
+        assert_eq!(by_answer.get(Some(202), "a", make), 1);
+        assert_eq!(by_answer.get(Some(202), "a", make), 1, "found, not made");
+        assert_eq!(by_answer.get(Some(202), "b", make), 2, "another type");
+        assert_eq!(by_answer.get(Some(500), "a", make), 3, "another answer");
+        assert_eq!(by_answer.get(None, "a", make), 4, "no answer");
+        assert_eq!(made.get(), 4);
+    }
+
+    #[test]
+    fn without_type_labels_every_type_is_one_series() {
+        let shared = Shared::register(&mut Registry::default(), false);
+        assert_eq!(shared.type_key("dev.example.a"), "");
+        let shared = Shared::unregistered();
+        assert_eq!(shared.type_key("dev.example.a"), "dev.example.a");
     }
 }

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use ferry_common::metrics::{self, Labels, Shared};
+use ferry_common::metrics::{self, ByAnswer, Labels, Shared};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -48,6 +48,8 @@ pub struct Metrics {
 
 struct EgressSeries {
     labels: Labels,
+    /// Each attempt's answered count (none without an answer) and time.
+    attempts: ByAnswer<(Option<Counter>, Histogram)>,
     in_flight: Gauge,
     processing: Histogram,
     retries: Counter,
@@ -169,6 +171,7 @@ impl Metrics {
         };
         let series = Arc::new(EgressSeries {
             labels: spec.labels.clone(),
+            attempts: ByAnswer::default(),
             in_flight: self.in_flight.get_or_create(&spec.labels).clone(),
             processing: self.process_latency.get_or_create(&spec.labels).clone(),
             retries: self.retries.get_or_create(&spec.labels).clone(),
@@ -203,15 +206,20 @@ impl Metrics {
 
     /// An attempt ended: with an answer's status code, or none.
     pub fn attempt(&self, spec: &EgressSpec, ty: &str, code: Option<u16>, took: Duration) {
-        let mut labels = spec.labels.clone();
-        self.shared.with_event_type(&mut labels, ty);
-        if let Some(code) = code {
-            labels.push(("http_response_status_code", code.to_string()));
-            self.sent.get_or_create(&labels).inc();
+        let series = self.series(spec);
+        let (sent, latency) = series.attempts.get(code, self.shared.type_key(ty), || {
+            let mut labels = spec.labels.clone();
+            self.shared.with_event_type(&mut labels, ty);
+            let sent = code.map(|code| {
+                labels.push(("http_response_status_code", code.to_string()));
+                self.sent.get_or_create(&labels).clone()
+            });
+            (sent, self.shared.dispatch_latency(&labels))
+        });
+        if let Some(sent) = sent {
+            sent.inc();
         }
-        self.shared
-            .dispatch_latency(&labels)
-            .observe(took.as_secs_f64() * 1e3);
+        latency.observe(took.as_secs_f64() * 1e3);
     }
 
     /// How long after it was written to Kafka an event's delivery began.

@@ -60,13 +60,14 @@ impl Metrics {
         let millis = took.as_secs_f64() * 1e3;
         // One series per type: a batch's events of one type are looked up
         // once.
-        let observe = |ty: Option<&str>, events: usize| {
-            let mut labels = route.labels.clone();
-            if let Some(ty) = ty {
+        let observe = |ty: &str, events: usize| {
+            let code = Some(status.as_u16());
+            let histogram = route.latency.get(code, self.shared.type_key(ty), || {
+                let mut labels = route.labels.clone();
                 self.shared.with_event_type(&mut labels, ty);
-            }
-            labels.push(("http_response_status_code", status.as_str().to_owned()));
-            let histogram = self.shared.dispatch_latency(&labels);
+                labels.push(("http_response_status_code", status.as_str().to_owned()));
+                self.shared.dispatch_latency(&labels)
+            });
             for _ in 0..events {
                 histogram.observe(millis);
             }
@@ -74,10 +75,10 @@ impl Metrics {
         match types {
             // A request with no readable event (400 and the like), as the
             // reference labels it.
-            [] => observe(Some("unknown"), 1),
+            [] => observe("unknown", 1),
             types => types
                 .chunk_by(|a, b| a == b)
-                .for_each(|same| observe(Some(&same[0]), same.len())),
+                .for_each(|same| observe(&same[0], same.len())),
         }
     }
 }

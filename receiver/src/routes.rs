@@ -7,11 +7,12 @@ use ferry_auth::Policies;
 use ferry_common::{
     contract::{self, Placement},
     kafka::Cluster,
-    metrics::{self, Labels},
+    metrics::{self, ByAnswer, Labels},
     secrets::Resolved,
 };
 use ferry_event::kafka::ContentMode;
 use ferry_proto::{Contract, Reference, Resource};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// Where and how one resource's events are written.
 #[derive(Debug, PartialEq)]
@@ -33,6 +34,8 @@ pub struct Route {
     pub policies: Policies,
     /// The resource's metric labels.
     pub labels: Labels,
+    /// Its `kn_eventing_dispatch_latency_ms` series, by answer and type.
+    pub latency: ByAnswer<Histogram>,
     /// The addressable whose new (type, source) pairs become EventTypes,
     /// when the contract enables it (`featureFlags.enableEventTypeAutocreate`).
     pub event_types: Option<Reference>,
@@ -153,6 +156,7 @@ fn route(
             policies: Policies::compile(&ingress.event_policies)
                 .map_err(|e| format!("eventPolicies: {e}"))?,
             labels: metrics::resource_labels(resource.reference.as_ref(), &resource.uid),
+            latency: ByAnswer::default(),
             event_types: resource
                 .reference
                 .clone()
