@@ -151,16 +151,17 @@ async fn the_raw_producer_writes_every_record_as_the_receiver_would() {
 }
 
 /// The suite against separate controller, receiver and dispatcher
-/// processes, shortened: every scenario that moves events reports 0 lost.
+/// processes, shortened: every scenario that moves events reports 0 lost,
+/// Ferry's processes and the baselines alike.
 #[tokio::test]
-async fn the_suite_runs_ingress_dispatch_and_fanout_without_loss() {
+async fn the_suite_runs_ingress_latency_dispatch_and_fanout_without_loss() {
     let work = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(FERRY)
         .args([
             "bench",
             "suite",
             "--scenarios",
-            "1,3,4",
+            "1,2,3,4",
             "--duration-secs",
             "1",
         ])
@@ -192,6 +193,16 @@ async fn the_suite_runs_ingress_dispatch_and_fanout_without_loss() {
     let receiver = row("ferry receiver (acks=all)");
     assert!(receiver[2].parse::<f64>().unwrap() > 0.0, "events/s");
     assert_eq!(receiver[5], "0", "no request failed");
+    let gateway = row("raw HTTP → Kafka gateway (hyper + rdkafka, acks=all)");
+    assert!(gateway[2].parse::<f64>().unwrap() > 0.0, "events/s");
+    assert_eq!(gateway[5], "0", "the gateway stored every event");
+    // Scenario 2: the floor of the HTTP hops (gateway → relay, the relay
+    // from each partition's end) and Ferry's path both lose nothing.
+    let floor = row("HTTP → raw gateway → Kafka → raw relay → HTTP (floor with the HTTP hops)");
+    assert!(floor[2].parse::<u64>().unwrap() > 0, "sent");
+    assert_eq!(floor[3], "0", "lost through the gateway and the relay");
+    let e2e = row("HTTP → receiver → Kafka → dispatcher → HTTP");
+    assert_eq!(e2e[3], "0", "lost end to end");
     let dispatch = row("ferry dispatcher (unordered, commits)");
     assert_eq!(dispatch[3], "0", "lost");
     let (one, four) = (row("1"), row("4"));

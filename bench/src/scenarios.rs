@@ -86,7 +86,6 @@ impl Bench {
         let through = load::run(&self.load(gateway_url, None), run).await?;
         let gateway_footprint = sampler.finish();
         gateway.stop().await;
-        let cpu = |f: Footprint, sent: &Sent| f.cpu_seconds / sent.accepted_count().max(1) as f64;
         self.ingress_row_with(
             "raw HTTP → Kafka gateway (hyper + rdkafka, acks=all)",
             &through,
@@ -94,7 +93,8 @@ impl Bench {
             format!(
                 "receiver/gateway {:.2}, CPU {:.2}×",
                 sent.rate() / through.rate(),
-                cpu(footprint, &sent) / cpu(gateway_footprint, &through)
+                cpu_per_event(footprint, sent.accepted_count())
+                    / cpu_per_event(gateway_footprint, through.accepted_count())
             ),
         );
 
@@ -196,18 +196,22 @@ impl Bench {
     pub(crate) async fn end_to_end(&mut self) -> anyhow::Result<()> {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
-        self.apply("e2e", 1, Order::Unordered, &sink).await?;
+        // A broker of its own per run, as in fan-out: a repeat on the same
+        // Tansu (`--scenarios 2,2`, `--compare`) would otherwise meet the
+        // previous run's topic and trigger group.
+        let broker = format!("e2e-{:08x}", run.0);
+        self.apply(&broker, 1, Order::Unordered, &sink).await?;
         // Before the dispatcher starts: its new group begins after these.
         let floor = Percentiles::of(
             &baseline::kafka_latency(
                 &self.options.bootstrap,
-                &[Self::topic("e2e")],
+                &[Self::topic(&broker)],
                 1000.0,
                 self.options.duration,
             )
             .await?,
         );
-        let http_floor = self.http_floor("e2e", E2E_RATE).await?;
+        let http_floor = self.http_floor(&broker, E2E_RATE).await?;
         let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
         receiver.ready(READY_TIMEOUT).await?;
         dispatcher.ready(READY_TIMEOUT).await?;
@@ -247,10 +251,10 @@ impl Bench {
             &http_floor,
             None,
         );
-        self.warm_up("e2e", &sink).await?;
+        self.warm_up(&broker, &sink).await?;
         let receiver_sampler = Sampler::start(receiver.pid(), self.kafka_port);
         let dispatcher_sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
-        let sent = load::run(&self.load(self.broker_url("e2e"), Some(E2E_RATE)), run).await?;
+        let sent = load::run(&self.load(self.broker_url(&broker), Some(E2E_RATE)), run).await?;
         let report = received_report(&sink, &sent).await;
         let (rf, df) = (receiver_sampler.finish(), dispatcher_sampler.finish());
         self.e2e_row(
@@ -693,7 +697,12 @@ async fn received_report(sink: &SinkHandle, sent: &Sent) -> Report {
 }
 
 pub(crate) fn per_event_micros(footprint: Footprint, events: u64) -> String {
-    format!("{:.1}", footprint.cpu_seconds * 1e6 / events.max(1) as f64)
+    format!("{:.1}", cpu_per_event(footprint, events) * 1e6)
+}
+
+/// CPU seconds per event.
+fn cpu_per_event(footprint: Footprint, events: u64) -> f64 {
+    footprint.cpu_seconds / events.max(1) as f64
 }
 
 impl Bench {

@@ -106,7 +106,7 @@ fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, InvalidEvent> {
             return Ok(plain.to_owned());
         }
     }
-    let text: std::borrow::Cow<str> = match std::str::from_utf8(raw) {
+    let text: Cow<str> = match std::str::from_utf8(raw) {
         Ok(text) => text.into(),
         Err(_) => raw
             .iter()
@@ -141,7 +141,7 @@ fn decode_header_value(name: &str, raw: &[u8]) -> Result<String, InvalidEvent> {
 
 /// The content of a quoted-string, with its `\` escapes undone; any other
 /// value as it is.
-fn unquote(value: &str) -> std::borrow::Cow<'_, str> {
+fn unquote(value: &str) -> Cow<'_, str> {
     let Some(inner) = value
         .strip_prefix('"')
         .and_then(|v| v.strip_suffix('"'))
