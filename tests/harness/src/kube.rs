@@ -104,12 +104,21 @@ impl KubeApi {
     }
 
     /// Waits until the object at `path` is as `accept` wants it.
+    /// At the deadline the test fails with the object's last status, so a
+    /// failure says what the controller had reported.
     pub async fn wait_for(&self, path: &str, what: &str, accept: impl Fn(&Value) -> bool) -> Value {
-        let accept = &accept;
-        eventually(what, WAIT, || async move {
-            self.get(path).await.filter(|object| accept(object))
-        })
-        .await
+        let until = tokio::time::Instant::now() + WAIT;
+        loop {
+            let object = self.get(path).await;
+            match object {
+                Some(object) if accept(&object) => return object,
+                _ if tokio::time::Instant::now() >= until => panic!(
+                    "timed out after {WAIT:?} waiting for {what}; last status: {}",
+                    object.map_or_else(|| "(no object)".into(), |o| o["status"].to_string())
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
     }
 
     /// Waits until nothing is at `path`.
