@@ -125,6 +125,32 @@ pub enum Records {
     New,
 }
 
+/// The partitions of `topic`, once the cluster has any: a topic just
+/// created may not be in every broker's metadata yet.
+async fn partitions_of(
+    consumer: &StreamConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<i32>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions())
+            .map(|p| p.id())
+            .collect();
+        if !partitions.is_empty() {
+            return Ok(partitions);
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("{topic} has no partitions after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Reads `topic` in a fresh group and posts each record of `records`
 /// (binary mode, headers as they are) to `url` with up to `in_flight`
 /// requests at once, until `count` records were posted; returns posts per
@@ -145,11 +171,11 @@ pub async fn relay(
         // what was written in between.
         Records::New => {
             let timeout = Duration::from_secs(10);
-            let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+            let partitions = partitions_of(&consumer, topic, timeout).await?;
             let mut ends = TopicPartitionList::new();
-            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-                let (_, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
-                ends.add_partition_offset(topic, partition.id(), Offset::Offset(high))?;
+            for partition in partitions {
+                let (_, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+                ends.add_partition_offset(topic, partition, Offset::Offset(high))?;
             }
             consumer.assign(&ends)?;
         }

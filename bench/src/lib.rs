@@ -12,6 +12,7 @@
 //!   (each scenario in `scenarios`, the processes in `process`).
 //! - [`procstat`]: a process's memory, threads and Kafka connections.
 //! - [`ticks`]: the sink of the sources scenario: how late each tick came.
+//! - `latency`: the end-to-end latency scenario (2), path by path.
 //! - `kafka`: the KafkaSink and KafkaSource scenario (10).
 
 mod autocreate;
@@ -20,6 +21,7 @@ pub mod compare;
 pub mod event;
 pub mod gateway;
 mod kafka;
+mod latency;
 pub mod load;
 mod process;
 pub mod procstat;

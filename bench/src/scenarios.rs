@@ -112,7 +112,7 @@ impl Bench {
 
     /// The raw HTTP → Kafka gateway, writing into `broker`'s topic, once it
     /// listens; and its URL.
-    async fn gateway(&self, broker: &str) -> anyhow::Result<(Process, http::Uri)> {
+    pub(crate) async fn gateway(&self, broker: &str) -> anyhow::Result<(Process, http::Uri)> {
         let addr = free_addr()?;
         let gateway = self.spawn_baseline(
             "gateway",
@@ -189,128 +189,6 @@ impl Bench {
             format!("{:.1}", footprint.rss_mib),
             per_event_micros(footprint, sent.accepted_count()),
             last,
-        ]);
-    }
-
-    /// 2. End to end at 1,000 events/s: broker → one trigger → sink.
-    pub(crate) async fn end_to_end(&mut self) -> anyhow::Result<()> {
-        let run = RunId::fresh();
-        let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
-        // A broker of its own per run, as in fan-out: a repeat on the same
-        // Tansu (`--scenarios 2,2`, `--compare`) would otherwise meet the
-        // previous run's topic and trigger group.
-        let broker = format!("e2e-{:08x}", run.0);
-        self.apply(&broker, 1, Order::Unordered, &sink).await?;
-        // Before the dispatcher starts: its new group begins after these.
-        let floor = Percentiles::of(
-            &baseline::kafka_latency(
-                &self.options.bootstrap,
-                &[Self::topic(&broker)],
-                1000.0,
-                self.options.duration,
-            )
-            .await?,
-        );
-        let http_floor = self.http_floor(&broker, E2E_RATE).await?;
-        let (receiver, dispatcher) = (self.receiver()?, self.dispatcher()?);
-        receiver.ready(READY_TIMEOUT).await?;
-        dispatcher.ready(READY_TIMEOUT).await?;
-        self.section(
-            "2. End to end at 1,000 events/s: broker → one trigger → sink",
-            &[
-                "path",
-                "sent",
-                "lost",
-                "dup",
-                "ingress p99 ms",
-                "e2e p50 ms",
-                "e2e p90 ms",
-                "e2e p99 ms",
-                "e2e p99.9 ms",
-                "e2e max ms",
-                "receiver MiB",
-                "dispatcher MiB",
-            ],
-        );
-        self.row(&[
-            "raw producer → raw consumer (Kafka floor)".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            "".into(),
-            format!("{:.2}", floor.p50),
-            format!("{:.2}", floor.p90),
-            format!("{:.2}", floor.p99),
-            format!("{:.2}", floor.p999),
-            format!("{:.2}", floor.max),
-            "".into(),
-            "".into(),
-        ]);
-        self.e2e_row(
-            "HTTP → raw gateway → Kafka → raw relay → HTTP (floor with the HTTP hops)",
-            &http_floor,
-            None,
-        );
-        self.warm_up(&broker, &sink).await?;
-        let receiver_sampler = Sampler::start(receiver.pid(), self.kafka_port);
-        let dispatcher_sampler = Sampler::start(dispatcher.pid(), self.kafka_port);
-        let sent = load::run(&self.load(self.broker_url(&broker), Some(E2E_RATE)), run).await?;
-        let report = received_report(&sink, &sent).await;
-        let (rf, df) = (receiver_sampler.finish(), dispatcher_sampler.finish());
-        self.e2e_row(
-            "HTTP → receiver → Kafka → dispatcher → HTTP",
-            &report,
-            Some((rf, df)),
-        );
-        receiver.stop().await;
-        dispatcher.stop().await;
-        Ok(())
-    }
-
-    /// Scenario 2's path with the least each hop can do, every process on
-    /// these cores as Ferry's are: the load → the raw HTTP → Kafka gateway
-    /// → `broker`'s topic → the raw relay → a sink.
-    async fn http_floor(&self, broker: &str, rate: f64) -> anyhow::Result<Report> {
-        let run = RunId::fresh();
-        let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
-        let (gateway, url) = self.gateway(broker).await?;
-        let relay = self.spawn_baseline(
-            "relay",
-            &[
-                "bench".into(),
-                "relay".into(),
-                "--topic".into(),
-                Self::topic(broker),
-                "--url".into(),
-                sink.url("floor"),
-                "--count".into(),
-                u64::MAX.to_string(),
-                "--new".into(),
-            ],
-        )?;
-        self.warm_up_at(url.clone(), &sink).await?;
-        let sent = load::run(&self.load(url, Some(rate)), run).await?;
-        let report = received_report(&sink, &sent).await;
-        gateway.stop().await;
-        relay.stop().await;
-        Ok(report)
-    }
-
-    fn e2e_row(&mut self, path: &str, report: &Report, footprints: Option<(Footprint, Footprint)>) {
-        let mib = |f: Option<Footprint>| f.map_or(String::new(), |f| format!("{:.1}", f.rss_mib));
-        self.row(&[
-            path.into(),
-            report.sent.to_string(),
-            report.lost.to_string(),
-            report.duplicates.to_string(),
-            format!("{:.2}", report.ingress_latency.p99),
-            format!("{:.2}", report.end_to_end.p50),
-            format!("{:.2}", report.end_to_end.p90),
-            format!("{:.2}", report.end_to_end.p99),
-            format!("{:.2}", report.end_to_end.p999),
-            format!("{:.2}", report.end_to_end.max),
-            mib(footprints.map(|f| f.0)),
-            mib(footprints.map(|f| f.1)),
         ]);
     }
 
@@ -396,9 +274,10 @@ impl Bench {
         let run = RunId::fresh();
         let sink = SinkHandle::start(loopback(), run, Behaviour::default()).await?;
         let events = self.options.backlog;
-        let (report, _, busy, _) = self
-            .drain_backlog("dispatch", 1, events, &sink, run)
-            .await?;
+        // A topic per run: a repeat (`--compare`) would otherwise find the
+        // topic longer, which Tansu serves more slowly (see `latency`).
+        let broker = format!("dispatch-{:08x}", run.0);
+        let (report, _, busy, _) = self.drain_backlog(&broker, 1, events, &sink, run).await?;
         sink.reset();
         // The relay in a process of its own, measured as the dispatcher is.
         let relay = self.spawn_baseline(
@@ -407,7 +286,7 @@ impl Bench {
                 "bench".into(),
                 "relay".into(),
                 "--topic".into(),
-                Self::topic("dispatch"),
+                Self::topic(&broker),
                 "--url".into(),
                 sink.url("relay"),
                 "--count".into(),
@@ -664,7 +543,6 @@ fn report_lost(report: &Report, run: RunId) {
     eprintln!("bench: lost events: {}", examples.join(", "));
 }
 
-/// CPU time per event, in microseconds.
 /// The columns of an ingress table ([`Bench::ingress_row_with`]'s), with
 /// its first and last headings.
 pub(crate) fn ingress_header(first: &'static str, last: &'static str) -> [&'static str; 8] {
@@ -680,12 +558,9 @@ pub(crate) fn ingress_header(first: &'static str, last: &'static str) -> [&'stat
     ]
 }
 
-/// Scenario 2's rate.
-const E2E_RATE: f64 = 1000.0;
-
 /// What reached `sink` of what was `sent`, once everything accepted did
 /// (or 30 s passed, or 10 s passed without an arrival).
-async fn received_report(sink: &SinkHandle, sent: &Sent) -> Report {
+pub(crate) async fn received_report(sink: &SinkHandle, sent: &Sent) -> Report {
     sink.wait_for(
         &sent.accepted,
         1,
@@ -696,6 +571,7 @@ async fn received_report(sink: &SinkHandle, sent: &Sent) -> Report {
     Report::new(sent, &sink.received(), 1)
 }
 
+/// CPU time per event, in microseconds.
 pub(crate) fn per_event_micros(footprint: Footprint, events: u64) -> String {
     format!("{:.1}", cpu_per_event(footprint, events) * 1e6)
 }

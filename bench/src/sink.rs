@@ -5,7 +5,10 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -97,7 +100,8 @@ impl Received {
 }
 
 pub struct Sink {
-    run: RunId,
+    /// Whose events it counts; a new measurement may change it.
+    run: AtomicU32,
     behaviour: Behaviour,
     received: Mutex<Received>,
 }
@@ -114,7 +118,7 @@ impl SinkHandle {
         let listener = server::bind(addr).await?;
         let addr = listener.local_addr()?;
         let sink = Arc::new(Sink {
-            run,
+            run: AtomicU32::new(run.0),
             behaviour,
             received: Mutex::new(Received::empty()),
         });
@@ -171,7 +175,14 @@ impl SinkHandle {
     }
 
     pub fn run(&self) -> RunId {
-        self.sink.run
+        RunId(self.sink.run.load(Ordering::Relaxed))
+    }
+
+    /// Counts `run`'s events from now on, and forgets what it saw, so a
+    /// second measurement can use the subscriber a trigger already has.
+    pub fn begin(&self, run: RunId) {
+        self.sink.run.store(run.0, Ordering::Relaxed);
+        self.reset();
     }
 
     /// Arrivals that were not this run's events.
@@ -208,7 +219,7 @@ impl Handler for Sink {
             let mut received = self.received.lock().expect("sink lock");
             match arrival
                 .as_ref()
-                .and_then(|a| Some((a, self.run.seq(&a.id)?)))
+                .and_then(|a| Some((a, RunId(self.run.load(Ordering::Relaxed)).seq(&a.id)?)))
             {
                 Some((arrival, seq)) => {
                     let path = parts.uri.path();

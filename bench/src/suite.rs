@@ -246,28 +246,10 @@ impl Bench {
         order: Order,
         subscriber: &dyn Fn(usize) -> String,
     ) -> anyhow::Result<()> {
-        let mut yaml = format!(
-            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  namespace: {NAMESPACE}\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n"
-        );
-        for (name, value) in annotations {
-            let _ = writeln!(yaml, "    {name}: {value}");
-        }
-        let order = order.annotation();
-        for t in 0..triggers {
-            let _ = write!(
-                yaml,
-                "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {broker}-t{t}\n  namespace: {NAMESPACE}\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: {order}\nspec:\n  broker: {broker}\n  subscriber:\n    uri: {}\n",
-                subscriber(t)
-            );
-        }
-        let path = format!("/{NAMESPACE}/{broker}");
+        let yaml = broker_yaml(broker, annotations, triggers, order, subscriber);
         let what = format!("{broker} with {triggers} triggers");
-        self.publish(&yaml, &what, |c| {
-            c.resources.iter().any(|r| {
-                r.ingress.as_ref().is_some_and(|i| i.path == path) && r.egresses.len() == triggers
-            })
-        })
-        .await
+        self.publish(&yaml, &what, |c| has_broker(c, broker, triggers))
+            .await
     }
 
     /// Replaces the resources with `yaml`, and waits until the contract is
@@ -382,4 +364,39 @@ impl Order {
             Order::ByKey => "ordered-by-key",
         }
     }
+}
+
+/// A broker with `triggers` triggers, trigger `t`'s subscriber at
+/// `subscriber(t)`, as YAML documents.
+pub(crate) fn broker_yaml(
+    broker: &str,
+    annotations: &[(&str, &str)],
+    triggers: usize,
+    order: Order,
+    subscriber: &dyn Fn(usize) -> String,
+) -> String {
+    let mut yaml = format!(
+        "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {broker}\n  namespace: {NAMESPACE}\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n"
+    );
+    for (name, value) in annotations {
+        let _ = writeln!(yaml, "    {name}: {value}");
+    }
+    let order = order.annotation();
+    for t in 0..triggers {
+        let _ = write!(
+            yaml,
+            "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: {broker}-t{t}\n  namespace: {NAMESPACE}\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: {order}\nspec:\n  broker: {broker}\n  subscriber:\n    uri: {}\n",
+            subscriber(t)
+        );
+    }
+    yaml
+}
+
+/// Whether `contract` serves `broker` with `triggers` triggers.
+pub(crate) fn has_broker(contract: &ferry_proto::Contract, broker: &str, triggers: usize) -> bool {
+    let path = format!("/{NAMESPACE}/{broker}");
+    contract
+        .resources
+        .iter()
+        .any(|r| r.ingress.as_ref().is_some_and(|i| i.path == path) && r.egresses.len() == triggers)
 }

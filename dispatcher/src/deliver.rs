@@ -129,9 +129,9 @@ impl Deliverer {
     /// The token `to` requires, if it requires one.
     async fn token(&self, spec: &EgressSpec, to: Target<'_>) -> Result<Option<String>, String> {
         match to.audience {
-            Some(audience) => self
-                .tokens
-                .get(spec.account.as_ref(), audience)
+            // Boxed: a token request's state would otherwise be part of
+            // every delivery's, whether it needs a token or not.
+            Some(audience) => Box::pin(self.tokens.get(spec.account.as_ref(), audience))
                 .await
                 .map(Some),
             None => Ok(None),
@@ -163,7 +163,9 @@ impl Deliverer {
                         token: token.as_deref(),
                     };
                     let client = self.clients.get(to.ca_certs);
-                    send::attempt(&client, to.url, event, how).await
+                    // Boxed: the exchange's state is most of a delivery's,
+                    // and a delivery task's whole future is moved on spawn.
+                    Box::pin(send::attempt(&client, to.url, event, how)).await
                 }
                 Err(why) => Err(send::NoAnswer::Token(why)),
             };

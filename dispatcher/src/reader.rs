@@ -470,7 +470,10 @@ impl Reader {
         let failure = match sent {
             Ok(answer) => match answer.reply() {
                 Ok(None) => return Some(outgoing.end(Report::Delivered)),
-                Ok(Some(reply)) => match deliverer.reply(spec, reply, trace, stop).await? {
+                // The rarer paths boxed, so that their state does not
+                // enlarge every delivery task (moved whole on spawn).
+                Ok(Some(reply)) => match Box::pin(deliverer.reply(spec, reply, trace, stop)).await?
+                {
                     Ok(()) => return Some(outgoing.end(Report::Delivered)),
                     Err(failure) => failure,
                 },
@@ -478,9 +481,8 @@ impl Reader {
             },
             Err(failure) => failure,
         };
-        let report = deliverer
-            .dead_letter(spec, event.clone(), failure, trace, stop)
-            .await?;
+        let report =
+            Box::pin(deliverer.dead_letter(spec, event.clone(), failure, trace, stop)).await?;
         Some(outgoing.end(report))
     }
 
