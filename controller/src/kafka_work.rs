@@ -19,10 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{kafka_admin::KafkaAdmin, plan::TopicSpec};
 
-/// How long a consumer group outlives its trigger: the dispatcher sees
-/// the contract within its poll interval, and a commit of the trigger's
-/// position may be in flight.
-pub const GROUP_GRACE: Duration = Duration::from_secs(5);
+/// How long a consumer group outlives its trigger, and a topic its
+/// broker: the dispatcher sees the contract within its poll interval, a
+/// commit of the trigger's position may be in flight, and a reader may
+/// still be fetching from the topic. On Tansu, a Fetch in flight for a
+/// deleted topic crashes librdkafka 2.12 (README, Known problems).
+pub const LET_GO_GRACE: Duration = Duration::from_secs(5);
 
 /// Topics are checked again this often when nothing failed, so that one
 /// deleted behind Ferry's back is noticed.
@@ -137,6 +139,8 @@ async fn worker(
     loop {
         let current = work.borrow_and_update().clone();
         let mut unfinished = false;
+        // The earliest end of a grace still running: a wait, not a failure.
+        let mut grace_ends: Option<Instant> = None;
         for topic in &current.topics {
             let result = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -157,10 +161,13 @@ async fn worker(
         for (deletion, decided) in &current.deletions {
             let done = match deletion {
                 // The dispatcher commits a trigger's position from outside
-                // its group, so no membership says when it let go: give it
-                // time to see the contract and finish a commit in flight.
-                Deletion::Group(_) if decided.elapsed() < GROUP_GRACE => {
-                    Err("waiting for the dispatcher to let go".to_owned())
+                // its group, and reads a topic in a group of its own, so no
+                // membership says when it let go: give it time to see the
+                // contract, stop reading and finish a commit in flight.
+                _ if decided.elapsed() < LET_GO_GRACE => {
+                    let ends = *decided + LET_GO_GRACE;
+                    grace_ends = Some(grace_ends.map_or(ends, |e| e.min(ends)));
+                    continue;
                 }
                 Deletion::Group(name) => tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -189,6 +196,9 @@ async fn worker(
             backoff = FIRST_BACKOFF;
             RECHECK
         };
+        let wait = grace_ends.map_or(wait, |ends| {
+            wait.min(ends.saturating_duration_since(Instant::now()))
+        });
         tokio::select! {
             _ = shutdown.cancelled() => return,
             changed = work.changed() => if changed.is_err() { return },
