@@ -5,7 +5,7 @@
 //! Every path writes into a topic of its own. Tansu's in-memory topics
 //! cost more to serve the longer they get while a consumer reads them: at
 //! a steady 1,000 events/s its CPU rose from 0.25 to 0.9 of a core over
-//! 120,000 records, and the end-to-end p99 from 26 to 48 ms. Paths measured
+//! 60,000 records, and the end-to-end p99 from 26 to 48 ms. Paths measured
 //! one after the other on one topic would be ranked by their turn.
 //!
 //! The brokers are all made before the first measurement and deleted after
