@@ -212,15 +212,16 @@ async fn brokers_replaced_one_after_another_keep_it_running() {
             .wait_for_status("Broker", &format!("b{round}"), "True")
             .await;
         let address = broker["address"].as_str().unwrap().to_owned();
-        // Probes until one arrives: the trigger may be Ready a moment
-        // before its group's start is pinned.
+        // Probes until one arrives: the receiver may not serve the broker
+        // yet (404), and the trigger may be Ready a moment before its
+        // group's start is pinned. A standalone that died fails the post.
         let mut n = 0;
         eventually(&format!("an event through b{round}"), WAIT, || {
             n += 1;
             let (client, address, subscriber) = (client.clone(), address.clone(), &subscriber);
             async move {
                 let id = format!("round-{round}-{n}");
-                let answer = http::post(
+                http::post(
                     &client,
                     &address,
                     &[
@@ -232,12 +233,6 @@ async fn brokers_replaced_one_after_another_keep_it_running() {
                     "{}".to_owned(),
                 )
                 .await;
-                assert!(
-                    answer.status.is_success() || answer.status.is_server_error(),
-                    "round {round}: {} {}",
-                    answer.status,
-                    answer.body
-                );
                 let prefix = format!("round-{round}-");
                 subscriber
                     .received()

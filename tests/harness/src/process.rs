@@ -10,6 +10,8 @@ use tokio::time::Instant;
 
 pub struct FerryProcess {
     child: Child,
+    /// Stopped by its test (`kill`, `terminate`), not on its own.
+    stopped: bool,
 }
 
 impl FerryProcess {
@@ -68,6 +70,7 @@ impl FerryProcess {
 
     /// SIGKILL: no chance to drain or commit.
     pub fn kill(mut self) {
+        self.stopped = true;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -75,6 +78,7 @@ impl FerryProcess {
     /// SIGTERM, then waits for the process to exit, without blocking the
     /// test's runtime (its subscribers must keep answering meanwhile).
     pub async fn terminate(mut self, deadline: Duration) -> ExitStatus {
+        self.stopped = true;
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -116,6 +120,14 @@ fn dispatcher_args<'a>(contract: &'a Path, bootstrap: &'a str, admin: &'a str) -
 
 impl Drop for FerryProcess {
     fn drop(&mut self) {
+        // A process that died before its test ended (a crash leaves no log
+        // line) is named in the test's output.
+        if let (false, Ok(Some(status))) = (self.stopped, self.child.try_wait()) {
+            eprintln!(
+                "ferry process {} had exited before its test ended: {status}",
+                self.child.id()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -198,7 +210,10 @@ impl Standalone {
                 collected.lock().expect("lock").push(line);
             }
         });
-        let process = FerryProcess { child };
+        let process = FerryProcess {
+            child,
+            stopped: false,
+        };
         let first = crate::eventually("standalone's first line", Duration::from_secs(30), || {
             let first = lines.lock().expect("lock").first().cloned();
             async move { first }
@@ -241,7 +256,10 @@ impl FerryProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("ferry binary starts");
-        FerryProcess { child }
+        FerryProcess {
+            child,
+            stopped: false,
+        }
     }
 }
 
