@@ -254,3 +254,28 @@ async fn brokers_replaced_one_after_another_keep_it_running() {
     }
     drop(ferry);
 }
+
+/// A Broker shown Ready takes events at its address at once: the
+/// standalone holds a status until the ingress serves the contract it came
+/// with (a test once met a 404 from a broker `/resources` called Ready).
+#[tokio::test]
+async fn a_broker_shown_ready_takes_events_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let ns = unique("ns");
+    let ferry = Standalone::start(FERRY, dir.path(), state.path(), &bootstrap()).await;
+    let client = http::client();
+    for round in 0..10 {
+        write_resource(
+            dir.path(),
+            &format!("b{round}.yaml"),
+            &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b{round}\n  namespace: {ns}\n"),
+        );
+        let broker = ferry
+            .wait_for_status("Broker", &format!("b{round}"), "True")
+            .await;
+        let address = broker["address"].as_str().unwrap();
+        send_event(&client, address, &format!("e{round}"), "t", &[]).await;
+    }
+    drop(ferry);
+}

@@ -129,7 +129,22 @@ pub struct Embedded {
     pub ingress: SocketAddr,
     pub tls_ingress: Option<SocketAddr>,
     pub ready: Arc<AtomicBool>,
+    /// What it serves: a process that reports statuses can hold a
+    /// resource's Ready until its route is served.
+    pub served: Served,
     pub task: JoinHandle<()>,
+}
+
+/// The routing table in force, read by whoever needs to know which
+/// contract generation the ingress serves.
+#[derive(Clone)]
+pub struct Served(Arc<ArcSwap<Routes>>);
+
+impl Served {
+    /// The generation of the contract whose routes are served.
+    pub fn generation(&self) -> u64 {
+        self.0.load().generation()
+    }
 }
 
 /// Starts the ingress without an admin server of its own; `shared` are
@@ -178,6 +193,7 @@ pub async fn start_embedded(
         ready.clone(),
         shutdown.clone(),
     ));
+    let served = Served(routes.clone());
     let ingress = Arc::new(Ingress {
         routes,
         producers,
@@ -215,6 +231,7 @@ pub async fn start_embedded(
         ingress: addr,
         tls_ingress: tls_addr,
         ready,
+        served,
         task,
     })
 }

@@ -52,11 +52,18 @@ pub struct Rejected {
 pub struct Routes {
     by_path: HashMap<String, Arc<Route>>,
     by_host: HashMap<String, Arc<Route>>,
+    /// The generation of the contract the table was built from.
+    generation: u64,
 }
 
 // === impl Routes ===
 
 impl Routes {
+    /// The generation of the contract served.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Builds the table. Resources that cannot be served are returned with
     /// the reason, and the rest are served.
     pub fn build(
@@ -64,7 +71,10 @@ impl Routes {
         default_bootstrap: &str,
         credentials: &Resolved,
     ) -> (Routes, Vec<Rejected>) {
-        let mut routes = Routes::default();
+        let mut routes = Routes {
+            generation: contract.generation,
+            ..Routes::default()
+        };
         let mut rejected = Vec::new();
         // A KafkaSource's resource only has egresses.
         for resource in contract.resources.iter().filter(|r| r.ingress.is_some()) {
