@@ -42,24 +42,9 @@ impl Bench {
             &header,
         );
 
-        let noop_addr = free_addr()?;
-        let noop = self.spawn(
-            "noop",
-            &[
-                "bench".into(),
-                "noop".into(),
-                "--listen".into(),
-                noop_addr.to_string(),
-            ],
-            None,
-        )?;
-        wait_listening(noop_addr).await?;
+        let (noop, noop_url) = self.listening_baseline("noop", &[]).await?;
         let sampler = Sampler::start(noop.pid(), self.kafka_port);
-        let ceiling = load::run(
-            &self.load(format!("http://{noop_addr}/").parse()?, None),
-            run,
-        )
-        .await?;
+        let ceiling = load::run(&self.load(noop_url, None), run).await?;
         let noop_footprint = sampler.finish();
         noop.stop().await;
         self.ingress_row(
@@ -113,20 +98,28 @@ impl Bench {
     /// The raw HTTP → Kafka gateway, writing into `broker`'s topic, once it
     /// listens; and its URL.
     pub(crate) async fn gateway(&self, broker: &str) -> anyhow::Result<(Process, http::Uri)> {
+        self.listening_baseline("gateway", &["--topic".into(), Self::topic(broker)])
+            .await
+    }
+
+    /// `ferry bench <name> --listen ADDR <args>`, once it listens; and its
+    /// URL.
+    async fn listening_baseline(
+        &self,
+        name: &str,
+        args: &[String],
+    ) -> anyhow::Result<(Process, http::Uri)> {
         let addr = free_addr()?;
-        let gateway = self.spawn_baseline(
-            "gateway",
-            &[
-                "bench".into(),
-                "gateway".into(),
-                "--listen".into(),
-                addr.to_string(),
-                "--topic".into(),
-                Self::topic(broker),
-            ],
-        )?;
+        let mut all = vec![
+            "bench".into(),
+            name.into(),
+            "--listen".into(),
+            addr.to_string(),
+        ];
+        all.extend_from_slice(args);
+        let process = self.spawn_baseline(name, &all)?;
         wait_listening(addr).await?;
-        Ok((gateway, format!("http://{addr}/").parse()?))
+        Ok((process, format!("http://{addr}/").parse()?))
     }
 
     /// The raw producer writing as many records as `sent` got through in

@@ -310,11 +310,8 @@ impl Reader {
                 laggards,
                 starved,
                 gaps,
-                holding,
                 ..
             } = &mut *state;
-            // Every egress of the partition may take the record.
-            *holding = None;
             let Some(at) = next.get_mut(&partition) else {
                 return None; // from before a revocation
             };
@@ -540,7 +537,6 @@ impl Reader {
                 egresses,
                 laggards,
                 starved,
-                holding,
                 ..
             } = &mut *state;
             let Some(egress) = egresses.get_mut(key) else {
@@ -548,13 +544,6 @@ impl Reader {
             };
             change(self, egress, laggards);
             laggards.rejoin(egress, next);
-            if let Some(holding) = holding {
-                if egress.holds_reader(self.settings.max_in_flight) {
-                    holding.insert(key.clone());
-                } else {
-                    holding.remove(key);
-                }
-            }
             self.ready(egress, starved)
         };
         self.spawn(key, starts);
@@ -597,18 +586,11 @@ impl Reader {
     /// Whether an egress is full, so that the reader stops taking records;
     /// notes since when, for `detach_laggards`.
     fn full(&self) -> bool {
-        let window = self.settings.max_in_flight;
         let mut state = self.state.lock();
-        let State {
-            egresses, holding, ..
-        } = &mut *state;
-        let holding = holding.get_or_insert_with(|| {
-            (egresses.values())
-                .filter(|e| e.holds_reader(window))
-                .map(|e| e.key.clone())
-                .collect()
-        });
-        let full = !holding.is_empty();
+        let full = state
+            .egresses
+            .values()
+            .any(|e| e.holds_reader(self.settings.max_in_flight));
         match (full, state.paused_since) {
             (true, None) => state.paused_since = Some(Instant::now()),
             (false, Some(_)) => state.paused_since = None,
@@ -622,7 +604,6 @@ impl Reader {
     fn detach_laggards(&mut self) {
         let mut state = self.state.lock();
         state.paused_since = Some(Instant::now());
-        state.holding = None;
         let State {
             egresses, laggards, ..
         } = &mut *state;
@@ -679,7 +660,6 @@ impl Reader {
             }
             self.add(consumer, w).await?;
         }
-        self.state.lock().holding = None;
         Ok(())
     }
 

@@ -77,7 +77,6 @@ impl Rebalancer {
             epoch,
             assigned,
             paused_since,
-            holding,
             gaps,
             ..
         } = &mut *state;
@@ -111,7 +110,6 @@ impl Rebalancer {
         }
         *assigned = true;
         *paused_since = None;
-        *holding = None;
         tracing::debug!(topic = %self.topic.name, partitions = partitions.len(), "partitions assigned");
         Ok(())
     }
@@ -125,11 +123,9 @@ impl Rebalancer {
                 egresses,
                 laggards,
                 paused_since,
-                holding,
                 ..
             } = &mut *state;
             *paused_since = None;
-            *holding = None;
             let mut batch = Vec::new();
             for element in tpl.elements() {
                 next.remove(&element.partition());

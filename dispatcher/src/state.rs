@@ -3,7 +3,7 @@
 //! the laggards' catch-up consumers.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -25,12 +25,6 @@ pub struct State {
     pub epoch: u64,
     /// When the reader last paused because an egress was full.
     pub paused_since: Option<Instant>,
-    /// The egresses holding the reader back (`EgressLanes::holds_reader`),
-    /// kept up to date egress by egress as deliveries finish, so that the
-    /// reader does not ask every egress after each delivery (with a
-    /// thousand triggers, a thousand questions per delivery). `None`:
-    /// lanes changed wholesale, to be counted again.
-    pub holding: Option<HashSet<Arc<str>>>,
     /// What a rebalance callback could not do; the reader restarts.
     pub failed: Option<KafkaError>,
     /// Egresses with deliveries waiting for the budget, in turn.
@@ -50,7 +44,6 @@ impl SharedState {
             assigned: false,
             epoch: 0,
             paused_since: None,
-            holding: None,
             failed: None,
             starved: VecDeque::new(),
             gaps: Gaps::default(),
