@@ -33,9 +33,11 @@ use std::{
 };
 
 use ferry_common::kafka::ConsumerSettings;
+use futures::FutureExt;
 use rdkafka::{
     consumer::{Consumer, StreamConsumer},
     error::KafkaResult,
+    message::BorrowedMessage,
     Message, Offset,
 };
 use tokio::{
@@ -96,6 +98,11 @@ pub fn reader_group(topic: &str) -> String {
 }
 
 const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// The most records, or finished deliveries, taken in one turn of the
+/// delivery loop: each turn polls every branch of its select, and a
+/// burst spares that per event without starving the other branches.
+const BURST: usize = 64;
 
 /// Runs a topic's reader until `stop`, restarting it after errors.
 pub async fn run(
@@ -245,16 +252,30 @@ impl Reader {
                     let wanted = wanted.borrow_and_update().clone();
                     self.sync(&consumer, &wanted).await?;
                 }
-                Some(done) = self.done.1.recv() => self.finish(done),
+                Some(done) = self.done.1.recv() => {
+                    self.finish(done);
+                    // Deliveries end in bursts: those already over are
+                    // taken before going round the select again.
+                    for _ in 1..BURST {
+                        let Ok(done) = self.done.1.try_recv() else { break };
+                        self.finish(done);
+                    }
+                }
                 Some(fetched) = self.fetched.recv() => self.caught_up(fetched),
                 _ = sleep_until(detach_at) => self.detach_laggards(),
                 message = consumer.recv(), if !full => match message {
                     Ok(message) => {
-                        let (partition, offset) = (message.partition(), message.offset());
-                        let record = Arc::new(Record::decode(&message));
-                        if let Some(from) = self.read(partition, offset, record) {
-                            if let Err(error) = consumer.seek(&self.topic.name, partition, Offset::Offset(from), KAFKA_TIMEOUT) {
-                                tracing::error!(topic = %self.topic.name, partition, from, %error, "cannot read the skipped offsets again");
+                        self.take(&consumer, &message);
+                        // Records come in fetched batches: those already
+                        // here are taken while the egresses have room.
+                        for _ in 1..BURST {
+                            if self.full() {
+                                break;
+                            }
+                            match consumer.recv().now_or_never() {
+                                Some(Ok(message)) => self.take(&consumer, &message),
+                                // An error waits for the select above.
+                                Some(Err(_)) | None => break,
                             }
                         }
                     }
@@ -293,6 +314,20 @@ impl Reader {
         }
         tracing::info!(topic = %self.topic.name, "topic reader stopped");
         Ok(())
+    }
+
+    /// A record from the reader's consumer, decoded once and offered to
+    /// the egresses; read again from where records skipped ahead.
+    fn take(&mut self, consumer: &StreamConsumer<Rebalancer>, message: &BorrowedMessage<'_>) {
+        let (partition, offset) = (message.partition(), message.offset());
+        let record = Arc::new(Record::decode(message));
+        if let Some(from) = self.read(partition, offset, record) {
+            if let Err(error) =
+                consumer.seek(&self.topic.name, partition, Offset::Offset(from), KAFKA_TIMEOUT)
+            {
+                tracing::error!(topic = %self.topic.name, partition, from, %error, "cannot read the skipped offsets again");
+            }
+        }
     }
 
     /// A record from the reader's consumer, offered to every egress that
