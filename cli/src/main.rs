@@ -19,6 +19,7 @@ mod receiver;
 mod replay;
 mod run;
 mod send;
+mod served;
 mod shared;
 mod standalone;
 mod topic;

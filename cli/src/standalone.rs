@@ -8,7 +8,6 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{atomic::Ordering, Arc},
-    time::{Duration, Instant},
 };
 
 use anyhow::Context;
@@ -23,7 +22,7 @@ use ferry_controller::{
 use prometheus_client::registry::Registry;
 
 use crate::{
-    controller, dispatcher, mesh, receiver,
+    controller, dispatcher, mesh, receiver, served,
     shared::{DataPlane, KafkaArgs, MetricsArgs},
 };
 
@@ -110,13 +109,18 @@ pub async fn run(args: Args, shutdown: Shutdown) -> anyhow::Result<()> {
     let controller_metrics = controller_config.metrics.clone();
     let (statuses, controller_task) =
         ferry_controller::start_folder(controller_config, shutdown.clone());
-    let statuses = served_statuses(statuses, contract.clone(), receiver.served.clone());
     let dispatcher = ferry_dispatcher::start_embedded(
         args.dispatcher.config(&plane),
         shutdown.clone(),
         &mut registry,
         &shared,
     )?;
+    let statuses = served::served_statuses(
+        statuses,
+        contract.clone(),
+        receiver.served.clone(),
+        dispatcher.ready.clone(),
+    );
 
     // Ready once the controller has Kafka's answer for every topic (so the
     // contract names every broker that can be served) and the data plane
@@ -198,34 +202,6 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     } else {
         addr
     }
-}
-
-/// How long statuses wait for the ingress to serve their contract.
-const SERVED_WITHIN: Duration = Duration::from_secs(10);
-
-/// The controller's statuses, each passed on once the ingress serves the
-/// contract published with it (or after [`SERVED_WITHIN`]), so that a
-/// Broker shown Ready takes events at its address. The data plane follows
-/// the contract file on its own, a moment after the controller writes it.
-fn served_statuses(
-    mut statuses: StatusRx,
-    contract: PathBuf,
-    served: ferry_receiver::Served,
-) -> StatusRx {
-    let (tx, rx) = tokio::sync::watch::channel(statuses.borrow_and_update().clone());
-    tokio::spawn(async move {
-        while statuses.changed().await.is_ok() {
-            let current = statuses.borrow_and_update().clone();
-            // The controller writes the contract before the statuses.
-            let generation = ferry_common::contract::read(&contract).map_or(0, |c| c.generation);
-            let until = Instant::now() + SERVED_WITHIN;
-            while served.generation() < generation && Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            tx.send_replace(current);
-        }
-    });
-    rx
 }
 
 /// Prints each resource's readiness and address at start and on every change.

@@ -45,7 +45,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc,
     },
     time::Duration,
@@ -191,7 +191,11 @@ struct RunningReader {
 #[derive(Default)]
 pub struct Readiness {
     loaded: AtomicBool,
-    started: std::sync::Mutex<Vec<Arc<AtomicBool>>>,
+    /// The generation of the contract applied last.
+    generation: AtomicU64,
+    /// Each egress's flag (set once its start is pinned), by its object's
+    /// kind and `namespace/name`.
+    started: std::sync::Mutex<HashMap<(String, String), Arc<AtomicBool>>>,
 }
 
 impl Readiness {
@@ -201,8 +205,24 @@ impl Readiness {
                 .started
                 .lock()
                 .expect("readiness lock")
-                .iter()
+                .values()
                 .all(|s| s.load(Ordering::Acquire))
+    }
+
+    /// The generation of the contract whose egresses [`Self::started`]
+    /// answers for.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the egress of object `kind` `namespace/name` has pinned its
+    /// start, so that an event accepted from now on reaches it; `None`
+    /// when the contract applied has no such egress.
+    pub fn started(&self, kind: &str, name: &str) -> Option<bool> {
+        let started = self.started.lock().expect("readiness lock");
+        started
+            .get(&(kind.to_owned(), name.to_owned()))
+            .map(|s| s.load(Ordering::Acquire))
     }
 }
 
@@ -210,8 +230,14 @@ impl Supervisor {
     async fn run(mut self, mut contracts: ContractRx, ready: Arc<Readiness>, shutdown: Shutdown) {
         while let Some(contract) = contract::next(&mut contracts, &shutdown).await {
             self.apply(&contract).await;
-            *ready.started.lock().expect("readiness lock") =
-                self.started.values().map(|(_, s)| s.clone()).collect();
+            *ready.started.lock().expect("readiness lock") = self
+                .started
+                .values()
+                .map(|(spec, s)| ((spec.kind.clone(), spec.name.clone()), s.clone()))
+                .collect();
+            ready
+                .generation
+                .store(contract.generation, Ordering::Release);
             ready.loaded.store(true, Ordering::Release);
         }
         let all: Vec<_> = self.readers.keys().cloned().collect();

@@ -322,9 +322,12 @@ impl Reader {
         let (partition, offset) = (message.partition(), message.offset());
         let record = Arc::new(Record::decode(message));
         if let Some(from) = self.read(partition, offset, record) {
-            if let Err(error) =
-                consumer.seek(&self.topic.name, partition, Offset::Offset(from), KAFKA_TIMEOUT)
-            {
+            if let Err(error) = consumer.seek(
+                &self.topic.name,
+                partition,
+                Offset::Offset(from),
+                KAFKA_TIMEOUT,
+            ) {
                 tracing::error!(topic = %self.topic.name, partition, from, %error, "cannot read the skipped offsets again");
             }
         }
