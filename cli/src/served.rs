@@ -28,8 +28,12 @@ use ferry_dispatcher::Readiness;
 /// How long statuses wait for the ingress to serve their contract.
 const SERVED_WITHIN: Duration = Duration::from_secs(10);
 
-/// How often a status held for the dispatcher is looked at again.
+/// How often a status held for the dispatcher is looked at again: soon
+/// after a change, when the dispatcher is about to pin a start; then
+/// seldom, for one that waits on a cluster that does not answer.
 const RECHECK: Duration = Duration::from_millis(10);
+const RECHECK_LATER: Duration = Duration::from_millis(250);
+const SOON: Duration = Duration::from_secs(2);
 
 /// Why a Trigger (or Subscription, KafkaSource) is not shown Ready yet.
 pub const NOT_PINNED: &str = "InitialOffsetsNotCommitted";
@@ -40,23 +44,22 @@ pub fn served_statuses(
     receiver: ferry_receiver::Served,
     dispatcher: Arc<Readiness>,
 ) -> StatusRx {
-    let (tx, rx) = tokio::sync::watch::channel(statuses.borrow_and_update().clone());
+    // Nothing is shown before it is served: not even the statuses the
+    // controller already has (its first pass may be over by now).
+    let (tx, rx) = tokio::sync::watch::channel(Arc::new(Vec::new()));
     tokio::spawn(async move {
         let mut current = Published::default();
+        let mut changed_at = Instant::now();
+        let mut fresh = true;
         loop {
-            tokio::select! {
-                changed = statuses.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let latest = statuses.borrow_and_update().clone();
-                    current = Published::read(latest, &contract);
-                    let until = Instant::now() + SERVED_WITHIN;
-                    while receiver.generation() < current.generation && Instant::now() < until {
-                        tokio::time::sleep(RECHECK).await;
-                    }
+            if fresh {
+                let latest = statuses.borrow_and_update().clone();
+                current = Published::read(latest, &contract);
+                changed_at = Instant::now();
+                let until = changed_at + SERVED_WITHIN;
+                while receiver.generation() < current.generation && Instant::now() < until {
+                    tokio::time::sleep(RECHECK).await;
                 }
-                _ = tokio::time::sleep(RECHECK), if current.held => {}
             }
             let shown = current.shown(&dispatcher);
             tx.send_if_modified(|old| {
@@ -66,6 +69,20 @@ pub fn served_statuses(
                 }
                 changed
             });
+            let recheck = if changed_at.elapsed() < SOON {
+                RECHECK
+            } else {
+                RECHECK_LATER
+            };
+            tokio::select! {
+                changed = statuses.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    fresh = true;
+                }
+                _ = tokio::time::sleep(recheck), if current.held => fresh = false,
+            }
         }
     });
     rx
