@@ -17,7 +17,11 @@ const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const WAIT: Duration = Duration::from_secs(45);
 
 fn broker_yaml(ns: &str) -> String {
-    format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: {ns}\n")
+    broker_named(ns, "b")
+}
+
+fn broker_named(ns: &str, name: &str) -> String {
+    format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: {name}\n  namespace: {ns}\n")
 }
 
 fn trigger_yaml(ns: &str, name: &str, ty: &str, url: &str) -> String {
@@ -186,9 +190,10 @@ async fn brokers_replaced_one_after_another_keep_it_running() {
     let client = http::client();
     let mesh = |round: usize| {
         format!(
-            "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b{round}\n  namespace: {ns}\n---\n\
+            "{}---\n\
              apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t{round}\n  namespace: {ns}\nspec:\n  \
              broker: b{round}\n  subscriber:\n    uri: {}\n",
+            broker_named(&ns, &format!("b{round}")),
             subscriber.url()
         )
     };
@@ -300,7 +305,7 @@ async fn a_broker_shown_ready_takes_events_at_once() {
         write_resource(
             dir.path(),
             &format!("b{round}.yaml"),
-            &format!("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b{round}\n  namespace: {ns}\n"),
+            &broker_named(&ns, &format!("b{round}")),
         );
         let broker = ferry
             .wait_for_status("Broker", &format!("b{round}"), "True")

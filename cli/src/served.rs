@@ -30,13 +30,13 @@ const SERVED_WITHIN: Duration = Duration::from_secs(10);
 
 /// How often a status held for the dispatcher is looked at again: soon
 /// after a change, when the dispatcher is about to pin a start; then
-/// seldom, for one that waits on a cluster that does not answer.
+/// seldom, for an egress the dispatcher cannot start.
 const RECHECK: Duration = Duration::from_millis(10);
 const RECHECK_LATER: Duration = Duration::from_millis(250);
 const SOON: Duration = Duration::from_secs(2);
 
 /// Why a Trigger (or Subscription, KafkaSource) is not shown Ready yet.
-pub const NOT_PINNED: &str = "InitialOffsetsNotCommitted";
+const NOT_PINNED: &str = "InitialOffsetsNotCommitted";
 
 pub fn served_statuses(
     mut statuses: StatusRx,

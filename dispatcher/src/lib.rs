@@ -186,6 +186,9 @@ struct RunningReader {
     task: JoinHandle<()>,
 }
 
+/// The egresses' start flags by their object's kind and `namespace/name`.
+type StartedByObject = HashMap<(String, String), Vec<Arc<AtomicBool>>>;
+
 /// Ready once a contract is loaded and every egress in it has started, so
 /// an event accepted from then on reaches every trigger.
 #[derive(Default)]
@@ -194,8 +197,9 @@ pub struct Readiness {
     /// The generation of the contract applied last.
     generation: AtomicU64,
     /// Each egress's flag (set once its start is pinned), by its object's
-    /// kind and `namespace/name`.
-    started: std::sync::Mutex<HashMap<(String, String), Arc<AtomicBool>>>,
+    /// kind and `namespace/name`: a KafkaSource of several topics has an
+    /// egress on each.
+    started: std::sync::Mutex<StartedByObject>,
 }
 
 impl Readiness {
@@ -206,6 +210,7 @@ impl Readiness {
                 .lock()
                 .expect("readiness lock")
                 .values()
+                .flatten()
                 .all(|s| s.load(Ordering::Acquire))
     }
 
@@ -215,14 +220,30 @@ impl Readiness {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Whether the egress of object `kind` `namespace/name` has pinned its
-    /// start, so that an event accepted from now on reaches it; `None`
-    /// when the contract applied has no such egress.
+    /// The contract of `generation` is applied, with these egresses'
+    /// flags by their object.
+    fn applied(
+        &self,
+        generation: u64,
+        flags: impl IntoIterator<Item = ((String, String), Arc<AtomicBool>)>,
+    ) {
+        let mut started = StartedByObject::new();
+        for (object, flag) in flags {
+            started.entry(object).or_default().push(flag);
+        }
+        *self.started.lock().expect("readiness lock") = started;
+        self.generation.store(generation, Ordering::Release);
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Whether the egresses of object `kind` `namespace/name` have pinned
+    /// their start, so that an event accepted from now on reaches them;
+    /// `None` when the contract applied has no such egress.
     pub fn started(&self, kind: &str, name: &str) -> Option<bool> {
         let started = self.started.lock().expect("readiness lock");
         started
             .get(&(kind.to_owned(), name.to_owned()))
-            .map(|s| s.load(Ordering::Acquire))
+            .map(|flags| flags.iter().all(|s| s.load(Ordering::Acquire)))
     }
 }
 
@@ -230,15 +251,11 @@ impl Supervisor {
     async fn run(mut self, mut contracts: ContractRx, ready: Arc<Readiness>, shutdown: Shutdown) {
         while let Some(contract) = contract::next(&mut contracts, &shutdown).await {
             self.apply(&contract).await;
-            *ready.started.lock().expect("readiness lock") = self
-                .started
-                .values()
-                .map(|(spec, s)| ((spec.kind.clone(), spec.name.clone()), s.clone()))
-                .collect();
-            ready
-                .generation
-                .store(contract.generation, Ordering::Release);
-            ready.loaded.store(true, Ordering::Release);
+            ready.applied(
+                contract.generation,
+                (self.started.values())
+                    .map(|(spec, flag)| ((spec.kind.clone(), spec.name.clone()), flag.clone())),
+            );
         }
         let all: Vec<_> = self.readers.keys().cloned().collect();
         self.stop(all).await;
@@ -340,5 +357,30 @@ impl Supervisor {
         for reader in stopping {
             let _ = reader.task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A KafkaSource of two topics has an egress on each: it has started
+    /// once both have, and readiness waits for both.
+    #[test]
+    fn an_object_has_started_once_all_its_egresses_have() {
+        let ready = Readiness::default();
+        let (first, second) = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let source = || ("KafkaSource".to_owned(), "ns/source".to_owned());
+        ready.applied(7, [(source(), second.clone()), (source(), first)]);
+        assert_eq!(ready.generation(), 7);
+        assert_eq!(ready.started("KafkaSource", "ns/source"), Some(false));
+        assert!(!ready.is_ready());
+        second.store(true, Ordering::Release);
+        assert_eq!(ready.started("KafkaSource", "ns/source"), Some(true));
+        assert!(ready.is_ready());
+        assert_eq!(ready.started("Trigger", "ns/source"), None);
     }
 }
