@@ -98,8 +98,8 @@ impl Bench {
 
         let ferry = broker("ferry");
         let samplers = (
-            Sampler::start(receiver.pid(), self.kafka_port),
-            Sampler::start(dispatcher.pid(), self.kafka_port),
+            Sampler::memory(receiver.pid()),
+            Sampler::memory(dispatcher.pid()),
         );
         let report = self.at_rate(self.broker_url(&ferry), &sink).await?;
         let footprints = (samplers.0.finish(), samplers.1.finish());

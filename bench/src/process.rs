@@ -4,7 +4,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -57,21 +60,40 @@ impl Process {
 }
 
 /// Samples a process's footprint while a measurement runs; keeps the peak.
+///
+/// On a thread of its own: reading `/proc/<pid>/net/tcp` takes milliseconds
+/// with a few hundred sockets open, and on a worker of the bench's runtime
+/// it held up the load generator and the sink, and so the very latencies
+/// measured beside it.
 pub struct Sampler {
     peak: Arc<Mutex<Footprint>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
     pid: u32,
     cpu_at_start: f64,
 }
 
 impl Sampler {
+    const PERIOD: Duration = Duration::from_millis(100);
+
     pub fn start(pid: u32, kafka_port: u16) -> Self {
+        Self::sampling(pid, Some(kafka_port))
+    }
+
+    /// Memory, threads and CPU only: what a latency measurement reports,
+    /// without the cost of counting connections beside it.
+    pub fn memory(pid: u32) -> Self {
+        Self::sampling(pid, None)
+    }
+
+    fn sampling(pid: u32, kafka_port: Option<u16>) -> Self {
         let cpu_at_start = procstat::cpu_seconds(pid);
         let peak = Arc::new(Mutex::new(Footprint::default()));
-        let task = {
-            let peak = peak.clone();
-            tokio::spawn(async move {
-                loop {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (peak, stop) = (peak.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
                     let now = procstat::footprint(pid, kafka_port);
                     {
                         let mut peak = peak.lock().expect("peak lock");
@@ -79,13 +101,15 @@ impl Sampler {
                         peak.threads = peak.threads.max(now.threads);
                         peak.connections = peak.connections.max(now.connections);
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // The sampling period, not a wait for anything.
+                    std::thread::park_timeout(Self::PERIOD);
                 }
             })
         };
         Sampler {
             peak,
-            task,
+            stop,
+            thread,
             pid,
             cpu_at_start,
         }
@@ -93,7 +117,9 @@ impl Sampler {
 
     /// The peaks, and the CPU time used while sampling.
     pub fn finish(self) -> Footprint {
-        self.task.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
         let mut footprint = *self.peak.lock().expect("peak lock");
         footprint.cpu_seconds = procstat::cpu_seconds(self.pid) - self.cpu_at_start;
         footprint

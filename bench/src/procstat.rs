@@ -33,8 +33,9 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / TICKS_PER_SECOND
 }
 
-/// `pid`'s footprint; connections are those whose remote port is `port`.
-pub fn footprint(pid: u32, port: u16) -> Footprint {
+/// `pid`'s footprint; connections are those whose remote port is `port`,
+/// and are not counted without one (reading them costs milliseconds).
+pub fn footprint(pid: u32, port: Option<u16>) -> Footprint {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -46,7 +47,7 @@ pub fn footprint(pid: u32, port: u16) -> Footprint {
     Footprint {
         rss_mib: field("VmRSS:") as f64 / 1024.0,
         threads: field("Threads:"),
-        connections: connections(pid, port),
+        connections: port.map_or(0, |port| connections(pid, port)),
         cpu_seconds: cpu_seconds(pid),
     }
 }
@@ -96,7 +97,7 @@ mod tests {
             x = x.wrapping_add(i * i);
         }
         assert!(x > 0);
-        let footprint = super::footprint(pid, 1);
+        let footprint = super::footprint(pid, Some(1));
         assert!(footprint.rss_mib > 0.0);
         assert!(footprint.threads >= 1);
         assert!(footprint.cpu_seconds > 0.0);

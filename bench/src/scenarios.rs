@@ -201,7 +201,7 @@ impl Bench {
         let dispatcher = self.dispatcher()?;
         dispatcher.ready(READY_TIMEOUT).await?;
         let startup = started.elapsed();
-        let idle = procstat::footprint(dispatcher.pid(), self.kafka_port);
+        let idle = procstat::footprint(dispatcher.pid(), Some(self.kafka_port));
         dispatcher.stop().await;
         baseline::produce(
             &self.options.bootstrap,
@@ -470,7 +470,7 @@ impl Bench {
         for minute in 1..=minutes {
             // Pacing a benchmark, not waiting for a result.
             tokio::time::sleep_until((started + Duration::from_secs(minute * 60)).into()).await;
-            let rss = |pid| procstat::footprint(pid, self.kafka_port).rss_mib;
+            let rss = |pid| procstat::footprint(pid, None).rss_mib;
             let (r, d) = (rss(receiver.pid()), rss(dispatcher.pid()));
             self.row(&[
                 minute.to_string(),
