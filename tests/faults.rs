@@ -375,7 +375,7 @@ async fn a_restarted_controller_keeps_topics_groups_and_the_generation() {
     ferry_harness::kafka::produce_raw(&bootstrap, &topic, 0, "kept").await;
     let mut config = rdkafka::ClientConfig::new();
     config.set("bootstrap.servers", &bootstrap);
-    let offsets = ferry_dispatcher::group_offsets::GroupOffsets::new(&config).unwrap();
+    let offsets = ferry_common::group_offsets::GroupOffsets::new(&config).unwrap();
     offsets.alter(&group, &topic, &[(0, 1)]).await.unwrap();
 
     first.kill();

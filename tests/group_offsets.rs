@@ -1,7 +1,7 @@
 //! `GroupOffsets` writes and reads the positions of consumer groups that
 //! have no members, in the same place a consumer of the group finds them.
 
-use ferry_dispatcher::group_offsets::GroupOffsets;
+use ferry_common::group_offsets::GroupOffsets;
 use ferry_harness::{bootstrap, kafka, unique};
 use rdkafka::ClientConfig;
 

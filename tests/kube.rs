@@ -4,7 +4,7 @@
 
 use ferry_harness::{
     bootstrap, eventually,
-    kafka::topic_exists,
+    kafka::{group_offsets, high_watermarks, partition_count, topic_exists},
     kube::{controller, published_contract, KubeApi, WAIT},
     process::KubeEmulator,
     unique,
@@ -91,6 +91,16 @@ async fn brokers_and_triggers_through_the_api() {
         trigger["status"]["subscriberUri"],
         format!("http://display.{ns}.svc.cluster.local")
     );
+    // Ready only once its group's start is committed, as the reference's
+    // control plane does it: no dispatcher runs here to pin it, and one
+    // would pin it only when it adds the trigger, after an event sent on
+    // Ready may have been written. The topic is empty: the end is 0.
+    let topic = format!("knative-broker-{ns}-b");
+    let partitions = partition_count(&bootstrap(), &topic) as i32;
+    let group = format!("knative-trigger-{ns}-t");
+    let pinned = group_offsets(&bootstrap(), &group, &topic, partitions).await;
+    let ends = high_watermarks(&bootstrap(), &topic, partitions).await;
+    assert_eq!(pinned, ends.into_iter().map(Some).collect::<Vec<_>>());
     let orphan = k
         .wait_for(
             &format!("{eventing}/triggers/orphan"),

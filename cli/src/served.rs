@@ -7,10 +7,11 @@
 //!   it (at most [`SERVED_WITHIN`]), so a Broker shown Ready takes events
 //!   at its address at once.
 //! - A Trigger, Subscription or KafkaSource is shown Ready only once the
-//!   dispatcher has pinned its consumer group's start, so an event
-//!   accepted after it is shown Ready reaches it, even at `latest`. The
-//!   reference's control plane commits a new trigger's initial offsets
-//!   before it marks it Ready, for the same reason.
+//!   dispatcher has started its egress from the positions of its consumer
+//!   group. The controller already holds the Ready until the group's start
+//!   is committed (`ferry_controller::group_starts`), which is what makes
+//!   an event accepted after Ready reach it; standalone, which runs the
+//!   dispatcher, also says Ready only once deliveries can begin.
 
 use std::{
     collections::HashSet,
@@ -143,7 +144,8 @@ impl Published {
             let mut s = s.clone();
             s.ready = Ready::False;
             s.reason = NOT_PINNED.to_owned();
-            s.message = "the dispatcher has not pinned its consumer group's start yet".to_owned();
+            s.message = "the dispatcher has not started it from its consumer group's positions yet"
+                .to_owned();
             s
         });
         Arc::new(statuses.collect())

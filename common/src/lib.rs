@@ -7,6 +7,8 @@
 //! - [`credentials`], [`secrets`]: a resource's Kafka credentials, from
 //!   Secrets in the API or the resources folder.
 //! - [`producer`]: writing records, one idempotent producer per cluster.
+//! - [`group_offsets`]: consumer groups' committed offsets, read and written
+//!   from outside the group; [`group_start`]: where a new group starts.
 //! - [`metrics`]: the metrics receiver and dispatcher share, with the
 //!   reference's names.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`),
@@ -21,6 +23,8 @@ pub mod admin;
 pub mod contract;
 pub mod credentials;
 pub mod fswatch;
+pub mod group_offsets;
+pub mod group_start;
 pub mod kafka;
 pub mod metrics;
 pub mod producer;

@@ -9,6 +9,8 @@ use std::{
 };
 
 use ferry_common::{
+    group_offsets::GroupOffsets,
+    group_start,
     kafka::{partition_count, replay_group, Cluster, ClusterRef, Overrides},
     secrets::Secrets,
 };
@@ -18,7 +20,10 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::plan::{TopicSpec, MISSING, NO_CREDENTIALS};
+use crate::{
+    group_starts::GroupStart,
+    plan::{TopicSpec, MISSING, NO_CREDENTIALS},
+};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -37,6 +42,8 @@ pub struct KafkaAdmin {
 struct Current {
     cluster: Cluster,
     client: Arc<AdminClient<DefaultClientContext>>,
+    /// For pinning groups, made when first needed.
+    offsets: Option<GroupOffsets>,
     read: Instant,
 }
 
@@ -75,21 +82,77 @@ impl KafkaAdmin {
             bootstrap: cluster.bootstrap.clone(),
             credentials,
         };
-        let client = match self.current.take() {
-            Some(current) if current.cluster == cluster => current.client,
-            _ => Arc::new(
-                cluster
-                    .config("ferry-controller", &self.overrides, |_| {})
-                    .create()
-                    .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?,
+        let (client, offsets) = match self.current.take() {
+            Some(current) if current.cluster == cluster => (current.client, current.offsets),
+            _ => (
+                Arc::new(
+                    cluster
+                        .config("ferry-controller", &self.overrides, |_| {})
+                        .create()
+                        .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?,
+                ),
+                None,
             ),
         };
         self.current = Some(Current {
             cluster,
             client: client.clone(),
+            offsets,
             read: Instant::now(),
         });
         Ok(client)
+    }
+
+    /// Commits the group's start on its topic's partitions that have no
+    /// committed offset yet (see `group_starts`).
+    pub async fn pin_group(
+        &mut self,
+        cluster: &ClusterRef,
+        group: &GroupStart,
+    ) -> Result<(), String> {
+        let client = self.client(cluster).await?;
+        let current = self.current.as_mut().expect("set by client()");
+        let offsets = match &current.offsets {
+            Some(offsets) => offsets.clone(),
+            None => {
+                let config = current
+                    .cluster
+                    .config("ferry-controller", &self.overrides, |_| {});
+                let offsets = GroupOffsets::new(&config)
+                    .map_err(|e| format!("cannot create a Kafka admin client: {e}"))?;
+                current.offsets = Some(offsets.clone());
+                offsets
+            }
+        };
+        let group = group.clone();
+        let runtime = tokio::runtime::Handle::current();
+        // Partition counts and watermarks are blocking calls: off the async
+        // workers the receiver and dispatcher share in standalone.
+        let pinned = tokio::task::spawn_blocking(move || {
+            let partitions = partition_count(client.inner(), &group.topic, TIMEOUT)
+                .map_err(|e| format!("cannot read metadata of topic {}: {e}", group.topic))?;
+            if partitions == 0 {
+                return Err(format!("topic {} has no partitions yet", group.topic));
+            }
+            let partitions: Vec<i32> = (0..partitions as i32).collect();
+            runtime
+                .block_on(group_start::pin_new(
+                    &offsets,
+                    &group.group,
+                    &group.topic,
+                    &partitions,
+                    group.start,
+                ))
+                .map(|pinned| (group, pinned.pinned))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let (group, partitions) = pinned?;
+        if partitions > 0 {
+            tracing::info!(group = %group.group, topic = %group.topic, partitions, start = ?group.start, "consumer group pinned at its start");
+        }
+        Ok(())
     }
 
     /// Creates the topic unless it exists; an external topic must exist.

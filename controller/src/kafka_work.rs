@@ -17,7 +17,11 @@ use ferry_common::{kafka::ClusterRef, secrets::Secrets};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::{kafka_admin::KafkaAdmin, plan::TopicSpec};
+use crate::{
+    group_starts::{GroupStart, Pins},
+    kafka_admin::KafkaAdmin,
+    plan::TopicSpec,
+};
 
 /// How long a consumer group outlives its trigger, and a topic its
 /// broker: the dispatcher sees the contract within its poll interval, a
@@ -42,6 +46,8 @@ pub enum Deletion {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ClusterWork {
     pub topics: Vec<TopicSpec>,
+    /// Consumer groups to pin at their start, once their topic exists.
+    pub groups: Vec<GroupStart>,
     /// Each with when it was decided.
     pub deletions: BTreeMap<Deletion, Instant>,
 }
@@ -51,6 +57,8 @@ pub struct ClusterWork {
 pub struct Reports {
     /// (cluster, topic) → whether it exists, or why not.
     pub topics: HashMap<(ClusterRef, String), Result<(), String>>,
+    /// (cluster, group) → whether it is pinned at its start, or why not.
+    pub pins: Pins,
     /// Deletions done, to be dropped from the pending list.
     pub deleted: Vec<(ClusterRef, Deletion)>,
 }
@@ -136,6 +144,8 @@ async fn worker(
 ) {
     let mut backoff = FIRST_BACKOFF;
     let mut last: HashMap<String, Result<(), String>> = HashMap::new();
+    // Each group is pinned once; its result is reported once.
+    let mut pinned: HashMap<GroupStart, Result<(), String>> = HashMap::new();
     loop {
         let current = work.borrow_and_update().clone();
         let mut unfinished = false;
@@ -155,6 +165,30 @@ async fn worker(
                 report(&reports, &reported, |r| {
                     r.topics
                         .insert((cluster.clone(), topic.name.clone()), result);
+                });
+            }
+        }
+        pinned.retain(|group, _| current.groups.contains(group));
+        for group in &current.groups {
+            if pinned.get(group) == Some(&Ok(())) {
+                continue;
+            }
+            // A topic not there yet is reported, and tried again, above.
+            if last.get(&group.topic) != Some(&Ok(())) {
+                continue;
+            }
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = admin.pin_group(&cluster, group) => r,
+            };
+            if let Err(why) = &result {
+                tracing::warn!(cluster = %cluster, group = %group.group, topic = %group.topic, %why, "consumer group not pinned at its start");
+                unfinished = true;
+            }
+            if pinned.get(group) != Some(&result) {
+                pinned.insert(group.clone(), result.clone());
+                report(&reports, &reported, |r| {
+                    r.pins.insert((cluster.clone(), group.clone()), result);
                 });
             }
         }

@@ -2,7 +2,9 @@
 //! deletions in the background ([`crate::kafka_work`], one worker per
 //! cluster). A broker is Ready only once its topic is reported to exist; a
 //! topic the previous contract already served is taken to exist until a
-//! worker says otherwise, so a restart does not take brokers away.
+//! worker says otherwise, so a restart does not take brokers away. An
+//! object with an egress is Ready only once its consumer group is pinned
+//! at its start ([`crate::group_starts`]); the same goes for its groups.
 
 use std::{
     borrow::Cow,
@@ -20,6 +22,7 @@ use tokio::sync::{watch, Notify};
 use crate::{
     contract_file::ContractFile,
     deletions::{self, Names, Owned, Pending},
+    group_starts::{self, Pins},
     kafka_work::{ClusterWork, KafkaWork},
     metrics::ControllerMetrics,
     plan::{self, plan, Settings, Status, TopicHealth, PENDING},
@@ -34,6 +37,8 @@ pub struct Reconciler {
     kafka: KafkaWork,
     /// (cluster, topic) → whether it exists, as last reported.
     topics: HashMap<(ClusterRef, String), Result<(), String>>,
+    /// Each egress's consumer group: whether it is pinned at its start.
+    pins: Pins,
     /// Ferry-created topics and groups of the last plan: what to delete
     /// once they are no longer wanted.
     owned: Owned,
@@ -67,6 +72,7 @@ impl Reconciler {
             contract,
             kafka,
             topics: HashMap::new(),
+            pins: Pins::new(),
             owned: Owned::default(),
             pending: Pending::new(),
             statuses,
@@ -76,6 +82,11 @@ impl Reconciler {
             event_type_specs: HashMap::new(),
         };
         if let Ok(previous) = ferry_common::contract::read(previous.unwrap_or(contract_path)) {
+            for (cluster, groups) in group_starts::wanted(&previous.resources) {
+                for group in groups {
+                    reconciler.pins.insert((cluster.clone(), group), Ok(()));
+                }
+            }
             for r in &previous.resources {
                 let cluster = ClusterRef::of(r);
                 for topic in &r.topics {
@@ -167,6 +178,7 @@ impl Reconciler {
         let resources = &*self.hold_event_types(resources);
         let reports = self.kafka.take_reports();
         self.topics.extend(reports.topics);
+        self.pins.extend(reports.pins);
         for done in reports.deleted {
             self.pending.remove(&done);
         }
@@ -199,11 +211,14 @@ impl Reconciler {
                 }
             }
         }
-        let plan = if health.failed_topics.is_empty() {
+        let mut plan = if health.failed_topics.is_empty() {
             first
         } else {
             plan(resources, &self.settings, &health)
         };
+        let groups = group_starts::wanted(&plan.resources);
+        group_starts::forget_unwanted(&mut self.pins, &groups);
+        settled &= !group_starts::hold(&mut plan.statuses, &plan.resources, &self.pins);
         if let Err(error) = self.contract.publish(plan.resources.clone()) {
             tracing::error!(%error, "cannot write the contract; will retry");
         }
@@ -254,6 +269,9 @@ impl Reconciler {
                 .or_default()
                 .topics
                 .push(topic.clone());
+        }
+        for (cluster, groups) in groups {
+            work.entry(cluster).or_default().groups = groups;
         }
         for ((cluster, deletion), decided) in &self.pending {
             work.entry(cluster.clone())

@@ -8,8 +8,10 @@ use ferry_proto::{
     Resource,
 };
 
+pub use ferry_common::group_start::Point;
 use ferry_common::{
     contract::{self, Placement},
+    group_start,
     kafka::Cluster,
     metrics::{self, Labels},
     secrets::Resolved,
@@ -116,16 +118,6 @@ pub enum Order {
 pub struct Replay {
     pub id: String,
     pub to: Point,
-}
-
-/// A place in every partition of a topic.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Point {
-    Earliest,
-    Latest,
-    /// The first record written at or after this time (ms since the
-    /// epoch), else the end.
-    Time(i64),
 }
 
 /// Settings for what the contract leaves unset.
@@ -256,13 +248,7 @@ fn spec(
             name: r.name.clone(),
             key_type: egress.key_type(),
         });
-    let start = match egress.initial_offset() {
-        _ if egress.start_time > 0 => Point::Time(egress.start_time),
-        InitialOffset::Earliest => Point::Earliest,
-        InitialOffset::Latest => Point::Latest,
-        InitialOffset::Unset if plain_records.is_some() => Point::Earliest,
-        InitialOffset::Unset => Point::Latest,
-    };
+    let start = group_start::start_point(egress, plain_records.is_some());
     Ok(EgressSpec {
         plain_records,
         start,

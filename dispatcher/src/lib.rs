@@ -21,7 +21,6 @@ pub mod egress;
 /// Trigger filters live in `ferry-filter`, shared with EventPolicies.
 pub use ferry_filter as filter;
 pub mod gap;
-pub mod group_offsets;
 mod lag;
 pub mod laggards;
 pub mod lanes;
@@ -54,6 +53,7 @@ use std::{
 use ferry_common::{
     admin::OwnAdmin,
     contract::{self, ContractRx},
+    group_offsets::GroupOffsets,
     kafka::{Cluster, ProducerSettings},
     metrics::Shared,
     producer::ProducerPool,
@@ -66,8 +66,8 @@ use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    deliver::Deliverer, egress::EgressSpec, group_offsets::GroupOffsets, metrics::Metrics,
-    observed::ObservedEgresses, reader::Wanted,
+    deliver::Deliverer, egress::EgressSpec, metrics::Metrics, observed::ObservedEgresses,
+    reader::Wanted,
 };
 
 /// Everything the dispatcher needs to run.

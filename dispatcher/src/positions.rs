@@ -12,10 +12,8 @@ use rdkafka::{
     error::{KafkaError, KafkaResult},
 };
 
-use crate::{
-    egress::{EgressSpec, Point, Replay},
-    group_offsets::GroupOffsets,
-};
+use crate::egress::{EgressSpec, Replay};
+use ferry_common::{group_offsets::GroupOffsets, group_start};
 
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Offset requests in flight at once, so that a topic with a thousand
@@ -62,42 +60,18 @@ pub async fn start(
             return Ok(to);
         }
     }
-    let group = &spec.consumer_group;
-    let committed = topic.offsets.list(group, &topic.name, partitions).await?;
-    let mut positions = HashMap::new();
-    let mut new = Vec::new();
-    for &partition in partitions {
-        match committed.get(&partition).copied().flatten() {
-            Some(offset) => {
-                positions.insert(partition, offset);
-            }
-            None => new.push(partition),
-        }
+    let pinned = group_start::pin_new(
+        &topic.offsets,
+        &spec.consumer_group,
+        &topic.name,
+        partitions,
+        spec.start,
+    )
+    .await?;
+    if pinned.pinned > 0 {
+        tracing::info!(egress = %spec.name, partitions = pinned.pinned, start = ?spec.start, "new consumer group: start positions pinned");
     }
-    if !new.is_empty() {
-        let pins = point(topic, &new, spec.start)?;
-        topic.offsets.alter(group, &topic.name, &pins).await?;
-        tracing::info!(egress = %spec.name, partitions = pins.len(), start = ?spec.start, "new consumer group: start positions pinned");
-        positions.extend(pins);
-    }
-    Ok(positions)
-}
-
-/// Where `point` is on each of `partitions`. Blocking. A time still to
-/// come is the end: no record was written at or after it yet.
-fn point(topic: &Topic, partitions: &[i32], point: Point) -> KafkaResult<Vec<(i32, i64)>> {
-    match point {
-        Point::Time(ms) if ms <= chrono::Utc::now().timestamp_millis() => {
-            topic.offsets.at_time(&topic.name, partitions, ms)
-        }
-        _ => partitions
-            .iter()
-            .map(|&partition| {
-                let (low, high) = topic.offsets.watermarks(&topic.name, partition)?;
-                Ok((partition, if point == Point::Earliest { low } else { high }))
-            })
-            .collect(),
-    }
+    Ok(pinned.positions)
 }
 
 /// Moves the egress's group to the replay's point, unless that replay was
@@ -117,7 +91,7 @@ async fn replay_once(
     if marked.get(&0).copied().flatten() == Some(mark) {
         return Ok(None);
     }
-    let to = point(topic, partitions, replay.to)?;
+    let to = group_start::point(&topic.offsets, &topic.name, partitions, replay.to)?;
     topic
         .offsets
         .alter(&spec.consumer_group, &topic.name, &to)

@@ -12,7 +12,7 @@ mod replies;
 use std::time::Duration;
 
 use base64::Engine;
-use ferry_dispatcher::group_offsets::GroupOffsets;
+use ferry_common::group_offsets::GroupOffsets;
 use ferry_harness::{
     bootstrap, broker, dispatcher_config,
     http::{self, HttpClient},
