@@ -199,6 +199,12 @@ async fn beside_knatives_core_channels_serve_their_spec_subscribers() {
     let subscriber = &channel["status"]["subscribers"][0];
     assert_eq!(subscriber["uid"], "sub-uid");
     assert_eq!(subscriber["observedGeneration"], 2);
+    // Knative's core makes the Subscription Ready of this entry: it says
+    // ready once the subscriber's group has its start committed.
+    let group = format!("kafka.{ns}.ch.sub-uid");
+    let topic = format!("knative-messaging-kafka.{ns}.ch");
+    let pinned = group_offsets(&bootstrap(), &group, &topic, 1).await;
+    assert_eq!(pinned, [Some(0)], "{channel}");
 
     let contract = published_contract(&k).await;
     let egress = &contract.resources[0].egresses[0];

@@ -20,10 +20,7 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
-use crate::{
-    group_starts::GroupStart,
-    plan::{TopicSpec, MISSING, NO_CREDENTIALS},
-};
+use crate::plan::{group_starts::GroupStart, TopicSpec, MISSING, NO_CREDENTIALS};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -18,9 +18,11 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    group_starts::{GroupStart, Pins},
     kafka_admin::KafkaAdmin,
-    plan::TopicSpec,
+    plan::{
+        group_starts::{GroupStart, Pins},
+        TopicSpec,
+    },
 };
 
 /// How long a consumer group outlives its trigger, and a topic its

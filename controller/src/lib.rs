@@ -8,7 +8,7 @@
 //!   channels, sources, delivery, addresses.
 //! - [`reconciler`]: applies plans ([`contract_file`]; what to delete,
 //!   [`deletions`]; Kafka in the background, [`kafka_work`] through
-//!   [`kafka_admin`]; consumer groups pinned before Ready, [`group_starts`]).
+//!   [`kafka_admin`]; consumer groups pinned before Ready, [`plan::group_starts`]).
 //! - [`folder`]: resources from a watched folder of YAML.
 //! - [`kube`]: resources from the Kubernetes API, with leader election.
 
@@ -17,7 +17,6 @@ pub mod contract_file;
 pub mod deletions;
 pub mod duration;
 pub mod folder;
-pub mod group_starts;
 pub mod kafka_admin;
 pub mod kafka_work;
 pub mod kube;

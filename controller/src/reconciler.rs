@@ -2,9 +2,11 @@
 //! deletions in the background ([`crate::kafka_work`], one worker per
 //! cluster). A broker is Ready only once its topic is reported to exist; a
 //! topic the previous contract already served is taken to exist until a
-//! worker says otherwise, so a restart does not take brokers away. An
-//! object with an egress is Ready only once its consumer group is pinned
-//! at its start ([`crate::group_starts`]); the same goes for its groups.
+//! worker says otherwise, so a restart does not take brokers away. The
+//! workers also pin each egress's new consumer group at its start, and an
+//! object with an egress is Ready only once that is reported
+//! ([`crate::plan::group_starts`]); the groups of the previous contract are
+//! taken to be pinned.
 
 use std::{
     borrow::Cow,
@@ -22,10 +24,13 @@ use tokio::sync::{watch, Notify};
 use crate::{
     contract_file::ContractFile,
     deletions::{self, Names, Owned, Pending},
-    group_starts::{self, Pins},
     kafka_work::{ClusterWork, KafkaWork},
     metrics::ControllerMetrics,
-    plan::{self, plan, Settings, Status, TopicHealth, PENDING},
+    plan::{
+        self,
+        group_starts::{self, Pins},
+        plan, Settings, Status, TopicHealth, PENDING,
+    },
     resources::{EventType, Resources},
 };
 
@@ -183,8 +188,16 @@ impl Reconciler {
             self.pending.remove(&done);
         }
 
-        let first = plan(resources, &self.settings, &TopicHealth::default());
-        let mut health = TopicHealth::default();
+        let mut health = TopicHealth {
+            pins: Some(self.pins.clone()),
+            ..TopicHealth::default()
+        };
+        let first = plan(resources, &self.settings, &health);
+        // The groups of the egresses there will be once the topics exist:
+        // a worker pins them in the pass that makes their topics, so the
+        // egresses are Ready a pass sooner. One pinned early only starts
+        // a little earlier than it would have.
+        let groups = group_starts::wanted(&first.resources);
         let mut settled = true;
         for topic in &first.topics {
             match self
@@ -211,14 +224,13 @@ impl Reconciler {
                 }
             }
         }
-        let mut plan = if health.failed_topics.is_empty() {
+        let plan = if health.failed_topics.is_empty() {
             first
         } else {
             plan(resources, &self.settings, &health)
         };
-        let groups = group_starts::wanted(&plan.resources);
         group_starts::forget_unwanted(&mut self.pins, &groups);
-        settled &= !group_starts::hold(&mut plan.statuses, &plan.resources, &self.pins);
+        settled &= group_starts::all_answered(&plan.resources, &self.pins);
         if let Err(error) = self.contract.publish(plan.resources.clone()) {
             tracing::error!(%error, "cannot write the contract; will retry");
         }

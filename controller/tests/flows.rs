@@ -202,3 +202,55 @@ fn a_flow_is_a_destination_for_triggers_sources_and_other_flows() {
         Some("http://ingress/channels/ns/par-kn-parallel")
     );
 }
+
+/// A flow is Ready once its subscriptions are, and a subscription once its
+/// consumer group has its start committed.
+#[test]
+fn a_flow_waits_for_its_subscriptions_groups() {
+    use ferry_controller::plan::{group_starts, TopicHealth};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flows");
+    let resources = folder::load(&dir);
+    let waiting = TopicHealth {
+        pins: Some(Default::default()),
+        ..Default::default()
+    };
+    let plan = ferry_controller::plan::plan(&resources, &standalone(), &waiting);
+    let status = |plan: &ferry_controller::plan::Plan, kind: &str, name: &str| {
+        let s = plan
+            .statuses
+            .iter()
+            .find(|s| s.kind == kind && s.name == name);
+        s.unwrap_or_else(|| panic!("{kind} {name}")).clone()
+    };
+    let step = status(&plan, "Subscription", "greeting-kn-sequence-0");
+    assert_eq!(
+        (step.ready, step.reason.as_str()),
+        (Ready::False, group_starts::NOT_COMMITTED),
+        "{step:?}"
+    );
+    let sequence = status(&plan, "Sequence", "greeting");
+    assert_eq!(sequence.ready, Ready::False, "{sequence:?}");
+    assert!(
+        sequence.message.contains("greeting-kn-sequence-0"),
+        "{sequence:?}"
+    );
+
+    let pins = group_starts::wanted(&plan.resources)
+        .into_iter()
+        .flat_map(|(cluster, groups)| groups.into_iter().map(move |g| (cluster.clone(), g)))
+        .map(|key| (key, Ok(())))
+        .collect();
+    let pinned = TopicHealth {
+        pins: Some(pins),
+        ..Default::default()
+    };
+    let plan = ferry_controller::plan::plan(&resources, &standalone(), &pinned);
+    for (kind, name) in [
+        ("Subscription", "greeting-kn-sequence-0"),
+        ("Sequence", "greeting"),
+        ("Parallel", "orders"),
+    ] {
+        let s = status(&plan, kind, name);
+        assert_eq!(s.ready, Ready::True, "{s:?}");
+    }
+}

@@ -244,6 +244,7 @@ fn broker_not_ready_reasons_and_their_triggers() {
                 "Kafka is down".into(),
             )]
             .into(),
+            pins: None,
         },
     );
     let b = status(&p, "Broker", "b");

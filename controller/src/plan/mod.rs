@@ -13,6 +13,7 @@ mod channels;
 mod delivery;
 mod event_types;
 mod flows;
+pub mod group_starts;
 mod kafka;
 mod output;
 pub mod policies;
@@ -64,6 +65,10 @@ pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) ->
     sources::plan_sources(resources, settings, &mut plan);
     event_types::plan_event_types(resources, &mut plan);
     event_types::declared_by_sources(resources, settings, &mut plan);
+    // Before the flows, whose readiness is their subscriptions'.
+    if let Some(pins) = &health.pins {
+        group_starts::hold(&mut plan.statuses, &plan.resources, pins);
+    }
     if settings.channel_subscribers == ChannelSubscribers::Subscriptions {
         flows::statuses(resources, &mut plan);
     }

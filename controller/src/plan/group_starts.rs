@@ -5,7 +5,7 @@
 //! dispatcher pins a group at `latest` only when it adds the egress, a
 //! moment after the contract is written, and an event accepted in between
 //! (by a producer that waited for Ready) is passed over. The Kafka workers
-//! pin each group once ([`crate::kafka_work`]); until one reports it, the
+//! pin each group once (`crate::kafka_work`); until one reports it, the
 //! object (Trigger, Subscription, KafkaSource) is not Ready.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -14,9 +14,9 @@ use ferry_common::{
     group_start::{start_point, Point},
     kafka::ClusterRef,
 };
-use ferry_proto::{Reference, Resource};
+use ferry_proto::{Egress, Reference, Resource};
 
-use crate::plan::{Ready, Status};
+use super::{Ready, Status};
 
 /// Why an object with an egress is not Ready yet (the reference's
 /// condition reason for the same wait).
@@ -45,9 +45,9 @@ pub fn wanted(resources: &[Resource]) -> BTreeMap<ClusterRef, Vec<GroupStart>> {
     wanted
 }
 
-/// Each egress's groups in `resource`, with the object the egress stands
-/// for: one per topic of the resource (a KafkaSource may read several).
-fn egress_groups(resource: &Resource) -> impl Iterator<Item = (Option<&Reference>, GroupStart)> {
+/// Each egress of `resource` with its groups: one per topic of the
+/// resource (a KafkaSource may read several).
+fn egress_groups(resource: &Resource) -> impl Iterator<Item = (&Egress, GroupStart)> {
     let kafka_source = resource
         .reference
         .as_ref()
@@ -60,24 +60,29 @@ fn egress_groups(resource: &Resource) -> impl Iterator<Item = (Option<&Reference
                 topic: topic.clone(),
                 start,
             };
-            (egress.reference.as_ref(), group)
+            (egress, group)
         })
     })
 }
 
+/// An object's kind, namespace and name, as statuses are keyed.
+type ObjectKey<'a> = (&'a str, &'a str, &'a str);
+
+fn key_of(r: &Reference) -> ObjectKey<'_> {
+    (r.kind.as_str(), r.namespace.as_str(), r.name.as_str())
+}
+
 /// The statuses, with each Ready object whose groups are not all pinned
-/// shown not Ready, with the reason. Whether a group still awaits Kafka's
-/// first answer (the controller is not ready until none does).
-pub fn hold(statuses: &mut [Status], resources: &[Resource], pins: &Pins) -> bool {
-    let mut waiting: HashMap<(&str, &str, &str), String> = HashMap::new();
-    let mut unanswered = false;
+/// shown not Ready, with the reason, and so each such subscriber in its
+/// channel's `status.subscribers` (what Knative's core makes a
+/// Subscription's readiness of).
+pub fn hold(statuses: &mut [Status], resources: &[Resource], pins: &Pins) {
+    let mut objects: HashMap<ObjectKey, String> = HashMap::new();
+    let mut subscribers: HashMap<(ObjectKey, &str), String> = HashMap::new();
     for resource in resources {
         let cluster = ClusterRef::of(resource);
-        for (object, group) in egress_groups(resource) {
-            // A channel's subscriber named by uid only has no status here.
-            let Some(object) = object else { continue };
+        for (egress, group) in egress_groups(resource) {
             let pin = pins.get(&(cluster.clone(), group.clone()));
-            unanswered |= pin.is_none();
             let why = match pin {
                 Some(Ok(())) => continue,
                 Some(Err(why)) => format!(
@@ -89,27 +94,45 @@ pub fn hold(statuses: &mut [Status], resources: &[Resource], pins: &Pins) -> boo
                     group.group, group.topic
                 ),
             };
-            let key = (
-                object.kind.as_str(),
-                object.namespace.as_str(),
-                object.name.as_str(),
-            );
-            waiting.entry(key).or_insert(why);
+            if let Some(owner) = &resource.reference {
+                let subscriber = (key_of(owner), egress.uid.as_str());
+                subscribers.entry(subscriber).or_insert_with(|| why.clone());
+            }
+            if let Some(object) = &egress.reference {
+                objects.entry(key_of(object)).or_insert(why);
+            }
         }
     }
-    for status in statuses.iter_mut().filter(|s| s.ready == Ready::True) {
+    for status in statuses.iter_mut() {
         let key = (
             status.kind.as_str(),
             status.namespace.as_str(),
             status.name.as_str(),
         );
-        if let Some(why) = waiting.get(&key).cloned() {
+        let why = objects.get(&key).cloned();
+        for subscriber in &mut status.subscribers {
+            if let Some(why) = subscribers.get(&(key, subscriber.uid.as_str())) {
+                if subscriber.ready == Ready::True {
+                    subscriber.ready = Ready::False;
+                    subscriber.message = why.clone();
+                }
+            }
+        }
+        if let (Some(why), Ready::True) = (why, status.ready) {
             status.ready = Ready::False;
             status.reason = NOT_COMMITTED.to_owned();
             status.message = why;
         }
     }
-    unanswered
+}
+
+/// Whether Kafka answered (yes or no) for every group of the contract's
+/// egresses: the controller is not ready before.
+pub fn all_answered(resources: &[Resource], pins: &Pins) -> bool {
+    resources.iter().all(|resource| {
+        let cluster = ClusterRef::of(resource);
+        egress_groups(resource).all(|(_, group)| pins.contains_key(&(cluster.clone(), group)))
+    })
 }
 
 /// Pins of groups no longer wanted are forgotten: a trigger made again
@@ -124,9 +147,8 @@ pub fn forget_unwanted(pins: &mut Pins, wanted: &BTreeMap<ClusterRef, Vec<GroupS
 
 #[cfg(test)]
 mod tests {
-    use ferry_proto::Egress;
-
     use super::*;
+    use crate::plan::SubscriberStatus;
 
     fn object(kind: &str, name: &str) -> Reference {
         Reference {
@@ -220,7 +242,8 @@ mod tests {
             ready("KafkaSource", "owner"),
             ready("Broker", "owner"),
         ];
-        assert!(hold(&mut statuses, &resources, &pins));
+        hold(&mut statuses, &resources, &pins);
+        assert!(!all_answered(&resources, &pins));
         let shown: Vec<(&str, Ready, &str)> = statuses
             .iter()
             .map(|s| (s.name.as_str(), s.ready, s.reason.as_str()))
@@ -241,16 +264,56 @@ mod tests {
         pins.insert(key("g-src", "b", Point::Earliest), Ok(()));
         pins.insert(key("g-uid", "broker-topic", Point::Latest), Ok(()));
         let mut statuses = vec![ready("Trigger", "t2")];
-        assert!(!hold(&mut statuses, &resources, &pins));
+        hold(&mut statuses, &resources, &pins);
+        assert!(all_answered(&resources, &pins));
         assert_eq!(statuses[0].reason, NOT_COMMITTED);
 
         pins.insert(key("g-t2", "broker-topic", Point::Latest), Ok(()));
         let mut statuses = vec![ready("Trigger", "t2"), ready("KafkaSource", "owner")];
-        assert!(!hold(&mut statuses, &resources, &pins));
+        hold(&mut statuses, &resources, &pins);
+        assert!(all_answered(&resources, &pins));
         assert!(statuses.iter().all(|s| s.ready == Ready::True));
 
         // A group no longer wanted is forgotten, to be pinned again.
         forget_unwanted(&mut pins, &super::wanted(&resources[..1]));
         assert_eq!(pins.len(), 3);
+    }
+
+    #[test]
+    fn a_channels_subscriber_is_ready_once_its_group_is_pinned() {
+        let subscriber = Egress {
+            consumer_group: "kafka.ns.ch.sub-uid".into(),
+            uid: "sub-uid".into(),
+            ..Default::default()
+        };
+        let resources = [resource("KafkaChannel", &["ch-topic"], vec![subscriber])];
+        let channel = || {
+            let mut status = ready("KafkaChannel", "owner");
+            status.subscribers.push(SubscriberStatus {
+                name: String::new(),
+                uid: "sub-uid".into(),
+                observed_generation: Some(2),
+                ready: Ready::True,
+                message: String::new(),
+            });
+            status
+        };
+        let mut pins = Pins::new();
+        let mut statuses = vec![channel()];
+        hold(&mut statuses, &resources, &pins);
+        assert!(!all_answered(&resources, &pins));
+        // The channel itself is Ready; its subscriber is not yet.
+        assert_eq!(statuses[0].ready, Ready::True);
+        assert_eq!(statuses[0].subscribers[0].ready, Ready::False);
+        assert!(statuses[0].subscribers[0]
+            .message
+            .contains("kafka.ns.ch.sub-uid"));
+
+        let (cluster, groups) = wanted(&resources).into_iter().next().unwrap();
+        pins.insert((cluster, groups[0].clone()), Ok(()));
+        let mut statuses = vec![channel()];
+        hold(&mut statuses, &resources, &pins);
+        assert!(all_answered(&resources, &pins));
+        assert_eq!(statuses[0].subscribers[0].ready, Ready::True);
     }
 }
