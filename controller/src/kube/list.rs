@@ -31,10 +31,17 @@ pub async fn list(
 ) -> Result<(Resources, Generations), kube::Error> {
     let mut resources = Resources::default();
     let mut generations = Generations::new();
-    for (kind, api) in apis {
+    // Every kind at once: one after the other, a pass waited for each
+    // answer in turn (seconds on a busy API server).
+    let lists = futures::future::join_all(
+        apis.iter()
+            .map(|(_, api)| async move { absent_or(api.list(&Default::default()).await) }),
+    )
+    .await;
+    for ((kind, _), listed) in apis.iter().zip(lists) {
         let (group, version, ..) = api::kind(kind);
         // A kind whose CRD is not installed has no objects.
-        let Some(objects) = absent_or(api.list(&Default::default()).await)? else {
+        let Some(objects) = listed? else {
             continue;
         };
         for object in objects {
