@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use futures::{stream::FuturesUnordered, StreamExt};
+
 use kube::{
     api::{Api, DynamicObject, Patch, PatchParams},
     Client,
@@ -18,6 +20,19 @@ pub type Generations = HashMap<(String, String, String), i64>;
 /// The statuses last written, to write only what changed.
 pub type Patched = HashMap<(String, String, String), Status>;
 
+/// Status writes in flight at once: a pass that changes many statuses
+/// (the first one, or a broker's with all its triggers) does not wait for
+/// each answer in turn, nor floods the API server.
+const WRITES_AT_ONCE: usize = 8;
+
+fn key_of(status: &Status) -> (String, String, String) {
+    (
+        status.kind.clone(),
+        status.namespace.clone(),
+        status.name.clone(),
+    )
+}
+
 /// Writes each object's status when it changed.
 pub async fn patch_statuses(
     client: &Client,
@@ -25,28 +40,43 @@ pub async fn patch_statuses(
     statuses: impl IntoIterator<Item = &Status>,
     patched: &mut Patched,
 ) {
-    for status in statuses {
-        let key = (
-            status.kind.clone(),
-            status.namespace.clone(),
-            status.name.clone(),
-        );
-        if patched.get(&key) == Some(status) {
-            continue;
+    let changed: Vec<&Status> = statuses
+        .into_iter()
+        .filter(|status| patched.get(&key_of(status)) != Some(*status))
+        .collect();
+    let mut changed = changed.into_iter();
+    let mut writing = FuturesUnordered::new();
+    loop {
+        while writing.len() < WRITES_AT_ONCE {
+            let Some(status) = changed.next() else { break };
+            writing.push(write_status(client, generations, status));
         }
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(client.clone(), &status.namespace, &resource(&status.kind));
-        let body = knative_status(status, generations.get(&key).copied());
-        match api
-            .patch_status(&status.name, &PatchParams::default(), &Patch::Merge(&body))
-            .await
-        {
-            Ok(_) => {
-                patched.insert(key, status.clone());
-            }
-            Err(error) => {
-                tracing::warn!(kind = %status.kind, namespace = %status.namespace, name = %status.name, %error, "cannot write status")
-            }
+        let Some(written) = writing.next().await else {
+            break;
+        };
+        if let Some(status) = written {
+            patched.insert(key_of(status), status.clone());
+        }
+    }
+}
+
+/// One object's status; the status when it was written.
+async fn write_status<'a>(
+    client: &Client,
+    generations: &Generations,
+    status: &'a Status,
+) -> Option<&'a Status> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &status.namespace, &resource(&status.kind));
+    let body = knative_status(status, generations.get(&key_of(status)).copied());
+    match api
+        .patch_status(&status.name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
+        Ok(_) => Some(status),
+        Err(error) => {
+            tracing::warn!(kind = %status.kind, namespace = %status.namespace, name = %status.name, %error, "cannot write status");
+            None
         }
     }
 }
