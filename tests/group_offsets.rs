@@ -90,3 +90,44 @@ async fn offsets_for_a_time_are_the_first_written_at_or_after_it() {
     assert_eq!(at_time(0), [(0, 0)], "before the first");
     assert_eq!(at_time(at), [(0, 1)], "the first written after the moment");
 }
+
+/// Many groups of one topic pinned at once: each partition without a
+/// position gets the group's start, a position already there stays.
+#[tokio::test]
+async fn groups_without_positions_are_pinned_at_their_starts() {
+    use ferry_common::group_start::{pin_all, Point};
+    let topic = unique("offsets-pin");
+    kafka::create_topic(&bootstrap(), &topic, 2).await;
+    for (partition, payload) in [(0, "a"), (0, "b"), (1, "c")] {
+        kafka::produce_raw(&bootstrap(), &topic, partition, payload).await;
+    }
+    let ends = kafka::high_watermarks(&bootstrap(), &topic, 2).await;
+    assert_eq!(ends, [2, 1]);
+    let offsets = client();
+    let (half, latest, earliest) = (unique("half"), unique("latest"), unique("earliest"));
+    offsets
+        .alter(&half, &topic, &[(0, 1)])
+        .await
+        .expect("alter");
+
+    let groups = [
+        (half.as_str(), Point::Latest),
+        (latest.as_str(), Point::Latest),
+        (earliest.as_str(), Point::Earliest),
+    ];
+    let pinned = pin_all(&offsets, &topic, &[0, 1], &groups).await;
+    let pinned: Vec<usize> = pinned.into_iter().map(|p| p.expect("pinned")).collect();
+    assert_eq!(pinned, [1, 2, 2], "partitions pinned per group");
+    for (group, expected) in [
+        (&half, [Some(1), Some(1)]),
+        (&latest, [Some(2), Some(1)]),
+        (&earliest, [Some(0), Some(0)]),
+    ] {
+        let seen = kafka::group_offsets(&bootstrap(), group, &topic, 2).await;
+        assert_eq!(seen, expected, "{group}");
+    }
+
+    // Pinned already: nothing moves.
+    let again = pin_all(&offsets, &topic, &[0, 1], &groups).await;
+    assert!(again.iter().all(|p| matches!(p, Ok(0))), "{again:?}");
+}

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use ferry_proto::{Egress, InitialOffset};
-use rdkafka::error::KafkaResult;
+use futures::{stream, StreamExt};
+use rdkafka::error::{KafkaError, KafkaResult};
 
 use crate::group_offsets::GroupOffsets;
 
@@ -63,6 +64,99 @@ pub async fn pin_new(
         positions.extend(pins);
     }
     Ok(PinnedPositions { positions, pinned })
+}
+
+/// Offset requests in flight at once, so that a topic with a thousand
+/// groups does not queue a thousand requests at the group coordinators.
+pub const REQUESTS_AT_ONCE: usize = 32;
+
+/// [`pin_new`] for many groups of one topic: each start point is looked up
+/// once for all of them (a thousand triggers of a broker, pinned at its end
+/// as of now, need one lookup, not a thousand). How many partitions each
+/// group had pinned, or why not.
+pub async fn pin_all(
+    offsets: &GroupOffsets,
+    topic: &str,
+    partitions: &[i32],
+    groups: &[(&str, Point)],
+) -> Vec<KafkaResult<usize>> {
+    // Futures made first and then run: a stream's closure that makes them
+    // would be too general for the compiler to call the whole Send.
+    let lists: Vec<_> = groups
+        .iter()
+        .map(|&(group, _)| unpinned(offsets, group, topic, partitions))
+        .collect();
+    let listed: Vec<KafkaResult<Vec<i32>>> = stream::iter(lists)
+        .buffered(REQUESTS_AT_ONCE)
+        .collect()
+        .await;
+    let mut points: HashMap<Point, KafkaResult<HashMap<i32, i64>>> = HashMap::new();
+    for (&(_, start), new) in groups.iter().zip(&listed) {
+        if matches!(new, Ok(new) if !new.is_empty()) && !points.contains_key(&start) {
+            let (offsets, topic, partitions) =
+                (offsets.clone(), topic.to_owned(), partitions.to_vec());
+            // Watermark and time lookups block: off the async workers.
+            let found = tokio::task::spawn_blocking(move || {
+                point(&offsets, &topic, &partitions, start).map(|at| at.into_iter().collect())
+            })
+            .await
+            .unwrap_or(Err(KafkaError::Canceled));
+            points.insert(start, found);
+        }
+    }
+    let alters: Vec<_> = groups
+        .iter()
+        .zip(listed)
+        .map(|(&(group, start), new)| {
+            let at = points.get(&start);
+            pin_at(offsets, group, topic, new, at)
+        })
+        .collect();
+    stream::iter(alters)
+        .buffered(REQUESTS_AT_ONCE)
+        .collect()
+        .await
+}
+
+/// The partitions on which `group` has no committed position.
+async fn unpinned(
+    offsets: &GroupOffsets,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> KafkaResult<Vec<i32>> {
+    let committed = offsets.list(group, topic, partitions).await?;
+    Ok(partitions
+        .iter()
+        .copied()
+        .filter(|p| committed.get(p).copied().flatten().is_none())
+        .collect())
+}
+
+/// Commits `group`'s position on the `new` partitions at `at`; how many.
+async fn pin_at(
+    offsets: &GroupOffsets,
+    group: &str,
+    topic: &str,
+    new: KafkaResult<Vec<i32>>,
+    at: Option<&KafkaResult<HashMap<i32, i64>>>,
+) -> KafkaResult<usize> {
+    let new = new?;
+    let Some(at) = at.filter(|_| !new.is_empty()) else {
+        return Ok(0);
+    };
+    let at = at.as_ref().map_err(Clone::clone)?;
+    // A partition the lookup did not answer for is left to the dispatcher,
+    // which pins what has no position when it adds the egress.
+    let pins: Vec<(i32, i64)> = new
+        .iter()
+        .filter_map(|p| at.get(p).map(|&offset| (*p, offset)))
+        .collect();
+    if pins.is_empty() {
+        return Ok(0);
+    }
+    offsets.alter(group, topic, &pins).await?;
+    Ok(pins.len())
 }
 
 /// A group's positions, and how many of them were pinned just now.

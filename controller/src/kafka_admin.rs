@@ -100,13 +100,26 @@ impl KafkaAdmin {
         Ok(client)
     }
 
-    /// Commits the group's start on its topic's partitions that have no
-    /// committed offset yet (see `group_starts`).
-    pub async fn pin_group(
+    /// Commits each group's start on the partitions of `topic` that have
+    /// no committed offset yet (see `group_starts`): done, or why not.
+    pub async fn pin_groups(
         &mut self,
         cluster: &ClusterRef,
-        group: &GroupStart,
-    ) -> Result<(), String> {
+        topic: &str,
+        groups: &[&GroupStart],
+    ) -> Vec<Result<(), String>> {
+        match self.pin_groups_or_fail(cluster, topic, groups).await {
+            Ok(results) => results,
+            Err(why) => vec![Err(why); groups.len()],
+        }
+    }
+
+    async fn pin_groups_or_fail(
+        &mut self,
+        cluster: &ClusterRef,
+        topic: &str,
+        groups: &[&GroupStart],
+    ) -> Result<Vec<Result<(), String>>, String> {
         let client = self.client(cluster).await?;
         let current = self.current.as_mut().expect("set by client()");
         let offsets = match &current.offsets {
@@ -121,35 +134,33 @@ impl KafkaAdmin {
                 offsets
             }
         };
-        let group = group.clone();
-        let runtime = tokio::runtime::Handle::current();
-        // Partition counts and watermarks are blocking calls: off the async
-        // workers the receiver and dispatcher share in standalone.
-        let pinned = tokio::task::spawn_blocking(move || {
-            let partitions = partition_count(client.inner(), &group.topic, TIMEOUT)
-                .map_err(|e| format!("cannot read metadata of topic {}: {e}", group.topic))?;
-            if partitions == 0 {
-                return Err(format!("topic {} has no partitions yet", group.topic));
-            }
-            let partitions: Vec<i32> = (0..partitions as i32).collect();
-            runtime
-                .block_on(group_start::pin_new(
-                    &offsets,
-                    &group.group,
-                    &group.topic,
-                    &partitions,
-                    group.start,
-                ))
-                .map(|pinned| (group, pinned.pinned))
-                .map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        let (group, partitions) = pinned?;
-        if partitions > 0 {
-            tracing::info!(group = %group.group, topic = %group.topic, partitions, start = ?group.start, "consumer group pinned at its start");
+        let name = topic.to_owned();
+        // A blocking call: off the async workers the receiver and
+        // dispatcher share in standalone.
+        let partitions =
+            tokio::task::spawn_blocking(move || partition_count(client.inner(), &name, TIMEOUT))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot read metadata of topic {topic}: {e}"))?;
+        if partitions == 0 {
+            return Err(format!("topic {topic} has no partitions yet"));
         }
-        Ok(())
+        let partitions: Vec<i32> = (0..partitions as i32).collect();
+        let starts: Vec<(&str, group_start::Point)> =
+            groups.iter().map(|g| (g.group.as_str(), g.start)).collect();
+        let pinned = group_start::pin_all(&offsets, topic, &partitions, &starts).await;
+        Ok(groups
+            .iter()
+            .zip(pinned)
+            .map(|(group, pinned)| match pinned {
+                Ok(0) => Ok(()),
+                Ok(partitions) => {
+                    tracing::info!(group = %group.group, %topic, partitions, start = ?group.start, "consumer group pinned at its start");
+                    Ok(())
+                }
+                Err(e) => Err(e.to_string()),
+            })
+            .collect())
     }
 
     /// Creates the topic unless it exists; an external topic must exist.

@@ -8,7 +8,7 @@
 //! every result back, waking the reconciler.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -170,28 +170,33 @@ async fn worker(
                 });
             }
         }
-        pinned.retain(|group, _| current.groups.contains(group));
+        let wanted: HashSet<&GroupStart> = current.groups.iter().collect();
+        pinned.retain(|group, _| wanted.contains(group));
+        // By topic: one metadata lookup, and one lookup of each start
+        // point, for all of a topic's groups.
+        let mut due: BTreeMap<&str, Vec<&GroupStart>> = BTreeMap::new();
         for group in &current.groups {
-            if pinned.get(group) == Some(&Ok(())) {
-                continue;
-            }
             // A topic not there yet is reported, and tried again, above.
-            if last.get(&group.topic) != Some(&Ok(())) {
-                continue;
+            if pinned.get(group) != Some(&Ok(())) && last.get(&group.topic) == Some(&Ok(())) {
+                due.entry(group.topic.as_str()).or_default().push(group);
             }
-            let result = tokio::select! {
+        }
+        for (topic, groups) in due {
+            let results = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = admin.pin_group(&cluster, group) => r,
+                r = admin.pin_groups(&cluster, topic, &groups) => r,
             };
-            if let Err(why) = &result {
-                tracing::warn!(cluster = %cluster, group = %group.group, topic = %group.topic, %why, "consumer group not pinned at its start");
-                unfinished = true;
-            }
-            if pinned.get(group) != Some(&result) {
-                pinned.insert(group.clone(), result.clone());
-                report(&reports, &reported, |r| {
-                    r.pins.insert((cluster.clone(), group.clone()), result);
-                });
+            for (group, result) in groups.into_iter().zip(results) {
+                if let Err(why) = &result {
+                    tracing::warn!(cluster = %cluster, group = %group.group, %topic, %why, "consumer group not pinned at its start");
+                    unfinished = true;
+                }
+                if pinned.get(group) != Some(&result) {
+                    pinned.insert(group.clone(), result.clone());
+                    report(&reports, &reported, |r| {
+                        r.pins.insert((cluster.clone(), group.clone()), result);
+                    });
+                }
             }
         }
         for (deletion, decided) in &current.deletions {
