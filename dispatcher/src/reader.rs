@@ -20,8 +20,9 @@
 //! - Positions are committed every `commit_interval`, as soon as an egress
 //!   has finished a window's worth (`max_in_flight`) of deliveries since
 //!   its last commit, on revocation and at stop, never past a delivery
-//!   still running. So a crash delivers again at most what was in flight
-//!   and about one window more, however fast the egress goes.
+//!   still running. So a crash delivers again only what was in flight and
+//!   what finished after the last commit that reached Kafka: about a window
+//!   more however fast the egress goes, when commits land promptly.
 
 use std::{
     collections::{HashMap, VecDeque},
