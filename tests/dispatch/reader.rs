@@ -198,10 +198,14 @@ async fn a_stuck_trigger_does_not_hold_back_the_others() {
         mesh.send(id, "t").await;
     }
     fast.wait_for_ids(&ids, WAIT).await;
-    let held = stuck.received().len();
+    // Distinct events: on a slow machine the first attempts may time out
+    // (10 s) and be sent again before the fast trigger is through.
+    let received = stuck.received();
+    let held: std::collections::HashSet<&str> = received.iter().map(|r| r.id()).collect();
     assert!(
-        held <= 100,
-        "the stuck trigger holds at most its window, got {held}"
+        held.len() <= 100,
+        "the stuck trigger holds at most its window, got {}",
+        held.len()
     );
     let catching_up = |m: &Scrape| m.sum("ferry_dispatch_kafka_consumers", &[("kind", "catch_up")]);
     let metrics = mesh.metrics().await;
