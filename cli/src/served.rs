@@ -21,7 +21,7 @@ use std::{
 };
 
 use ferry_controller::{
-    plan::{Ready, Status},
+    plan::{group_starts::NOT_COMMITTED, Ready, Status},
     StatusRx,
 };
 use ferry_dispatcher::Readiness;
@@ -35,9 +35,6 @@ const SERVED_WITHIN: Duration = Duration::from_secs(10);
 const RECHECK: Duration = Duration::from_millis(10);
 const RECHECK_LATER: Duration = Duration::from_millis(250);
 const SOON: Duration = Duration::from_secs(2);
-
-/// Why a Trigger (or Subscription, KafkaSource) is not shown Ready yet.
-const NOT_PINNED: &str = "InitialOffsetsNotCommitted";
 
 pub fn served_statuses(
     mut statuses: StatusRx,
@@ -143,7 +140,8 @@ impl Published {
             }
             let mut s = s.clone();
             s.ready = Ready::False;
-            s.reason = NOT_PINNED.to_owned();
+            // The controller's reason for the same wait.
+            s.reason = NOT_COMMITTED.to_owned();
             s.message = "the dispatcher has not started it from its consumer group's positions yet"
                 .to_owned();
             s

@@ -106,6 +106,18 @@ pub fn secret_auths(contract: &Contract) -> impl Iterator<Item = SecretAuth> + '
         .filter_map(|r| SecretAuth::from_contract(r.auth.as_ref()))
 }
 
+/// The kind of a KafkaSource's contract entry: its records need not be
+/// CloudEvents, and its group starts at the beginning unless told.
+pub const KAFKA_SOURCE: &str = "KafkaSource";
+
+/// Whether the resource is a KafkaSource's.
+pub fn is_kafka_source(resource: &ferry_proto::Resource) -> bool {
+    resource
+        .reference
+        .as_ref()
+        .is_some_and(|r| r.kind == KAFKA_SOURCE)
+}
+
 /// Whether the contract asks for the resource's EventTypes to be made.
 pub fn autocreates(resource: &ferry_proto::Resource) -> bool {
     resource

@@ -7,11 +7,11 @@
 
 use std::collections::HashMap;
 
-use ferry_proto::{Egress, InitialOffset};
+use ferry_proto::{Egress, InitialOffset, Resource};
 use futures::{stream, StreamExt};
 use rdkafka::error::{KafkaError, KafkaResult};
 
-use crate::group_offsets::GroupOffsets;
+use crate::{contract, group_offsets::GroupOffsets};
 
 /// A place in every partition of a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,7 +27,8 @@ pub enum Point {
 /// time, else its initial offset, else the end of the topic (the
 /// beginning for a KafkaSource, whose `initialOffset` defaults to
 /// earliest).
-pub fn start_point(egress: &Egress, kafka_source: bool) -> Point {
+pub fn start_point(resource: &Resource, egress: &Egress) -> Point {
+    let kafka_source = contract::is_kafka_source(resource);
     match egress.initial_offset() {
         _ if egress.start_time > 0 => Point::Time(egress.start_time),
         InitialOffset::Earliest => Point::Earliest,
@@ -46,17 +47,7 @@ pub async fn pin_new(
     partitions: &[i32],
     start: Point,
 ) -> KafkaResult<PinnedPositions> {
-    let committed = offsets.list(group, topic, partitions).await?;
-    let mut positions = HashMap::new();
-    let mut new = Vec::new();
-    for &partition in partitions {
-        match committed.get(&partition).copied().flatten() {
-            Some(offset) => {
-                positions.insert(partition, offset);
-            }
-            None => new.push(partition),
-        }
-    }
+    let (mut positions, new) = listed(offsets, group, topic, partitions).await?;
     let pinned = new.len();
     if !new.is_empty() {
         let pins = point(offsets, topic, &new, start)?;
@@ -125,12 +116,29 @@ async fn unpinned(
     topic: &str,
     partitions: &[i32],
 ) -> KafkaResult<Vec<i32>> {
+    Ok(listed(offsets, group, topic, partitions).await?.1)
+}
+
+/// `group`'s committed positions on `partitions`, and the partitions
+/// without one.
+async fn listed(
+    offsets: &GroupOffsets,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> KafkaResult<(HashMap<i32, i64>, Vec<i32>)> {
     let committed = offsets.list(group, topic, partitions).await?;
-    Ok(partitions
-        .iter()
-        .copied()
-        .filter(|p| committed.get(p).copied().flatten().is_none())
-        .collect())
+    let mut positions = HashMap::new();
+    let mut new = Vec::new();
+    for &partition in partitions {
+        match committed.get(&partition).copied().flatten() {
+            Some(offset) => {
+                positions.insert(partition, offset);
+            }
+            None => new.push(partition),
+        }
+    }
+    Ok((positions, new))
 }
 
 /// Commits `group`'s position on the `new` partitions at `at`; how many.

@@ -134,14 +134,7 @@ impl KafkaAdmin {
                 offsets
             }
         };
-        let name = topic.to_owned();
-        // A blocking call: off the async workers the receiver and
-        // dispatcher share in standalone.
-        let partitions =
-            tokio::task::spawn_blocking(move || partition_count(client.inner(), &name, TIMEOUT))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot read metadata of topic {topic}: {e}"))?;
+        let partitions = partitions_of(client, topic).await?;
         if partitions == 0 {
             return Err(format!("topic {topic} has no partitions yet"));
         }
@@ -171,15 +164,7 @@ impl KafkaAdmin {
     ) -> Result<(), String> {
         let client = self.client(cluster).await?;
         if topic.external {
-            let (client, name) = (client.clone(), topic.name.clone());
-            // librdkafka's metadata call blocks; keep it off the async workers
-            // the receiver and dispatcher share in standalone.
-            let exists = tokio::task::spawn_blocking(move || {
-                partition_count(client.inner(), &name, TIMEOUT).map(|n| n > 0)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot read metadata of topic {}: {e}", topic.name))?;
+            let exists = partitions_of(client.clone(), &topic.name).await? > 0;
             return if exists {
                 Ok(())
             } else {
@@ -290,4 +275,18 @@ impl KafkaAdmin {
             Some(Err((_, code))) => Err(format!("cannot delete consumer group {marker}: {code}")),
         }
     }
+}
+
+/// How many partitions `topic` has (0 when it does not exist).
+async fn partitions_of(
+    client: Arc<AdminClient<DefaultClientContext>>,
+    topic: &str,
+) -> Result<usize, String> {
+    let name = topic.to_owned();
+    // librdkafka's metadata call blocks; keep it off the async workers the
+    // receiver and dispatcher share in standalone.
+    tokio::task::spawn_blocking(move || partition_count(client.inner(), &name, TIMEOUT))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot read metadata of topic {topic}: {e}"))
 }

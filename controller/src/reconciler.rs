@@ -189,7 +189,7 @@ impl Reconciler {
         }
 
         let mut health = TopicHealth {
-            pins: Some(self.pins.clone()),
+            pins: Some(&self.pins),
             ..TopicHealth::default()
         };
         let first = plan(resources, &self.settings, &health);

@@ -210,8 +210,9 @@ fn a_flow_waits_for_its_subscriptions_groups() {
     use ferry_controller::plan::{group_starts, TopicHealth};
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/flows");
     let resources = folder::load(&dir);
+    let none = group_starts::Pins::new();
     let waiting = TopicHealth {
-        pins: Some(Default::default()),
+        pins: Some(&none),
         ..Default::default()
     };
     let plan = ferry_controller::plan::plan(&resources, &standalone(), &waiting);
@@ -235,13 +236,13 @@ fn a_flow_waits_for_its_subscriptions_groups() {
         "{sequence:?}"
     );
 
-    let pins = group_starts::wanted(&plan.resources)
+    let pins: group_starts::Pins = group_starts::wanted(&plan.resources)
         .into_iter()
         .flat_map(|(cluster, groups)| groups.into_iter().map(move |g| (cluster.clone(), g)))
         .map(|key| (key, Ok(())))
         .collect();
     let pinned = TopicHealth {
-        pins: Some(pins),
+        pins: Some(&pins),
         ..Default::default()
     };
     let plan = ferry_controller::plan::plan(&resources, &standalone(), &pinned);

@@ -19,9 +19,6 @@ use ferry_common::{
 
 use crate::{filter::Filter, plain::PlainRecords, retry::RetryPolicy, tokens::Account};
 
-/// The contract's kind for a KafkaSource's resource.
-const KAFKA_SOURCE: &str = "KafkaSource";
-
 /// Where a subscriber's reply goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
@@ -242,13 +239,13 @@ fn spec(
     let plain_records = resource
         .reference
         .as_ref()
-        .filter(|r| r.kind == KAFKA_SOURCE)
+        .filter(|r| r.kind == contract::KAFKA_SOURCE)
         .map(|r| PlainRecords {
             namespace: r.namespace.clone(),
             name: r.name.clone(),
             key_type: egress.key_type(),
         });
-    let start = group_start::start_point(egress, plain_records.is_some());
+    let start = group_start::start_point(resource, egress);
     Ok(EgressSpec {
         plain_records,
         start,

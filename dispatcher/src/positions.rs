@@ -13,12 +13,12 @@ use rdkafka::{
 };
 
 use crate::egress::{EgressSpec, Replay};
-use ferry_common::{group_offsets::GroupOffsets, group_start};
+use ferry_common::{
+    group_offsets::GroupOffsets,
+    group_start::{self, REQUESTS_AT_ONCE},
+};
 
 pub const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
-/// Offset requests in flight at once, so that a topic with a thousand
-/// egresses does not queue a thousand requests at the group coordinators.
-pub const OFFSET_REQUESTS: usize = 32;
 
 /// Where a reader reads.
 #[derive(Clone)]
@@ -121,7 +121,7 @@ pub async fn start_all(
 ) -> KafkaResult<Vec<HashMap<i32, i64>>> {
     stream::iter(specs)
         .map(|spec| start(topic, spec, partitions))
-        .buffered(OFFSET_REQUESTS)
+        .buffered(REQUESTS_AT_ONCE)
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -142,7 +142,7 @@ pub async fn commit(topic: Topic, batch: Commits) {
         }
     });
     stream::iter(commits)
-        .buffer_unordered(OFFSET_REQUESTS)
+        .buffer_unordered(REQUESTS_AT_ONCE)
         .collect::<()>()
         .await;
 }

@@ -4,9 +4,9 @@
 //! before it marks the trigger Ready; so does Ferry's. Otherwise the
 //! dispatcher pins a group at `latest` only when it adds the egress, a
 //! moment after the contract is written, and an event accepted in between
-//! (by a producer that waited for Ready) is passed over. The Kafka workers
-//! pin each group once (`crate::kafka_work`); until one reports it, the
-//! object (Trigger, Subscription, KafkaSource) is not Ready.
+//! (by a producer that waited for Ready) is passed over. The controller's
+//! Kafka workers pin each group once; until one reports it, the object
+//! (Trigger, Subscription, KafkaSource) is not Ready.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -21,8 +21,6 @@ use super::{Ready, Status};
 /// Why an object with an egress is not Ready yet (the reference's
 /// condition reason for the same wait).
 pub const NOT_COMMITTED: &str = "InitialOffsetsNotCommitted";
-
-const KAFKA_SOURCE: &str = "KafkaSource";
 
 /// One consumer group on one topic, and where it starts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,12 +46,8 @@ pub fn wanted(resources: &[Resource]) -> BTreeMap<ClusterRef, Vec<GroupStart>> {
 /// Each egress of `resource` with its groups: one per topic of the
 /// resource (a KafkaSource may read several).
 fn egress_groups(resource: &Resource) -> impl Iterator<Item = (&Egress, GroupStart)> {
-    let kafka_source = resource
-        .reference
-        .as_ref()
-        .is_some_and(|r| r.kind == KAFKA_SOURCE);
     resource.egresses.iter().flat_map(move |egress| {
-        let start = start_point(egress, kafka_source);
+        let start = start_point(resource, egress);
         resource.topics.iter().map(move |topic| {
             let group = GroupStart {
                 group: egress.consumer_group.clone(),

@@ -66,7 +66,7 @@ pub fn plan(resources: &Resources, settings: &Settings, health: &TopicHealth) ->
     event_types::plan_event_types(resources, &mut plan);
     event_types::declared_by_sources(resources, settings, &mut plan);
     // Before the flows, whose readiness is their subscriptions'.
-    if let Some(pins) = &health.pins {
+    if let Some(pins) = health.pins {
         group_starts::hold(&mut plan.statuses, &plan.resources, pins);
     }
     if settings.channel_subscribers == ChannelSubscribers::Subscriptions {

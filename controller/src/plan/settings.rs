@@ -174,17 +174,17 @@ pub const NO_CREDENTIALS: &str = "Kafka credentials unavailable:";
 /// What the last attempts to make topics and consumer groups real
 /// reported.
 #[derive(Clone, Debug, Default)]
-pub struct TopicHealth {
+pub struct TopicHealth<'a> {
     /// (cluster, topic) → why it is not usable. By cluster too: resources
     /// on other clusters, or with other credentials, may use a topic of
     /// the same name.
     pub failed_topics: BTreeMap<(ClusterRef, String), String>,
     /// Which consumer groups have their start committed; `None` when that
     /// is not looked at (a plan on its own, as in the plan's tests).
-    pub pins: Option<super::group_starts::Pins>,
+    pub pins: Option<&'a super::group_starts::Pins>,
 }
 
-impl TopicHealth {
+impl TopicHealth<'_> {
     /// Why a topic is not usable, if it is not.
     pub fn failed(&self, topic: &super::TopicSpec) -> Option<&String> {
         self.failed_topics
